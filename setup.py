@@ -1,0 +1,30 @@
+"""Installable monorepo: EfficientNet and Mask R-CNN on TensorFlow 2 + tf-keras."""
+from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    "tensorflow==2.21.0",
+    "tf-keras==2.21.0",
+    "numpy>=1.26,<3",
+    "pillow>=10.0,<14",
+]
+
+EXTRAS = {
+    "dev": ["pytest==9.0.3", "pytest-timeout==2.4.0"],
+    "coco": ["pycocotools==2.0.11"],
+    "qat": ["tensorflow-model-optimization==0.8.1"],
+    "onnx": ["tf2onnx==1.17.0", "onnxruntime==1.31.1"],
+    "dali": ["nvidia-dali-cuda120==2.4.0"],
+    "gpu": ["tensorflow[and-cuda]==2.21.0"],
+}
+
+setup(
+    name="tf2-vision-recipes",
+    version="0.1.0",
+    description="EfficientNet and Mask R-CNN recipes on TensorFlow 2.21 / tf-keras",
+    python_requires=">=3.10",
+    packages=find_packages(include=["common*", "efficientnet_tf2*", "mrcnn_tf2*", "dataset*", "scripts*"]),
+    py_modules=["main"],
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["tf2-vision=main:main"]},
+)
