@@ -1,0 +1,63 @@
+"""The contract between a model family and the shared :class:`~common.trainer.Trainer`.
+
+A task owns everything model-specific (model, inputs, losses, metrics); the
+trainer owns the loop, precision, distribution, logging and checkpoints.
+Shapes and dtypes of ``batch`` are the task's business; the trainer only
+needs :meth:`Task.batch_size` to count images.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any, Dict, Optional
+
+import tensorflow as tf
+
+
+class Task(abc.ABC):
+    """Interface every trainable model family implements (Model Garden style)."""
+
+    #: name used in logs and checkpoints.
+    name: str = "task"
+
+    @abc.abstractmethod
+    def build_model(self):
+        """Returns a built (variables created) Keras model."""
+
+    @abc.abstractmethod
+    def build_train_dataset(self, global_batch: int, epoch: int, input_context=None) -> tf.data.Dataset:
+        """Training batches of one epoch (no ``repeat``); the order depends only on (seed, epoch)."""
+
+    @abc.abstractmethod
+    def build_eval_dataset(self, global_batch: int, input_context=None) -> tf.data.Dataset:
+        """Validation batches, deterministic order, every sample once."""
+
+    @abc.abstractmethod
+    def train_loss(self, model, batch, training: bool = True):
+        """Per-replica loss of one batch.
+
+        Returns:
+          ``(loss, logs)``: ``loss`` is a float32 scalar, the mean over the
+          replica's examples (the trainer adds weight decay and handles the
+          replica count); ``logs`` maps names to float32 scalars to report.
+        """
+
+    @abc.abstractmethod
+    def validation_step(self, model, batch) -> Dict[str, tf.Tensor]:
+        """Per-batch *sums* (e.g. loss sum, correct count, example count)."""
+
+    @abc.abstractmethod
+    def reduce_validation(self, sums: Dict[str, float]) -> Dict[str, float]:
+        """Turns the summed validation outputs into final metrics."""
+
+    def batch_size(self, batch) -> int:
+        """Number of images in ``batch`` (first dimension of its first tensor)."""
+        first = tf.nest.flatten(batch)[0]
+        return int(first.shape[0]) if first.shape[0] is not None else int(tf.shape(first)[0])
+
+    def checkpoint_items(self) -> Dict[str, Any]:
+        """Extra trackables (e.g. RNG generators) saved with the training state."""
+        return {}
+
+    def steps_per_epoch(self, global_batch: int) -> Optional[int]:
+        """Number of training steps in an epoch, or ``None`` if unknown."""
+        return None

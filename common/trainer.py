@@ -1,0 +1,280 @@
+"""One training/evaluation loop for every :class:`~common.task.Task`.
+
+The trainer owns: the distribution strategy, the optimizer (with loss
+scaling for float16), weight decay, EMA, XLA compilation of the steps,
+DLLogger metrics, progress output and atomic checkpoints with resume.
+
+Metrics follow NVIDIA's recipe: ``train.loss``, ``train.total_ips``,
+``train.compute_ips``, ``train.data_time``, ``train.compute_time``,
+``val.loss``/``val.top1``/``val.top5`` (task-defined), ``val.total_ips``,
+``val.compute_ips``, ``val.data_time``, ``val.compute_time``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Dict, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from common import precision as prec
+from common.checkpoint import CheckpointManager, restore_rng_state, save_rng_state
+from common.logger import ProgressBar
+from common.optimizers import l2_loss
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+    """Loop settings (all models).
+
+    Attributes:
+      epochs: total epochs of the run (a resumed run continues to this).
+      steps_per_epoch: cap on steps per epoch (``None``: the whole dataset).
+      eval_steps: cap on validation batches (``None``: the whole split).
+      prof: NVIDIA's ``--prof N``: stop each epoch after N steps (benchmarks).
+      log_every: iterations between DLLogger iteration lines.
+      weight_decay: L2 coefficient on kernels (not BN/bias).
+      xla: compile train/eval steps with XLA.
+      workspace: where checkpoints go.
+      save_checkpoints: ``False`` for ``--no-checkpoints``.
+      best_metric: validation metric that selects ``model_best`` (higher is better).
+      evaluate_every: epochs between validations (0 disables).
+    """
+
+    epochs: int = 1
+    steps_per_epoch: Optional[int] = None
+    eval_steps: Optional[int] = None
+    prof: Optional[int] = None
+    log_every: int = 20
+    weight_decay: float = 0.0
+    xla: bool = False
+    workspace: str = "./workspace"
+    save_checkpoints: bool = True
+    best_metric: str = "top1"
+    evaluate_every: int = 1
+
+
+class Trainer:
+    """Runs ``task`` under ``strategy``; see the module docstring."""
+
+    def __init__(self, task, model, optimizer, config: TrainerConfig, logger, strategy=None,
+                 ema=None, policy: str = "float32", is_chief: bool = True):
+        self.task, self.model, self.optimizer, self.config = task, model, optimizer, config
+        self.logger, self.ema, self.policy, self.is_chief = logger, ema, policy, is_chief
+        self.strategy = strategy or tf.distribute.get_strategy()
+        with self.strategy.scope():
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            self.best = tf.Variable(-np.inf, dtype=tf.float64, trainable=False, name="best_metric")
+        # The outer functions run strategy.run; the per-replica bodies are XLA-compiled when asked.
+        self._train_step = tf.function(self._distributed_train_step)
+        self._eval_step = tf.function(self._distributed_eval_step)
+        self._replica_grads = prec.compile_step(self._replica_gradients, config.xla)
+        self._replica_eval = prec.compile_step(
+            lambda batch: self.task.validation_step(self.model, batch), config.xla)
+        self.checkpoints = None
+        if config.workspace:
+            self.checkpoints = CheckpointManager(config.workspace, self._trackables(), is_chief=is_chief)
+
+    # ----------------------------------------------------------------- state
+    def _trackables(self) -> Dict[str, object]:
+        items = {"model": self.model, "optimizer": self.optimizer, "epoch": self.epoch, "best": self.best}
+        if self.ema is not None:
+            items["ema"] = self.ema
+        items.update(self.task.checkpoint_items())
+        return items
+
+    def build_optimizer_state(self):
+        """Creates optimizer slots now so that a checkpoint can restore them."""
+        opt = self.optimizer.inner_optimizer if prec.is_loss_scaled(self.optimizer) else self.optimizer
+        with self.strategy.scope():
+            opt.build(self.model.trainable_variables)
+
+    def resume(self, path: str) -> Optional[dict]:
+        """Restores model, optimizer (LR step), EMA, epoch, best metric and RNG states."""
+        self.build_optimizer_state()
+        meta = self.checkpoints.restore(path)
+        if meta and meta.get("rng"):
+            restore_rng_state(meta["rng"])
+        self.logger.log((), {"resumed_from": str(path), "epoch": int(self.epoch.numpy())})
+        return meta
+
+    # ----------------------------------------------------------------- steps
+    def _replica_gradients(self, batch):
+        """Forward/backward on one replica's batch (the XLA-compiled part).
+
+        Returns:
+          ``(grads, logs)``: unscaled gradients of the trainable variables and
+          the task's float32 scalar logs plus ``loss``/``total_loss``.
+        """
+        replicas = self.strategy.num_replicas_in_sync
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            loss, logs = self.task.train_loss(self.model, batch, training=True)
+            total = loss + l2_loss(variables, self.config.weight_decay)
+            scaled = prec.scale_loss(self.optimizer, total / replicas)
+        grads = prec.unscale_gradients(self.optimizer, tape.gradient(scaled, variables))
+        return grads, dict(logs, loss=loss, total_loss=total)
+
+    def _replica_train_step(self, batch):
+        """Gradients, all-reduce + update (outside XLA: it crosses replicas), EMA."""
+        grads, logs = self._replica_grads(batch)
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        if self.ema is not None:
+            self.ema.update()
+        return logs
+
+    def _distributed_train_step(self, batch):
+        logs = self.strategy.run(self._replica_train_step, args=(batch,))
+        return {k: self.strategy.reduce("MEAN", v, axis=None) for k, v in logs.items()}
+
+    def _distributed_eval_step(self, batch):
+        sums = self.strategy.run(self._replica_eval, args=(batch,))
+        return {k: self.strategy.reduce("SUM", v, axis=None) for k, v in sums.items()}
+
+    # ----------------------------------------------------------------- loops
+    def _dataset(self, build):
+        """Distributes ``build(global_batch, input_context)`` over the strategy."""
+        return self.strategy.distribute_datasets_from_function(build) \
+            if self.strategy.num_replicas_in_sync > 1 else build(None)
+
+    def train_epoch(self, epoch: int, global_batch: int) -> Dict[str, float]:
+        """One pass over the training data; returns the epoch's train.* metrics."""
+        per_replica = global_batch // self.strategy.num_replicas_in_sync
+        dataset = self._dataset(lambda ctx: self.task.build_train_dataset(
+            per_replica if ctx else global_batch, epoch, ctx))
+        limit = self._step_limit(global_batch)
+        bar = ProgressBar(limit, desc=f"epoch {epoch + 1}/{self.config.epochs}", unit="img",
+                          enabled=self.is_chief)
+        stats = _Timer()
+        for step, batch, data_time in _timed_iter(dataset, limit):
+            t0 = time.perf_counter()
+            logs = self._train_step(batch)
+            loss = float(logs["loss"])
+            stats.add(global_batch, data_time, time.perf_counter() - t0, loss)
+            if not np.isfinite(loss) and not prec.is_loss_scaled(self.optimizer):
+                raise FloatingPointError(f"train loss is {loss} at epoch {epoch + 1} step {step + 1}; "
+                                         "lower --lr or check the data")
+            bar.update(1, images=global_batch, loss=loss)
+            if (step + 1) % self.config.log_every == 0:
+                self.logger.log((epoch + 1, step + 1), dict(stats.window("train"), **{"train.lr": self._lr()}))
+        bar.close()
+        return stats.summary("train")
+
+    def evaluate(self, global_batch: int, epoch: Optional[int] = None) -> Dict[str, float]:
+        """Validation pass (with EMA weights as ``val.ema.*`` too when EMA is on)."""
+        metrics = self._evaluate_once(global_batch, "val")
+        if self.ema is not None:
+            with self.ema.swapped():
+                metrics.update(self._evaluate_once(global_batch, "val.ema"))
+        step = (epoch + 1,) if epoch is not None else ()
+        self.logger.log(step, metrics)
+        return metrics
+
+    def _evaluate_once(self, global_batch: int, prefix: str) -> Dict[str, float]:
+        per_replica = global_batch // self.strategy.num_replicas_in_sync
+        dataset = self._dataset(lambda ctx: self.task.build_eval_dataset(
+            per_replica if ctx else global_batch, ctx))
+        totals: Dict[str, float] = {}
+        stats = _Timer()
+        bar = ProgressBar(self.config.eval_steps, desc=prefix, unit="img", enabled=self.is_chief)
+        for _, batch, data_time in _timed_iter(dataset, self.config.eval_steps):
+            t0 = time.perf_counter()
+            sums = {k: float(v) for k, v in self._eval_step(batch).items()}
+            stats.add(int(sums.get("count", global_batch)), data_time, time.perf_counter() - t0, 0.0)
+            for k, v in sums.items():
+                totals[k] = totals.get(k, 0.0) + v
+            bar.update(1, images=int(sums.get("count", global_batch)))
+        bar.close()
+        if not totals:
+            raise ValueError("the validation split produced no batches; check the data or --batch-size")
+        metrics = {f"{prefix}.{k}": v for k, v in self.task.reduce_validation(totals).items()}
+        timing = stats.summary(prefix)
+        timing.pop(f"{prefix}.loss", None)
+        return dict(metrics, **timing)
+
+    def fit(self, global_batch: int, eval_batch: Optional[int] = None) -> Dict[str, float]:
+        """Trains from ``self.epoch`` to ``config.epochs``; evaluates and checkpoints each epoch."""
+        final: Dict[str, float] = {}
+        for epoch in range(int(self.epoch.numpy()), self.config.epochs):
+            final = self.train_epoch(epoch, global_batch)
+            if self.config.evaluate_every and (epoch + 1) % self.config.evaluate_every == 0:
+                final.update(self.evaluate(eval_batch or global_batch, epoch))
+            self.epoch.assign(epoch + 1)
+            self.logger.log((epoch + 1,), {k: v for k, v in final.items() if k.startswith("train.")})
+            self._checkpoint(final)
+        self.logger.log((), final)
+        self.logger.flush()
+        return final
+
+    # ----------------------------------------------------------------- helpers
+    def _checkpoint(self, metrics: Dict[str, float]):
+        if not (self.config.save_checkpoints and self.checkpoints):
+            return
+        key = f"val.{self.config.best_metric}"
+        value = metrics.get(key)
+        is_best = value is not None and value > float(self.best.numpy())
+        if is_best:
+            self.best.assign(value)
+        meta = {"epoch": int(self.epoch.numpy()), "metrics": metrics, "rng": save_rng_state(),
+                "task": self.task.name}
+        self.checkpoints.save_latest(meta)
+        if is_best:
+            self.checkpoints.save_best(meta)
+
+    def _step_limit(self, global_batch: int) -> Optional[int]:
+        limits = [x for x in (self.config.steps_per_epoch, self.config.prof,
+                              self.task.steps_per_epoch(global_batch)) if x]
+        return min(limits) if limits else None
+
+    def _lr(self) -> float:
+        opt = self.optimizer.inner_optimizer if prec.is_loss_scaled(self.optimizer) else self.optimizer
+        lr = opt.learning_rate
+        if callable(lr) and not isinstance(lr, tf.Variable):
+            lr = lr(opt.iterations)
+        return float(lr.numpy() if hasattr(lr, "numpy") else lr)
+
+
+def _timed_iter(dataset, limit: Optional[int]):
+    """Yields ``(step, batch, seconds waited for the batch)``, at most ``limit`` times."""
+    iterator = iter(dataset)
+    step = 0
+    while limit is None or step < limit:
+        t0 = time.perf_counter()
+        try:
+            batch = next(iterator)
+        except (StopIteration, tf.errors.OutOfRangeError):
+            return
+        yield step, batch, time.perf_counter() - t0
+        step += 1
+
+
+class _Timer:
+    """Accumulates NVIDIA-style throughput metrics over an epoch and a log window."""
+
+    def __init__(self):
+        self.epoch = np.zeros(5)  # images, data_time, compute_time, loss_sum, steps
+        self.win = np.zeros(5)
+
+    def add(self, images, data_time, compute_time, loss):
+        row = np.array([images, data_time, compute_time, loss, 1.0])
+        self.epoch += row
+        self.win += row
+
+    @staticmethod
+    def _metrics(acc, prefix):
+        images, data_t, compute_t, loss_sum, steps = acc
+        steps = max(steps, 1.0)
+        return {f"{prefix}.loss": loss_sum / steps,
+                f"{prefix}.total_ips": images / max(data_t + compute_t, 1e-9),
+                f"{prefix}.compute_ips": images / max(compute_t, 1e-9),
+                f"{prefix}.data_time": data_t / steps,
+                f"{prefix}.compute_time": compute_t / steps}
+
+    def window(self, prefix):
+        out, self.win = self._metrics(self.win, prefix), np.zeros(5)
+        return out
+
+    def summary(self, prefix):
+        return self._metrics(self.epoch, prefix)

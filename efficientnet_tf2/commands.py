@@ -1,0 +1,214 @@
+"""Implementations of the EfficientNet modes (called from :mod:`efficientnet_tf2.cli`)."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import List, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from common import distribution, precision
+from common.checkpoint import load_weights_file, restore_model_only
+from common.ema import ModelEMA
+from common.logger import setup_logger
+from common.optimizers import build_optimizer
+from common.runtime import set_seeds
+from common.schedules import WarmupCosine
+from common.trainer import Trainer, TrainerConfig
+from efficientnet_tf2 import data as data_lib
+from efficientnet_tf2.task import ClassificationConfig, ImageClassificationTask
+
+_log = logging.getLogger(__name__)
+META_FILE = "model_meta.json"
+
+
+def _pick(value, default):
+    return default if value is None else value
+
+
+def _setup(args):
+    """Seeds, precision policy, strategy and logger common to every mode."""
+    set_seeds(_pick(args.seed, 0))
+    policy = precision.resolve_precision(args.amp, args.bf16, getattr(args, "precision", None))
+    precision.configure_precision(policy, tf32=args.tf32)
+    strategy = distribution.create_strategy(args.dist)
+    chief = distribution.is_chief(strategy)
+    os.makedirs(args.workspace, exist_ok=True)
+    log_file = args.log_file or os.path.join(args.workspace, "raport.json")
+    logger = setup_logger(log_file=log_file, tensorboard_dir=args.log_tensorboard, is_chief=chief)
+    return policy, strategy, chief, logger, log_file
+
+
+def _task(args, recipe, training: bool) -> ImageClassificationTask:
+    data_dir = getattr(args, "data", None) or getattr(args, "data_dir", None)
+    backend = getattr(args, "data_backend", "tfdata")
+    num_classes = args.num_classes
+    if num_classes is None:
+        num_classes = 1000 if backend == "synthetic" or not data_dir else \
+            len(data_lib.list_image_folder(data_dir, "train")[2])
+    config = ClassificationConfig(
+        model=args.model, data_dir=data_dir, data_backend=backend, num_classes=num_classes,
+        image_size=args.image_size, seed=_pick(args.seed, 0),
+        augment=_pick(getattr(args, "augmentation", None), recipe.augment),
+        mixup=_pick(getattr(args, "mixup", None), recipe.mixup) if training else 0.0,
+        label_smoothing=_pick(getattr(args, "label_smoothing", None), recipe.label_smoothing) if training else 0.0,
+        model_overrides={"padding": args.padding})
+    return ImageClassificationTask(config)
+
+
+def _write_meta(task: ImageClassificationTask, workspace: str) -> None:
+    """Saves what inference needs besides weights (names, sizes) next to the checkpoints."""
+    meta = {"model": task.config.model, "num_classes": task.config.num_classes,
+            "image_size": task.image_size, "padding": task.model_config.padding,
+            "class_names": task.class_names}
+    with open(os.path.join(workspace, META_FILE), "w") as f:
+        json.dump(meta, f, indent=1)
+
+
+def train(args, recipe) -> int:
+    """``main.py train``: the seed-003 recipe with its flags."""
+    policy, strategy, chief, logger, log_file = _setup(args)
+    task = _task(args, recipe, training=True)
+    batch = _pick(args.batch_size, recipe.batch_size)
+    global_batch = distribution.global_batch_size(batch, strategy)
+    epochs = _pick(args.epochs, recipe.epochs)
+    steps = min(x for x in (task.steps_per_epoch(global_batch), args.steps_per_epoch, args.prof, 10**9) if x)
+    lr = distribution.scale_learning_rate(_pick(args.lr, recipe.lr), global_batch, _pick(args.lr_batch, recipe.lr_batch))
+    schedule = WarmupCosine(lr, epochs * steps, _pick(args.warmup, recipe.warmup_epochs) * steps)
+    with strategy.scope():
+        model = task.build_model()
+        if args.pretrained_from_file:
+            load_weights_file(model, args.pretrained_from_file)
+        optimizer = build_optimizer(_pick(args.optimizer, recipe.optimizer), schedule,
+                                    momentum=_pick(args.momentum, recipe.momentum),
+                                    rho=_pick(args.rmsprop_alpha, recipe.rmsprop_alpha),
+                                    epsilon=_pick(args.rmsprop_eps, recipe.rmsprop_eps))
+        optimizer = precision.wrap_optimizer(optimizer, policy, args.static_loss_scale)
+        ema = ModelEMA(model, args.use_ema) if args.use_ema else None
+    config = TrainerConfig(epochs=epochs, steps_per_epoch=steps, eval_steps=args.eval_steps, prof=args.prof,
+                           log_every=args.log_every, weight_decay=_pick(args.weight_decay, recipe.weight_decay),
+                           xla=args.xla, workspace=args.workspace, save_checkpoints=not args.no_checkpoints,
+                           evaluate_every=0 if args.training_only else 1)
+    trainer = Trainer(task, model, optimizer, config, logger, strategy=strategy, ema=ema, policy=policy,
+                      is_chief=chief)
+    logger.log("PARAMETER", {"model": args.model, "precision": policy, "global_batch": global_batch,
+                             "lr": lr, "epochs": epochs, "steps_per_epoch": steps, "image_size": task.image_size,
+                             "num_classes": task.config.num_classes, "xla": args.xla,
+                             "replicas": strategy.num_replicas_in_sync})
+    if args.resume:
+        trainer.resume(args.resume)
+    if chief:
+        _write_meta(task, args.workspace)
+    trainer.fit(global_batch)
+    _print_outputs(args.workspace, log_file, chief)
+    return 0
+
+
+def _print_outputs(workspace, log_file, chief):
+    if chief:
+        print(f"checkpoints: {os.path.abspath(workspace)}/checkpoint-latest, model_best")
+        print(f"DLLogger log: {os.path.abspath(log_file)}")
+
+
+def load_model_for_inference(args, recipe=None, num_classes=None):
+    """Builds the model and loads ``--checkpoint``/``--pretrained-from-file``.
+
+    Model facts (classes, image size, padding, class names) come from the
+    workspace's ``model_meta.json`` when present, else from the flags.
+    Returns ``(model, meta)``.
+    """
+    from efficientnet_tf2 import registry
+    from efficientnet_tf2.model import build_efficientnet
+
+    meta = _read_meta(args.checkpoint) or _read_meta(args.workspace) or {}
+    classes = args.num_classes or num_classes or meta.get("num_classes") or 1000
+    size = args.image_size or meta.get("image_size")
+    config = registry.get_config(args.model, num_classes=classes, padding=meta.get("padding", args.padding))
+    size = size or config.resolution
+    model = build_efficientnet(config, input_shape=(size, size, 3), name=args.model.replace("-", "_"))
+    if args.checkpoint:
+        restore_model_only(args.checkpoint, model, use_ema=getattr(args, "use_ema", False))
+    elif args.pretrained_from_file:
+        load_weights_file(model, args.pretrained_from_file)
+    else:
+        _log.warning("no --checkpoint or --pretrained-from-file: using randomly initialised weights")
+    meta.update(num_classes=classes, image_size=size, model=args.model)
+    return model, meta
+
+
+def _read_meta(path: Optional[str]) -> Optional[dict]:
+    """``model_meta.json`` in ``path`` or its parent (checkpoint dirs live in the workspace)."""
+    if not path:
+        return None
+    for folder in (path, os.path.dirname(os.path.abspath(path.rstrip("/")))):
+        candidate = os.path.join(folder, META_FILE)
+        if os.path.isfile(candidate):
+            with open(candidate) as f:
+                return json.load(f)
+    return None
+
+
+def evaluate(args, recipe) -> int:
+    """``main.py eval``: val.loss, val.top1, val.top5, val.total_ips, val.compute_ips."""
+    policy, strategy, chief, logger, _ = _setup(args)
+    task = _task(args, recipe, training=False)
+    batch = _pick(args.batch_size, recipe.batch_size)
+    global_batch = distribution.global_batch_size(batch, strategy)
+    with strategy.scope():
+        model, _ = load_model_for_inference(args, num_classes=task.config.num_classes)
+    config = TrainerConfig(eval_steps=args.eval_steps, xla=args.xla, workspace=None, save_checkpoints=False)
+    trainer = Trainer(task, model, None, config, logger, strategy=strategy, policy=policy, is_chief=chief)
+    metrics = trainer.evaluate(global_batch)
+    logger.flush()
+    print(json.dumps({k: round(v, 4) for k, v in metrics.items()}, indent=1))
+    return 0
+
+
+def infer(args, recipe) -> int:
+    """``main.py infer``: top-k classes with names and probabilities for each image."""
+    from efficientnet_tf2.inference import Classifier, format_predictions
+
+    policy = precision.resolve_precision(precision=args.precision)
+    precision.configure_precision(policy, tf32=args.tf32 and args.precision != "FP32")
+    model, meta = load_model_for_inference(args)
+    names = _class_names(args, meta)
+    classifier = Classifier(model, meta["image_size"], names)
+    for path, preds in classifier.classify_files(_expand_images(args.images), top_k=args.top_k):
+        print(format_predictions(path, preds))
+    return 0
+
+
+def _class_names(args, meta) -> List[str]:
+    if args.class_names:
+        with open(args.class_names) as f:
+            return [line.strip() for line in f if line.strip()]
+    return meta.get("class_names") or [str(i) for i in range(meta["num_classes"])]
+
+
+def _expand_images(items) -> List[str]:
+    """Files as given; folders expanded to their JPEG/PNG files (sorted)."""
+    out = []
+    for item in items:
+        if os.path.isdir(item):
+            out += sorted(os.path.join(root, f) for root, _, files in os.walk(item) for f in files
+                          if f.lower().endswith(data_lib.IMAGE_EXTENSIONS))
+        elif os.path.isfile(item):
+            out.append(item)
+        else:
+            raise FileNotFoundError(f"no such image file or folder: {item}")
+    if not out:
+        raise FileNotFoundError(f"no JPEG/PNG images found in {items}")
+    return out
+
+
+def export(args, recipe) -> int:
+    """``main.py export``: SavedModel with uint8-image and encoded-bytes signatures."""
+    from efficientnet_tf2.export import export_saved_model
+
+    model, meta = load_model_for_inference(args)
+    out = args.export_dir or os.path.join(args.workspace, "saved_model")
+    export_saved_model(model, out, image_size=meta["image_size"], class_names=_class_names(args, meta))
+    print(f"SavedModel written to {os.path.abspath(out)} (signatures: serving_default, serving_bytes)")
+    return 0

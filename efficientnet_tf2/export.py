@@ -1,0 +1,58 @@
+"""SavedModel export of a classifier with two serving signatures.
+
+* ``serving_default``: ``images`` uint8 ``[B, H, W, 3]`` (any H, W) ->
+  ``probabilities`` float32 ``[B, C]``, ``classes`` int32 ``[B]``.
+* ``serving_bytes``: ``image_bytes`` string ``[B]`` (encoded JPEG/PNG) -> same.
+
+Both apply the eval preprocessing of training (resize to size+32, center
+crop, ImageNet normalisation), so clients send raw pixels or files.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import tensorflow as tf
+
+from efficientnet_tf2.preprocessing import eval_resize_crop, normalize
+
+
+class ClassifierModule(tf.Module):
+    """Wraps a Keras classifier with preprocessing and softmax."""
+
+    def __init__(self, model, image_size: int, class_names: Sequence[str]):
+        super().__init__(name="classifier")
+        self.model = model
+        self.image_size = int(image_size)
+        self.class_names = tf.constant(list(class_names), dtype=tf.string)
+
+    def _prepare(self, image):
+        """uint8 ``[H, W, 3]`` -> normalised float32 ``[S, S, 3]``."""
+        return normalize(eval_resize_crop(image, self.image_size))
+
+    def _predict(self, batch):
+        logits = tf.cast(self.model(batch, training=False), tf.float32)
+        probs = tf.nn.softmax(logits, axis=-1)
+        return {"probabilities": probs, "classes": tf.argmax(probs, axis=-1, output_type=tf.int32)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    def serve_images(self, images):
+        batch = tf.map_fn(self._prepare, images, fn_output_signature=tf.float32)
+        return self._predict(batch)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve_bytes(self, image_bytes):
+        def decode(data):
+            image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+            return self._prepare(image)
+
+        batch = tf.map_fn(decode, image_bytes, fn_output_signature=tf.float32)
+        return self._predict(batch)
+
+
+def export_saved_model(model, export_dir: str, image_size: int, class_names: Sequence[str]) -> str:
+    """Writes ``export_dir`` with ``serving_default`` and ``serving_bytes`` signatures."""
+    module = ClassifierModule(model, image_size, class_names)
+    signatures = {"serving_default": module.serve_images.get_concrete_function(),
+                  "serving_bytes": module.serve_bytes.get_concrete_function()}
+    tf.saved_model.save(module, export_dir, signatures=signatures)
+    return export_dir

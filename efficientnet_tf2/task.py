@@ -1,0 +1,132 @@
+"""Image-classification task: EfficientNet model, ImageFolder inputs, losses, metrics.
+
+Batches are ``(images [B, S, S, 3] float32 normalised, labels [B] int32)``.
+Training applies MixUp (one Beta(alpha, alpha) lambda per batch) and label
+smoothing; the loss is computed in float32 from float32 logits.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, Optional
+
+import tensorflow as tf
+
+from common.task import Task
+from efficientnet_tf2 import data as data_lib
+from efficientnet_tf2 import registry
+from efficientnet_tf2.mixup import mixup, smooth_labels
+from efficientnet_tf2.model import build_efficientnet
+
+
+@dataclasses.dataclass
+class ClassificationConfig:
+    """Data and loss settings of a classification run.
+
+    Attributes:
+      model: registered model name (``efficientnet-b0`` ...).
+      data_dir: ImageFolder root with ``train/`` and ``val/`` (unused for synthetic).
+      data_backend: ``tfdata`` | ``synthetic``.
+      num_classes: classifier width; checked against the class folders.
+      image_size: training/eval resolution (default: the variant's).
+      augment: ``autoaugment`` | ``none``.
+      mixup: MixUp alpha (0 disables).
+      label_smoothing: smoothing of one-hot targets.
+      seed: base seed of shuffling/augmentation (epoch ``e`` uses ``seed + e``).
+      model_overrides: extra :class:`EfficientNetConfig` fields (e.g. padding).
+    """
+
+    model: str = "efficientnet-b0"
+    data_dir: Optional[str] = None
+    data_backend: str = "tfdata"
+    num_classes: int = 1000
+    image_size: Optional[int] = None
+    augment: str = "autoaugment"
+    mixup: float = 0.0
+    label_smoothing: float = 0.0
+    seed: int = 0
+    model_overrides: Dict = dataclasses.field(default_factory=dict)
+
+
+class ImageClassificationTask(Task):
+    """EfficientNet on ImageFolder (or synthetic) data."""
+
+    name = "image_classification"
+
+    def __init__(self, config: ClassificationConfig):
+        self.config = config
+        self.model_config = registry.get_config(config.model, num_classes=config.num_classes,
+                                                **config.model_overrides)
+        self.image_size = config.image_size or self.model_config.resolution
+        self.class_names = None
+        self._num_train = None
+        if config.data_backend != "synthetic":
+            self._check_folders()
+        self.mixup_rng = tf.random.Generator.from_seed(config.seed + 1)
+
+    def _check_folders(self):
+        """Reads class names from ``train/`` and checks them against ``num_classes``."""
+        if not self.config.data_dir:
+            raise ValueError("--data-backend tfdata needs a data directory (positional DATA_DIR / --data-dir)")
+        paths, _, self.class_names = data_lib.list_image_folder(self.config.data_dir, "train")
+        data_lib.check_num_classes(self.class_names, self.config.num_classes,
+                                   root=f"{self.config.data_dir}/train")
+        self._num_train = len(paths)
+
+    def build_model(self):
+        """EfficientNet at the task's image size, with float32 logits."""
+        return build_efficientnet(self.model_config, input_shape=(self.image_size, self.image_size, 3),
+                                  name=self.config.model.replace("-", "_"))
+
+    def _dataset(self, split, batch, training, seed, input_context):
+        if self.config.data_backend == "synthetic":
+            return data_lib.synthetic_dataset(self.image_size, batch, self.config.num_classes)
+        shard = None
+        if input_context is not None and input_context.num_input_pipelines > 1:
+            shard = (input_context.num_input_pipelines, input_context.input_pipeline_id)
+        return data_lib.build_dataset(self.config.data_dir, split, self.image_size, batch,
+                                      training=training, augment=self.config.augment if training else "none",
+                                      num_classes=self.config.num_classes, seed=seed, shard=shard)
+
+    def build_train_dataset(self, global_batch, epoch, input_context=None):
+        return self._dataset("train", global_batch, True, self.config.seed + epoch, input_context)
+
+    def build_eval_dataset(self, global_batch, input_context=None):
+        return self._dataset("val", global_batch, False, self.config.seed, input_context)
+
+    def steps_per_epoch(self, global_batch):
+        if self._num_train is None:
+            return None
+        return max(self._num_train // global_batch, 1)
+
+    def checkpoint_items(self):
+        return {"mixup_rng": self.mixup_rng}
+
+    def train_loss(self, model, batch, training=True):
+        """Cross-entropy with MixUp and label smoothing on ``(images, labels)``."""
+        images, labels = batch
+        onehot = tf.one_hot(labels, self.config.num_classes, dtype=tf.float32)
+        if self.config.mixup > 0:
+            images, onehot = mixup(images, onehot, self.config.mixup, rng=self.mixup_rng)
+        if self.config.label_smoothing > 0:
+            onehot = smooth_labels(onehot, self.config.label_smoothing)
+        logits = tf.cast(model(images, training=training), tf.float32)
+        loss = tf.nn.softmax_cross_entropy_with_logits(onehot, logits)
+        return tf.reduce_mean(loss), {}
+
+    def validation_step(self, model, batch):
+        """Sums of loss, top-1 and top-5 hits and the example count of a batch."""
+        images, labels = batch
+        logits = tf.cast(model(images, training=False), tf.float32)
+        labels = tf.cast(labels, tf.int32)
+        loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+        k = min(5, self.config.num_classes)
+        return {"loss": tf.reduce_sum(loss),
+                "top1": tf.reduce_sum(tf.cast(tf.nn.in_top_k(labels, logits, 1), tf.float32)),
+                "top5": tf.reduce_sum(tf.cast(tf.nn.in_top_k(labels, logits, k), tf.float32)),
+                "count": tf.cast(tf.shape(labels)[0], tf.float32)}
+
+    def reduce_validation(self, sums):
+        """Mean loss and top-1/top-5 accuracy in percent (as NVIDIA's logs)."""
+        count = max(sums["count"], 1.0)
+        return {"loss": sums["loss"] / count, "top1": 100.0 * sums["top1"] / count,
+                "top5": 100.0 * sums["top5"] / count}
