@@ -1,0 +1,49 @@
+"""LR schedules: values at chosen steps and config round trips."""
+import math
+
+import numpy as np
+import pytest
+
+from common.schedules import WarmupCosine, WarmupPiecewise
+
+
+def test_warmup_cosine_values():
+    s = WarmupCosine(peak_lr=0.1, total_steps=110, warmup_steps=10)
+    assert float(s(0)) == pytest.approx(0.01)
+    assert float(s(4)) == pytest.approx(0.05)
+    assert float(s(9)) == pytest.approx(0.1)
+    assert float(s(10)) == pytest.approx(0.1)
+    assert float(s(60)) == pytest.approx(0.05, rel=1e-5)
+    assert float(s(35)) == pytest.approx(0.05 * (1 + math.cos(math.pi * 0.25)), rel=1e-5)
+    assert float(s(110)) == pytest.approx(0.0, abs=1e-7)
+    assert float(s(500)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_warmup_cosine_without_warmup_and_end_lr():
+    s = WarmupCosine(peak_lr=1.0, total_steps=100, warmup_steps=0, end_lr=0.1)
+    assert float(s(0)) == pytest.approx(1.0)
+    assert float(s(50)) == pytest.approx(0.55, rel=1e-5)
+    assert float(s(100)) == pytest.approx(0.1, rel=1e-5)
+
+
+def test_warmup_piecewise_values():
+    s = WarmupPiecewise(init_lr=0.0, warmup_steps=100, boundaries=[1000, 2000], values=[0.02, 0.002, 0.0002])
+    assert float(s(0)) == pytest.approx(0.0)
+    assert float(s(50)) == pytest.approx(0.01)
+    assert float(s(100)) == pytest.approx(0.02)
+    assert float(s(999)) == pytest.approx(0.02)
+    assert float(s(1000)) == pytest.approx(0.002)
+    assert float(s(2500)) == pytest.approx(0.0002)
+
+
+@pytest.mark.parametrize("schedule", [WarmupCosine(0.1, 100, 5, 0.001),
+                                      WarmupPiecewise(0.001, 10, [50, 80], [0.1, 0.01, 0.001])])
+def test_schedule_config_round_trip(schedule):
+    clone = type(schedule).from_config(schedule.get_config())
+    steps = np.arange(0, 120, 7)
+    np.testing.assert_allclose([float(schedule(i)) for i in steps], [float(clone(i)) for i in steps])
+
+
+def test_invalid_piecewise_is_rejected():
+    with pytest.raises(ValueError, match="len\\(boundaries\\)\\+1"):
+        WarmupPiecewise(0.0, 10, [5], [0.1])
