@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
     if mode == "export":
         parser.add_argument("--export-dir", default=None, help="SavedModel directory (default: <workspace>/saved_model)")
         parser.add_argument("--format", default="savedmodel", choices=["savedmodel"])
+        parser.add_argument("--verify", nargs="*", default=None, metavar="IMAGE",
+                            help="reload the SavedModel and compare it with Keras on these images")
 
 
 def _add_model_arguments(parser):

@@ -211,4 +211,23 @@ def export(args, recipe) -> int:
     out = args.export_dir or os.path.join(args.workspace, "saved_model")
     export_saved_model(model, out, image_size=meta["image_size"], class_names=_class_names(args, meta))
     print(f"SavedModel written to {os.path.abspath(out)} (signatures: serving_default, serving_bytes)")
+    if args.verify:
+        _verify_export(model, out, meta["image_size"], _expand_images(args.verify))
     return 0
+
+
+def _verify_export(model, export_dir, image_size, paths) -> float:
+    """Max |probability difference| between the reloaded SavedModel and Keras on ``paths``."""
+    from efficientnet_tf2.inference import Classifier
+
+    loaded = tf.saved_model.load(export_dir)
+    classifier = Classifier(model, image_size, [])
+    worst = 0.0
+    for path in paths:
+        with open(path, "rb") as f:
+            served = loaded.signatures["serving_bytes"](image_bytes=tf.constant([f.read()]))
+        worst = max(worst, float(np.max(np.abs(served["probabilities"].numpy()[0] - classifier.probabilities(path)))))
+    print(f"verified {len(paths)} image(s): max |SavedModel - Keras| probability difference = {worst:.2e}")
+    if worst > 1e-4:
+        raise SystemExit(f"error: exported model differs from Keras by {worst:.2e} (> 1e-4)")
+    return worst

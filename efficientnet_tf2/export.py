@@ -1,7 +1,8 @@
 """SavedModel export of a classifier with two serving signatures.
 
 * ``serving_default``: ``images`` uint8 ``[B, H, W, 3]`` (any H, W) ->
-  ``probabilities`` float32 ``[B, C]``, ``classes`` int32 ``[B]``.
+  ``probabilities`` float32 ``[B, C]``, ``classes`` int32 ``[B]``,
+  ``labels`` string ``[B]`` (class names).
 * ``serving_bytes``: ``image_bytes`` string ``[B]`` (encoded JPEG/PNG) -> same.
 
 Both apply the eval preprocessing of training (resize to size+32, center
@@ -23,7 +24,7 @@ class ClassifierModule(tf.Module):
         super().__init__(name="classifier")
         self.model = model
         self.image_size = int(image_size)
-        self.class_names = tf.constant(list(class_names), dtype=tf.string)
+        self.class_names = tf.Variable(list(class_names), dtype=tf.string, trainable=False, name="class_names")
 
     def _prepare(self, image):
         """uint8 ``[H, W, 3]`` -> normalised float32 ``[S, S, 3]``."""
@@ -32,7 +33,8 @@ class ClassifierModule(tf.Module):
     def _predict(self, batch):
         logits = tf.cast(self.model(batch, training=False), tf.float32)
         probs = tf.nn.softmax(logits, axis=-1)
-        return {"probabilities": probs, "classes": tf.argmax(probs, axis=-1, output_type=tf.int32)}
+        classes = tf.argmax(probs, axis=-1, output_type=tf.int32)
+        return {"probabilities": probs, "classes": classes, "labels": tf.gather(self.class_names, classes)}
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
     def serve_images(self, images):

@@ -69,7 +69,7 @@ class ImageClassificationTask(Task):
             raise ValueError("--data-backend tfdata needs a data directory (positional DATA_DIR / --data-dir)")
         paths, _, self.class_names = data_lib.list_image_folder(self.config.data_dir, "train")
         data_lib.check_num_classes(self.class_names, self.config.num_classes,
-                                   root=f"{self.config.data_dir}/train")
+                                   source=f"{self.config.data_dir}/train")
         self._num_train = len(paths)
 
     def build_model(self):
@@ -106,7 +106,7 @@ class ImageClassificationTask(Task):
         images, labels = batch
         onehot = tf.one_hot(labels, self.config.num_classes, dtype=tf.float32)
         if self.config.mixup > 0:
-            images, onehot = mixup(images, onehot, self.config.mixup, rng=self.mixup_rng)
+            images, onehot = mixup(images, onehot, self.config.mixup, seed=self.mixup_rng.make_seeds(1)[:, 0])
         if self.config.label_smoothing > 0:
             onehot = smooth_labels(onehot, self.config.label_smoothing)
         logits = tf.cast(model(images, training=training), tf.float32)

@@ -1,0 +1,29 @@
+# Two commands on a fresh machine with only Python: `make demo`, `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= demo_output
+
+.PHONY: install demo test benchmark clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/python scripts/demo.py --out $(DEMO_DIR)
+
+test: install
+	$(BIN)/python -m pytest tests
+
+benchmark: install
+	$(BIN)/python scripts/benchmark_inference.py --model efficientnet-b0 keras-efficientnetb0 -b 1 8 32
+	$(BIN)/python scripts/benchmark_training.py --model efficientnet-b0 keras-efficientnetb0 -b 8 32
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) *.egg-info .pytest_cache

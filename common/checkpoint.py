@@ -1,0 +1,175 @@
+"""Training checkpoints: ``checkpoint-latest`` and ``model_best``, written atomically.
+
+Layout of a workspace::
+
+    <workspace>/checkpoint-latest/ckpt.index, ckpt.data-*, meta.json
+    <workspace>/model_best/...
+
+A checkpoint is first written to a temporary sibling folder and then moved
+into place with ``os.replace``, so an interrupted save never leaves a broken
+``checkpoint-latest``: either the old or the new one is there (the old one
+stays as ``<name>.old`` during the swap and is found by :func:`resolve`).
+The saved objects are whatever the trainer passes (model, optimizer with its
+iteration counter and hence LR schedule position, EMA, epoch, RNG states).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import tempfile
+from typing import Dict, Optional
+
+import numpy as np
+import tensorflow as tf
+
+_log = logging.getLogger(__name__)
+
+LATEST, BEST, PREFIX, META = "checkpoint-latest", "model_best", "ckpt", "meta.json"
+
+
+def resolve(path: str) -> str:
+    """Checkpoint prefix (``.../ckpt``) for a workspace, checkpoint folder or prefix.
+
+    Raises:
+      FileNotFoundError: naming ``path`` when nothing restorable is there.
+    """
+    path = os.path.abspath(path.rstrip("/"))
+    candidates = [path, os.path.join(path, LATEST), os.path.join(path, LATEST + ".old"),
+                  os.path.join(path, BEST), path + ".old"]
+    for folder in candidates:
+        if os.path.isfile(os.path.join(folder, PREFIX + ".index")):
+            return os.path.join(folder, PREFIX)
+    if os.path.isfile(path + ".index"):
+        return path
+    raise FileNotFoundError(f"no checkpoint found at {path} (expected {LATEST}/ or {BEST}/ with "
+                            f"{PREFIX}.index, or a checkpoint prefix)")
+
+
+def read_meta(path: str) -> Dict[str, object]:
+    """``meta.json`` next to the checkpoint at ``path`` (empty dict if absent)."""
+    meta_file = os.path.join(os.path.dirname(resolve(path)), META)
+    if not os.path.isfile(meta_file):
+        return {}
+    with open(meta_file) as f:
+        return json.load(f)
+
+
+class CheckpointManager:
+    """Writes/restores ``checkpoint-latest`` and ``model_best`` in ``workspace``.
+
+    Args:
+      workspace: output folder.
+      trackables: name -> trackable (model, optimizer, EMA, variables, generators).
+      is_chief: non-chief workers write to a scratch folder that is deleted
+        (every worker must take part in saving distributed variables).
+    """
+
+    def __init__(self, workspace: str, trackables: Dict[str, object], is_chief: bool = True):
+        self.workspace = workspace
+        self.is_chief = is_chief
+        self.checkpoint = tf.train.Checkpoint(**trackables)
+
+    def save_latest(self, meta: Dict[str, object]) -> Optional[str]:
+        return self._save(LATEST, meta)
+
+    def save_best(self, meta: Dict[str, object]) -> Optional[str]:
+        return self._save(BEST, meta)
+
+    def _save(self, name: str, meta: Dict[str, object]) -> Optional[str]:
+        os.makedirs(self.workspace, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=self.workspace)
+        try:
+            self.checkpoint.write(os.path.join(tmp, PREFIX))
+            if not self.is_chief:
+                return None
+            with open(os.path.join(tmp, META), "w") as f:
+                json.dump(meta, f, indent=1, default=float)
+            final = os.path.join(self.workspace, name)
+            _swap_into_place(tmp, final)
+            return os.path.join(final, PREFIX)
+        finally:
+            if os.path.isdir(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def restore(self, path: str) -> Dict[str, object]:
+        """Restores every trackable from ``path``; returns the checkpoint's meta."""
+        prefix = resolve(path)
+        self.checkpoint.read(prefix).assert_existing_objects_matched()
+        _log.info("restored training state from %s", prefix)
+        return read_meta(prefix)
+
+
+def _swap_into_place(tmp: str, final: str) -> None:
+    """Moves folder ``tmp`` to ``final``; ``final`` is never missing without a ``.old`` copy."""
+    old = final + ".old"
+    if os.path.isdir(old):
+        shutil.rmtree(old)
+    if os.path.isdir(final):
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_model_only(path: str, model, use_ema: bool = False) -> Dict[str, object]:
+    """Loads only the model weights (or the EMA weights) of a training checkpoint."""
+    prefix = resolve(path)
+    if use_ema:
+        from common.ema import ModelEMA
+
+        ema = ModelEMA(model)
+        tf.train.Checkpoint(model=model, ema=ema).read(prefix).expect_partial()
+        if not _has_ema(prefix):
+            raise ValueError(f"--use-ema: checkpoint {prefix} has no EMA weights (train with --use-ema)")
+        for shadow, var in zip(ema.shadow, model.variables):
+            var.assign(shadow)
+    else:
+        status = tf.train.Checkpoint(model=model).read(prefix)
+        status.expect_partial()
+        status.assert_existing_objects_matched()
+    return read_meta(prefix)
+
+
+def _has_ema(prefix: str) -> bool:
+    return any(name.startswith("ema/") for name, _ in tf.train.list_variables(prefix))
+
+
+def load_weights_file(model, path: str) -> None:
+    """Initial weights from a Keras ``.h5``/``.weights.h5`` file or a training checkpoint.
+
+    Raises:
+      FileNotFoundError: ``path`` does not exist.
+      ValueError: the file's weights do not fit ``model`` (message names the file).
+    """
+    if not os.path.exists(path) and not os.path.exists(path + ".index"):
+        raise FileNotFoundError(f"--pretrained-from-file: no such file: {path}")
+    try:
+        if path.endswith((".h5", ".keras", ".hdf5")):
+            model.load_weights(path)
+        else:
+            restore_model_only(path, model)
+    except (ValueError, tf.errors.OpError, AssertionError) as err:
+        raise ValueError(f"cannot load weights from {path} into {model.name}: {err}") from err
+
+
+def save_rng_state() -> Dict[str, object]:
+    """Python, NumPy and TF global-generator states as JSON-friendly values."""
+    version, state, gauss = random.getstate()
+    np_state = np.random.get_state()
+    return {"python": [version, list(state), gauss],
+            "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+            "tf_global": tf.random.get_global_generator().state.numpy().tolist()}
+
+
+def restore_rng_state(state: Dict[str, object]) -> None:
+    """Inverse of :func:`save_rng_state`."""
+    if "python" in state:
+        version, values, gauss = state["python"]
+        random.setstate((version, tuple(values), gauss))
+    if "numpy" in state:
+        name, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    if "tf_global" in state:
+        tf.random.get_global_generator().state.assign(np.asarray(state["tf_global"], dtype=np.int64))

@@ -1,0 +1,71 @@
+"""Benchmark steps for EfficientNet: the real training step of the shared trainer and
+the real inference forward, on synthetic device-resident batches.
+
+``keras-efficientnetb0`` (``tf_keras.applications.EfficientNetB0(weights=None)``)
+is accepted as a reference model measured through the very same step.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+import tf_keras as keras
+
+from common import precision
+from common.optimizers import build_optimizer
+from common.trainer import Trainer, TrainerConfig
+from efficientnet_tf2 import registry
+from efficientnet_tf2.task import ClassificationConfig, ImageClassificationTask
+
+REFERENCE_MODELS = {"keras-efficientnetb0": lambda size, classes: keras.applications.EfficientNetB0(
+    weights=None, input_shape=(size, size, 3), classes=classes, classifier_activation=None)}
+
+
+def list_models():
+    """Models the benchmark scripts accept for this family."""
+    return registry.list_models() + sorted(REFERENCE_MODELS)
+
+
+class _NullLogger:
+    def log(self, *args, **kwargs):
+        pass
+
+    def flush(self):
+        pass
+
+
+def _task_and_model(name: str, image_size: int, num_classes: int):
+    task_model = name if name in registry.list_models() else "efficientnet-b0"
+    task = ImageClassificationTask(ClassificationConfig(
+        model=task_model, data_backend="synthetic", num_classes=num_classes, image_size=image_size,
+        mixup=0.2, label_smoothing=0.1))
+    model = REFERENCE_MODELS[name](image_size, num_classes) if name in REFERENCE_MODELS else task.build_model()
+    return task, model
+
+
+def _synthetic_batch(batch: int, image_size: int, num_classes: int):
+    images = tf.random.stateless_normal([batch, image_size, image_size, 3], seed=[1, 2])
+    labels = tf.random.stateless_uniform([batch], [3, 4], maxval=num_classes, dtype=tf.int32)
+    return images, labels
+
+
+def make_train_step(name, batch, image_size, policy="float32", xla=False, num_classes=1000):
+    """Returns a zero-argument callable running one full training step (blocking)."""
+    task, model = _task_and_model(name, image_size, num_classes)
+    optimizer = precision.wrap_optimizer(build_optimizer("rmsprop", 0.01), policy)
+    trainer = Trainer(task, model, optimizer, TrainerConfig(weight_decay=1e-5, xla=xla, workspace=None,
+                                                             save_checkpoints=False), _NullLogger())
+    data = _synthetic_batch(batch, image_size, num_classes)
+    return lambda: trainer._train_step(data)["loss"].numpy()
+
+
+def make_infer_step(name, batch, image_size, policy="float32", xla=False, num_classes=1000):
+    """Returns a zero-argument callable running one inference forward pass (blocking)."""
+    _, model = _task_and_model(name, image_size, num_classes)
+    forward = tf.function(lambda x: tf.nn.softmax(tf.cast(model(x, training=False), tf.float32)),
+                          jit_compile=xla)
+    images, _ = _synthetic_batch(batch, image_size, num_classes)
+    return lambda: forward(images).numpy()
+
+
+def default_image_size(name: str) -> int:
+    """The variant's resolution (224 for the Keras reference)."""
+    return registry.get_config(name).resolution if name in registry.list_models() else 224

@@ -1,0 +1,151 @@
+"""Multilevel anchor generator for the RPN (levels P2..P6, 3 anchors per location).
+
+Shape glossary
+  L         pyramid levels ``min_level..max_level`` (2..6)
+  H_l, W_l  feature-map size at level ``l``: ``ceil(H / 2**l), ceil(W / 2**l)``
+  A         anchors per location: ``num_scales * len(aspect_ratios)`` (3)
+  N         all anchors of an image: ``sum_l H_l * W_l * A``
+
+Conventions (the seed's ``mrcnn_tf2/model/anchors.py``, i.e. the TPU / Model Garden
+``Anchors`` class)
+  * ``aspect_ratios`` are ``(w, h)`` multiplier *pairs*, not a scalar ratio: the anchor
+    with pair ``(ax, ay)`` at base size ``s`` is ``s * ax`` wide and ``s * ay`` high. So
+    ``(1.4, 0.7)`` is a wide box, ``(0.7, 1.4)`` a tall one, and their area is
+    ``0.98 * s**2`` (the pairs are rounded from ``sqrt(2)``, ``1/sqrt(2)``).
+  * Base size at level ``l`` and octave ``k``: ``anchor_scale * 2**l * 2**(k / num_scales)``;
+    with ``anchor_scale=8`` the square anchors are 32, 64, 128, 256, 512 pixels on P2..P6.
+  * Centres are at ``stride * (i + 0.5)`` for ``i = 0..H_l-1`` (the seed's
+    ``np.arange(stride / 2, H, stride)``), in the continuous pixel coordinates of
+    ``box_ops``. The grid has ``ceil(H / stride)`` rows, which equals the seed's count
+    when ``H`` is a multiple of ``2**max_level`` and otherwise matches the size of a
+    'same'-padded feature map.
+  * Order inside a level is ``(y, x, a)`` row-major, ``a = octave * len(aspect_ratios) +
+    ratio_index``: exactly the order of an RPN head output ``[B, H_l, W_l, A * 4]``
+    reshaped to ``[B, H_l * W_l * A, 4]``. Concatenation is by increasing level.
+  * Anchors are ``float32`` ``(ymin, xmin, ymax, xmax)`` in pixels, computed once in
+    numpy (float64) and returned as constants.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Dict, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+ASPECT_RATIOS = ((1.0, 1.0), (1.4, 0.7), (0.7, 1.4))
+
+
+def concat_levels(per_level: Dict[int, tf.Tensor], axis: int = 0) -> tf.Tensor:
+    """Concatenates per-level tensors in increasing level order.
+
+    Args:
+      per_level: ``{level: [..., N_l, ...]}`` tensors, same rank and dtype.
+      axis: the anchor axis (0 for ``[N_l, 4]``, 1 for ``[B, N_l, ...]``).
+
+    Returns:
+      ``[..., N, ...]`` with ``N = sum_l N_l``.
+    """
+    return tf.concat([per_level[level] for level in sorted(per_level)], axis=axis)
+
+
+@dataclasses.dataclass(frozen=True)
+class AnchorGenerator:
+    """Anchors of every pyramid level for an image size (NVIDIA config defaults).
+
+    Args:
+      min_level: lowest pyramid level (stride ``2**min_level``).
+      max_level: highest pyramid level.
+      num_scales: octave scales per level (``2**(k / num_scales)``, k < num_scales).
+      aspect_ratios: ``(w, h)`` multiplier pairs, see the module docstring.
+      anchor_scale: base anchor size in units of the level stride.
+    """
+
+    min_level: int = 2
+    max_level: int = 6
+    num_scales: int = 1
+    aspect_ratios: Tuple[Tuple[float, float], ...] = ASPECT_RATIOS
+    anchor_scale: float = 8.0
+
+    def __post_init__(self):
+        if not 0 <= self.min_level <= self.max_level:
+            raise ValueError("Need 0 <= min_level <= max_level. Received: "
+                             f"min_level={self.min_level}, max_level={self.max_level}")
+        if self.num_scales < 1 or self.anchor_scale <= 0:
+            raise ValueError("Need num_scales >= 1 and anchor_scale > 0. Received: "
+                             f"num_scales={self.num_scales}, anchor_scale={self.anchor_scale}")
+        if not self.aspect_ratios or any(len(r) != 2 or min(r) <= 0 for r in self.aspect_ratios):
+            raise ValueError("aspect_ratios must be non-empty positive (w, h) pairs. "
+                             f"Received: aspect_ratios={self.aspect_ratios}")
+        object.__setattr__(self, "aspect_ratios", tuple(tuple(map(float, r)) for r in self.aspect_ratios))
+
+    @property
+    def levels(self) -> range:
+        """The pyramid levels, ``min_level..max_level``."""
+        return range(self.min_level, self.max_level + 1)
+
+    @property
+    def anchors_per_location(self) -> int:
+        """``A = num_scales * len(aspect_ratios)``."""
+        return self.num_scales * len(self.aspect_ratios)
+
+    def feature_size(self, image_size: Sequence[int], level: int) -> Tuple[int, int]:
+        """``(H_l, W_l) = (ceil(H / 2**l), ceil(W / 2**l))`` for ``image_size = (H, W)``."""
+        stride = 2 ** level
+        return math.ceil(image_size[0] / stride), math.ceil(image_size[1] / stride)
+
+    def anchor_sizes(self, level: int) -> np.ndarray:
+        """``[A, 2]`` float64 ``(height, width)`` of the anchors at ``level``, in pixels."""
+        sizes = []
+        for octave in range(self.num_scales):
+            base = self.anchor_scale * 2 ** level * 2 ** (octave / self.num_scales)
+            sizes += [(base * ay, base * ax) for ax, ay in self.aspect_ratios]
+        return np.asarray(sizes, np.float64)
+
+    def level_anchors(self, image_size: Sequence[int], level: int) -> np.ndarray:
+        """``[H_l * W_l * A, 4]`` float32 numpy anchors of one level, ``(y, x, a)`` order."""
+        stride = 2 ** level
+        rows, cols = self.feature_size(image_size, level)
+        yc = (np.arange(rows) + 0.5)[:, None, None] * stride  # [H_l, 1, 1]
+        xc = (np.arange(cols) + 0.5)[None, :, None] * stride  # [1, W_l, 1]
+        half = self.anchor_sizes(level) / 2.0  # [A, 2]
+        hh, hw = half[:, 0], half[:, 1]
+        shape = (rows, cols, len(half))
+        boxes = [np.broadcast_to(v, shape) for v in (yc - hh, xc - hw, yc + hh, xc + hw)]
+        return np.stack(boxes, axis=-1).reshape(-1, 4).astype(np.float32)
+
+    def __call__(self, image_size: Sequence[int]) -> Dict[int, tf.Tensor]:
+        """Anchors of every level.
+
+        Args:
+          image_size: ``(H, W)`` of the (padded) network input, python ints.
+
+        Returns:
+          ``{level: [H_l * W_l * A, 4] float32}``, (ymin, xmin, ymax, xmax) in pixels.
+        """
+        return {level: tf.constant(self.level_anchors(image_size, level)) for level in self.levels}
+
+    def concatenated(self, image_size: Sequence[int]) -> tf.Tensor:
+        """``[N, 4]`` float32 anchors of all levels, increasing level order."""
+        return concat_levels(self(image_size))
+
+    def level_counts(self, image_size: Sequence[int]) -> Dict[int, int]:
+        """``{level: H_l * W_l * A}``, the number of anchors per level."""
+        return {level: int(np.prod(self.feature_size(image_size, level))) * self.anchors_per_location
+                for level in self.levels}
+
+    def split_levels(self, values: tf.Tensor, image_size: Sequence[int], axis: int = 0) -> Dict[int, tf.Tensor]:
+        """Inverse of :func:`concat_levels` for per-anchor values (e.g. RPN targets).
+
+        Args:
+          values: ``[..., N, ...]`` tensor with the anchor axis at ``axis``.
+          image_size: ``(H, W)`` used to generate the anchors.
+          axis: the anchor axis.
+
+        Returns:
+          ``{level: [..., H_l * W_l * A, ...]}``.
+        """
+        counts = self.level_counts(image_size)
+        parts = tf.split(values, [counts[level] for level in self.levels], axis=axis)
+        return dict(zip(self.levels, parts))

@@ -1,0 +1,165 @@
+"""Multilevel ROIAlign in plain TF: the reference that fused kernels are checked against.
+
+Shape glossary
+  B         images in the batch
+  N         boxes per image; K boxes of one level across the batch
+  H_l, W_l  feature-map size at level ``l`` (stride ``2**l``)
+  C         feature channels
+  R         ``output_size`` (7 for the box head, 14 for the mask head)
+  s         ``sampling_ratio``
+
+Level assignment (FPN paper, eq. 1): ``l = floor(4 + log2(sqrt(h * w) / 224))`` clamped
+to ``[min_level, max_level] = [2, 5]``. It is computed exactly, without logarithms, as
+``min_level + #{k in (min_level, max_level] : h * w >= (224 * 2**(k - 4))**2}``, so a
+112x112 box goes to level 3 and a 111.9x112 one to level 2.
+
+Sampling (detectron2 ``ROIAlign(output_size, spatial_scale, sampling_ratio, aligned)``)
+  * Box corners in image pixels map to continuous feature coordinates ``y / 2**l``.
+    The value of cell ``i`` sits at the cell centre, feature coordinate ``i + 0.5``.
+  * ``aligned=True`` (detectron2's ``ROIAlignV2``, default) subtracts that half cell, so
+    a box and its features line up exactly. ``aligned=False`` is the legacy
+    Detectron / seed / Model Garden geometry (no shift; like detectron2 it then
+    also stretches boxes smaller than one cell to one cell).
+  * Each of the ``R x R`` bins is split into ``s x s`` equal sub-cells; the feature is
+    bilinearly interpolated at every sub-cell centre and the ``s * s`` values are
+    averaged. ``sampling_ratio`` must be >= 1 (detectron2's adaptive ``0`` has a
+    per-box sample count and is not expressible with a static crop size).
+  * Implementation: ``tf.image.crop_and_resize`` samples an evenly spaced
+    ``(R * s) x (R * s)`` grid placed on exactly those sub-cell centres, then an
+    ``s x s`` average pool reduces it to ``R x R``.
+  * Borders: as in detectron2, a sample with ``-1 <= y <= H_l`` is clamped into
+    ``[0, H_l - 1]`` (done by bilinear sampling of a one-cell replicate-padded map)
+    and a sample further out contributes 0.
+
+The seed's ``selective_crop_and_resize`` (and Model Garden's ``multilevel_crop_and_resize``)
+gathers a ``2R x 2R`` grid and average-pools it 2x2, but those four points are the
+bilinear neighbours of *one* sample per bin: it equals ``sampling_ratio=1,
+aligned=False`` here, apart from border clamping and the one-cell minimum size.
+
+Per-level crops are gathered with ``tf.where`` and put back with ``tf.dynamic_stitch``
+(dynamic shapes): fine eagerly and in ``tf.function``, not for XLA.
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import tensorflow as tf
+
+from mrcnn_tf2.ops import box_ops
+
+CANONICAL_LEVEL = 4
+CANONICAL_SIZE = 224.0
+
+
+def assign_levels(boxes, min_level: int = 2, max_level: int = 5,
+                  canonical_level: int = CANONICAL_LEVEL,
+                  canonical_size: float = CANONICAL_SIZE) -> tf.Tensor:
+    """FPN level of each box, ``floor(4 + log2(sqrt(area) / 224))`` clamped.
+
+    Args:
+      boxes: ``[..., 4]`` float, (ymin, xmin, ymax, xmax) in image pixels.
+      min_level: smallest level returned.
+      max_level: largest level returned.
+      canonical_level: level of a box of side ``canonical_size``.
+      canonical_size: side (pixels) of a box mapped to ``canonical_level``.
+
+    Returns:
+      ``[...] int32`` in ``[min_level, max_level]``; empty boxes go to ``min_level``.
+    """
+    areas = box_ops.box_areas(boxes)
+    levels = tf.fill(tf.shape(areas), min_level)
+    for level in range(min_level + 1, max_level + 1):
+        threshold = (canonical_size * 2.0 ** (level - canonical_level)) ** 2
+        levels += tf.cast(areas >= threshold, tf.int32)
+    return levels
+
+
+def _sample_range(lo, hi, spatial_scale: float, num: int, aligned: bool):
+    """First and last of ``num`` evenly spaced sample centres (feature coordinates)."""
+    offset = 0.5 if aligned else 0.0
+    start = lo * spatial_scale - offset
+    length = (hi - lo) * spatial_scale
+    if not aligned:
+        length = tf.maximum(length, 1.0)
+    step = length / num
+    return start + 0.5 * step, start + (num - 0.5) * step
+
+
+def _crop_boxes(boxes, spatial_scale: float, padded_hw, num: int, aligned: bool) -> tf.Tensor:
+    """``[K, 4]`` image-pixel boxes -> normalised ``crop_and_resize`` boxes on the padded map.
+
+    ``crop_and_resize`` samples ``y1 * (Hp - 1) + i * (y2 - y1) * (Hp - 1) / (num - 1)``;
+    the padded map has one extra row/column on each side, hence the ``+ 1``.
+    """
+    ymin, xmin, ymax, xmax = tf.unstack(boxes, num=4, axis=-1)
+    y_first, y_last = _sample_range(ymin, ymax, spatial_scale, num, aligned)
+    x_first, x_last = _sample_range(xmin, xmax, spatial_scale, num, aligned)
+    scale_y = tf.cast(padded_hw[0] - 1, tf.float32)
+    scale_x = tf.cast(padded_hw[1] - 1, tf.float32)
+    return tf.stack([(y_first + 1.0) / scale_y, (x_first + 1.0) / scale_x,
+                     (y_last + 1.0) / scale_y, (x_last + 1.0) / scale_x], axis=-1)
+
+
+def roi_align(features, boxes, box_indices, output_size: int, spatial_scale: float,
+              sampling_ratio: int = 2, aligned: bool = True) -> tf.Tensor:
+    """ROIAlign on one feature map.
+
+    Args:
+      features: ``[B, H, W, C]`` float feature map.
+      boxes: ``[K, 4] float32`` (ymin, xmin, ymax, xmax) in image pixels.
+      box_indices: ``[K] int32`` image of each box, in ``[0, B)``.
+      output_size: ``R``, output bins per side.
+      spatial_scale: feature cells per image pixel (``2**-level``).
+      sampling_ratio: ``s >= 1`` samples per bin side.
+      aligned: half-cell offset (detectron2 ``aligned=True``), see the module docstring.
+
+    Returns:
+      ``[K, R, R, C]`` in the dtype of ``features``.
+    """
+    if output_size < 1 or sampling_ratio < 1:
+        raise ValueError("Need output_size >= 1 and sampling_ratio >= 1. Received: "
+                         f"output_size={output_size}, sampling_ratio={sampling_ratio}")
+    num = output_size * sampling_ratio
+    padded = tf.pad(features, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+    crop_boxes = _crop_boxes(tf.cast(boxes, tf.float32), spatial_scale, tf.shape(padded)[1:3], num, aligned)
+    crops = tf.image.crop_and_resize(padded, crop_boxes, box_indices, [num, num],
+                                     method="bilinear", extrapolation_value=0.0)
+    if sampling_ratio > 1:
+        crops = tf.nn.avg_pool2d(crops, sampling_ratio, sampling_ratio, padding="VALID")
+    return tf.cast(crops, features.dtype)
+
+
+def multilevel_roi_align(features: Dict[int, tf.Tensor], boxes, output_size: int = 7,
+                         sampling_ratio: int = 2, aligned: bool = True,
+                         min_level: int = 2, max_level: int = 5) -> tf.Tensor:
+    """ROIAlign of each box on its FPN level.
+
+    Args:
+      features: ``{level: [B, H_l, W_l, C]}``, stride ``2**level``; must hold
+        ``min_level..max_level`` (extra levels such as P6 are ignored).
+      boxes: ``[B, N, 4] float32`` (ymin, xmin, ymax, xmax) in image pixels.
+      output_size: ``R`` (7 box head, 14 mask head).
+      sampling_ratio: ``s >= 1`` samples per bin side.
+      aligned: half-cell offset, see the module docstring.
+      min_level: smallest level used.
+      max_level: largest level used.
+
+    Returns:
+      ``[B, N, R, R, C]`` in the dtype of the features.
+    """
+    missing = [level for level in range(min_level, max_level + 1) if level not in features]
+    if missing:
+        raise ValueError(f"features lacks levels {missing}. Received: levels={sorted(features)}")
+    shape = tf.shape(boxes)
+    flat = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
+    image_of_box = tf.repeat(tf.range(shape[0]), shape[1])
+    levels = assign_levels(flat, min_level, max_level)
+    positions, crops = [], []
+    for level in range(min_level, max_level + 1):
+        where = tf.cast(tf.where(tf.equal(levels, level))[:, 0], tf.int32)
+        positions.append(where)
+        crops.append(roi_align(features[level], tf.gather(flat, where), tf.gather(image_of_box, where),
+                               output_size, 2.0 ** -level, sampling_ratio, aligned))
+    stitched = tf.dynamic_stitch(positions, crops)
+    channels = tf.shape(features[min_level])[-1]
+    return tf.reshape(stitched, tf.stack([shape[0], shape[1], output_size, output_size, channels]))

@@ -1,0 +1,15 @@
+"""Same as ``python main.py infer ...``: inference with any registered model.
+
+Example::
+
+    python scripts/inference.py --model efficientnet-b0 --help
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from main import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(["infer"] + sys.argv[1:]))

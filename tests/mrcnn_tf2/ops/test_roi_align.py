@@ -1,0 +1,141 @@
+"""roi_align: level assignment goldens, linear-map goldens, numpy (detectron2) reference."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mrcnn_tf2.ops.roi_align import assign_levels, multilevel_roi_align, roi_align
+
+
+def bilinear(fmap, y, x):
+    """detectron2's ROIAlign bilinear_interpolate on [H, W, C]: clamp in [-1, H], else 0."""
+    height, width = fmap.shape[:2]
+    if y < -1.0 or y > height or x < -1.0 or x > width:
+        return np.zeros(fmap.shape[-1])
+    y, x = max(y, 0.0), max(x, 0.0)
+    y0, x0 = int(y), int(x)
+    if y0 >= height - 1:
+        y0 = y1 = height - 1
+        y = float(y0)
+    else:
+        y1 = y0 + 1
+    if x0 >= width - 1:
+        x0 = x1 = width - 1
+        x = float(x0)
+    else:
+        x1 = x0 + 1
+    ly, lx = y - y0, x - x0
+    return ((1 - ly) * (1 - lx) * fmap[y0, x0] + (1 - ly) * lx * fmap[y0, x1]
+            + ly * (1 - lx) * fmap[y1, x0] + ly * lx * fmap[y1, x1])
+
+
+def roi_align_ref(fmap, box, size, scale, ratio, aligned):
+    """One box of detectron2's ROIAlign forward, in float64 loops: [size, size, C]."""
+    offset = 0.5 if aligned else 0.0
+    y_start, x_start = box[0] * scale - offset, box[1] * scale - offset
+    h, w = (box[2] - box[0]) * scale, (box[3] - box[1]) * scale
+    if not aligned:
+        h, w = max(h, 1.0), max(w, 1.0)
+    bin_h, bin_w = h / size, w / size
+    out = np.zeros((size, size, fmap.shape[-1]))
+    for i in range(size):
+        for j in range(size):
+            for iy in range(ratio):
+                for ix in range(ratio):
+                    y = y_start + i * bin_h + (iy + 0.5) * bin_h / ratio
+                    x = x_start + j * bin_w + (ix + 0.5) * bin_w / ratio
+                    out[i, j] += bilinear(fmap, y, x)
+    return out / ratio ** 2
+
+
+def test_level_assignment_golden():
+    sides = [(0.0, 0.0), (56.0, 56.0), (111.9, 112.0), (112.0, 112.0), (223.9, 224.0),
+             (224.0, 224.0), (447.0, 448.0), (448.0, 448.0), (1000.0, 1000.0), (100.0, 501.0)]
+    boxes = tf.constant([[5.0, 5.0, 5.0 + h, 5.0 + w] for h, w in sides])
+    np.testing.assert_array_equal(assign_levels(boxes), [2, 2, 2, 3, 3, 4, 4, 5, 5, 3])
+    np.testing.assert_array_equal(assign_levels(boxes, min_level=3, max_level=6), [3, 3, 3, 3, 3, 4, 4, 5, 6, 3])
+
+
+def test_level_assignment_matches_log_formula():
+    rng = np.random.default_rng(0)
+    hw = rng.uniform(1, 900, (500, 2))
+    boxes = np.concatenate([np.zeros_like(hw), hw], axis=1).astype(np.float32)
+    formula = np.clip(np.floor(4 + np.log2(np.sqrt(hw[:, 0] * hw[:, 1]) / 224)), 2, 5)
+    np.testing.assert_array_equal(assign_levels(boxes), formula)
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+def test_linear_feature_map_golden(aligned):
+    """On f(y, x) = 10 y + x bilinear sampling is exact: each bin holds f at its centre."""
+    ys, xs = np.meshgrid(np.arange(16.0), np.arange(16.0), indexing="ij")
+    fmap = (10 * ys + xs)[None, :, :, None].astype(np.float32)
+    box = np.array([[8.0, 12.0, 40.0, 36.0]], np.float32)  # stride 4 -> cells [2, 10) x [3, 9)
+    out = roi_align(fmap, box, [0], output_size=4, spatial_scale=0.25, aligned=aligned).numpy()[0, ..., 0]
+    offset = 0.5 if aligned else 0.0
+    centre_y = 2.0 - offset + (np.arange(4) + 0.5) * 2.0
+    centre_x = 3.0 - offset + (np.arange(4) + 0.5) * 1.5
+    np.testing.assert_allclose(out, 10 * centre_y[:, None] + centre_x[None, :], atol=1e-4)
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+@pytest.mark.parametrize("ratio", [1, 2, 3])
+def test_matches_detectron2_reference(aligned, ratio):
+    rng = np.random.default_rng(ratio)
+    fmap = rng.normal(size=(2, 9, 11, 3)).astype(np.float32)
+    boxes = np.array([[4.0, 6.0, 30.0, 38.0],     # inside
+                      [-10.0, -6.0, 14.0, 20.0],  # over the top-left border
+                      [20.0, 30.0, 44.0, 52.0],   # over the bottom-right border (image 36 x 44)
+                      [12.0, 12.0, 13.0, 13.5],   # smaller than one cell
+                      [-40.0, -40.0, -20.0, -8.0]], np.float32)  # fully outside
+    indices = np.array([0, 1, 0, 1, 0], np.int32)
+    got = roi_align(fmap, boxes, indices, output_size=3, spatial_scale=0.25, sampling_ratio=ratio,
+                    aligned=aligned).numpy()
+    for k, (box, image) in enumerate(zip(boxes, indices)):
+        np.testing.assert_allclose(got[k], roi_align_ref(fmap[image], box, 3, 0.25, ratio, aligned), atol=1e-4)
+
+
+def test_sampling_ratio_one_unaligned_is_the_seed_rule():
+    """The seed samples each bin once at y1/s + (i + 0.5) h / (s R), bilinear, no offset."""
+    rng = np.random.default_rng(5)
+    fmap = rng.normal(size=(1, 12, 12, 2)).astype(np.float32)
+    box = np.array([10.0, 6.0, 30.0, 40.0], np.float32)
+    got = roi_align(fmap, box[None], [0], 5, 0.25, sampling_ratio=1, aligned=False).numpy()[0]
+    ys = box[0] / 4 + (np.arange(5) + 0.5) * (box[2] - box[0]) / 20
+    xs = box[1] / 4 + (np.arange(5) + 0.5) * (box[3] - box[1]) / 20
+    expected = np.array([[bilinear(fmap[0], y, x) for x in xs] for y in ys])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_multilevel_picks_each_box_level():
+    rng = np.random.default_rng(7)
+    image = 256
+    features = {level: rng.normal(size=(2, image // 2 ** level, image // 2 ** level, 2)).astype(np.float32)
+                for level in range(2, 7)}
+    boxes = np.array([[[10, 10, 40, 50], [0, 0, 120, 130], [30, 20, 250, 240], [5, 5, 5, 5]],
+                      [[100, 100, 130, 160], [0, 0, 256, 256], [60, 70, 90, 250], [1, 2, 3, 4]]], np.float32)
+    got = multilevel_roi_align(features, boxes, output_size=2, sampling_ratio=2).numpy()
+    assert got.shape == (2, 4, 2, 2, 2)
+    levels = assign_levels(boxes).numpy()
+    for b in range(2):
+        for n in range(4):
+            level = levels[b, n]
+            ref = roi_align_ref(features[level][b], boxes[b, n], 2, 2.0 ** -level, 2, True)
+            np.testing.assert_allclose(got[b, n], ref, atol=1e-4)
+
+
+def test_multilevel_empty_boxes_dtype_and_gradient():
+    features = {level: tf.ones([1, 64 // 2 ** level, 64 // 2 ** level, 4], tf.float16) for level in range(2, 6)}
+    assert multilevel_roi_align(features, tf.zeros([1, 0, 4])).shape == (1, 0, 7, 7, 4)
+    out = multilevel_roi_align(features, tf.constant([[[8.0, 8.0, 40.0, 40.0]]]))
+    assert out.dtype == tf.float16 and out.shape == (1, 1, 7, 7, 4)
+    np.testing.assert_allclose(out.numpy().astype(np.float32), 1.0, atol=1e-3)
+    feature = tf.Variable(tf.random.normal([1, 16, 16, 4]))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(multilevel_roi_align({2: feature, 3: feature[:, :8, :8], 4: feature[:, :4, :4],
+                                                   5: feature[:, :2, :2]}, tf.constant([[[8.0, 8.0, 40.0, 40.0]]])))
+    grad = tape.gradient(loss, feature).numpy()
+    assert np.isfinite(grad).all() and grad.sum() == pytest.approx(7 * 7 * 4, rel=1e-4)
+
+
+def test_missing_level_is_an_error():
+    with pytest.raises(ValueError, match="lacks levels"):
+        multilevel_roi_align({2: tf.zeros([1, 4, 4, 1])}, tf.zeros([1, 1, 4]))
