@@ -6,10 +6,11 @@ INSTALL_REQUIRES = [
     "tf-keras==2.21.0",
     "numpy>=1.26,<3",
     "pillow>=10.0,<14",
+    "tensorboard==2.21.0",
 ]
 
 EXTRAS = {
-    "dev": ["pytest==9.0.3", "pytest-timeout==2.4.0"],
+    "dev": ["pytest==9.0.3", "pytest-timeout==2.4.0", "pycocotools==2.0.11"],
     "coco": ["pycocotools==2.0.11"],
     "qat": ["tensorflow-model-optimization==0.8.1"],
     "onnx": ["tf2onnx==1.17.0", "onnxruntime==1.31.1"],

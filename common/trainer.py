@@ -79,7 +79,8 @@ class Trainer:
 
     # ----------------------------------------------------------------- state
     def _trackables(self) -> Dict[str, object]:
-        items = {"model": self.model, "optimizer": self.optimizer, "epoch": self.epoch, "best": self.best}
+        items = {"model": self.model, "optimizer": self.optimizer, "epoch": self.epoch, "best": self.best,
+                 "layer_rngs": layer_generators(self.model)}
         if self.ema is not None:
             items["ema"] = self.ema
         items.update(self.task.checkpoint_items())
@@ -234,6 +235,20 @@ class Trainer:
         if callable(lr) and not isinstance(lr, tf.Variable):
             lr = lr(opt.iterations)
         return float(lr.numpy() if hasattr(lr, "numpy") else lr)
+
+
+def layer_generators(model) -> list:
+    """``tf.random.Generator`` of every random layer (Dropout, stochastic depth).
+
+    Keras keeps these out of checkpoints on purpose; the trainer saves them so
+    that a resumed run draws the same dropout masks as an uninterrupted one.
+    """
+    generators = []
+    for layer in model.submodules:
+        generator = getattr(getattr(layer, "_random_generator", None), "_generator", None)
+        if isinstance(generator, tf.random.Generator):
+            generators.append(generator)
+    return generators
 
 
 def _timed_iter(dataset, limit: Optional[int]):

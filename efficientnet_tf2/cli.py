@@ -57,6 +57,9 @@ def _add_model_arguments(parser):
     group.add_argument("--image-size", type=int, default=None, help="input resolution (default: variant's)")
     group.add_argument("--padding", default="same", choices=["same", "symmetric"],
                        help="'symmetric' = k//2 on every side as NVIDIA's PyTorch model (for NGC weights)")
+    group.add_argument("--bn-momentum", type=float, default=None,
+                       help="BatchNorm moving-average momentum, Keras convention (default: 0.99; "
+                            "0.9 suits short runs on small data)")
     group.add_argument("--pretrained-from-file", default=None,
                        help="initial weights: Keras .weights.h5/.h5 or TF checkpoint (model weights only)")
     group.add_argument("--workspace", default="./workspace", help="checkpoints, logs and exports go here")

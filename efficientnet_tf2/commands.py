@@ -54,8 +54,16 @@ def _task(args, recipe, training: bool) -> ImageClassificationTask:
         augment=_pick(getattr(args, "augmentation", None), recipe.augment),
         mixup=_pick(getattr(args, "mixup", None), recipe.mixup) if training else 0.0,
         label_smoothing=_pick(getattr(args, "label_smoothing", None), recipe.label_smoothing) if training else 0.0,
-        model_overrides={"padding": args.padding})
+        model_overrides=_model_overrides(args))
     return ImageClassificationTask(config)
+
+
+def _model_overrides(args) -> dict:
+    """EfficientNetConfig fields set from the command line."""
+    overrides = {"padding": args.padding}
+    if getattr(args, "bn_momentum", None) is not None:
+        overrides["bn_momentum"] = args.bn_momentum
+    return overrides
 
 
 def _write_meta(task: ImageClassificationTask, workspace: str) -> None:
@@ -153,6 +161,8 @@ def _read_meta(path: Optional[str]) -> Optional[dict]:
 def evaluate(args, recipe) -> int:
     """``main.py eval``: val.loss, val.top1, val.top5, val.total_ips, val.compute_ips."""
     policy, strategy, chief, logger, _ = _setup(args)
+    meta = _read_meta(args.checkpoint) or _read_meta(args.workspace) or {}
+    args.image_size = args.image_size or meta.get("image_size")
     task = _task(args, recipe, training=False)
     batch = _pick(args.batch_size, recipe.batch_size)
     global_batch = distribution.global_batch_size(batch, strategy)

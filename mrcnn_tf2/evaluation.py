@@ -1,0 +1,250 @@
+"""COCO evaluation of Mask R-CNN detections: result entries, COCOeval metrics, a table.
+
+Shape glossary
+  B     images in a batch
+  K     detection slots per image (the first ``num_detections[b]`` are real)
+  m     mask-head resolution (28)
+  C     classes including background (index 0)
+
+Inputs (numpy arrays or tensors; ``detections`` is the model's output dict)
+  num_detections     ``[B] int32``
+  detection_boxes    ``[B, K, 4] float32`` (ymin, xmin, ymax, xmax), pixels of the
+                     *resized* network input image
+  detection_classes  ``[B, K] int32`` contiguous class indices ``1..C-1`` (0 = padding)
+  detection_scores   ``[B, K] float32``
+  detection_masks    ``[B, K, m, m] float32`` probabilities inside each box
+  image_info         ``[B, 5] float32`` (scaled_h, scaled_w, scale, orig_h, orig_w):
+                     original coordinates = resized coordinates / scale
+  source_ids         ``[B] int64`` COCO image ids
+
+Class mapping: contiguous index ``i >= 1`` is the ``i``-th category of the annotation
+file sorted by id; index 0 is background (``category_ids[0] == 0``).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+from typing import Dict, List, Mapping, Sequence, Union
+
+import numpy as np
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from mrcnn_tf2.ops.paste_masks import paste_masks_numpy
+
+IOU_TYPES = ("bbox", "segm")
+# Names of COCOeval.stats, in order.
+STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl",
+              "ARmax1", "ARmax10", "ARmax100", "ARs", "ARm", "ARl")
+MASK_THRESHOLD = 0.5
+
+
+def _as_numpy(value) -> np.ndarray:
+    """Tensor or array-like -> numpy array."""
+    return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
+
+
+def _xywh(boxes: np.ndarray) -> np.ndarray:
+    """``[K, 4]`` (ymin, xmin, ymax, xmax) -> ``[K, 4]`` COCO (x, y, w, h)."""
+    ymin, xmin, ymax, xmax = boxes.T
+    return np.stack([xmin, ymin, xmax - xmin, ymax - ymin], axis=-1)
+
+
+def encode_masks(masks: np.ndarray) -> List[dict]:
+    """Binary masks -> COCO RLE dicts with ``counts`` as ``str`` (JSON-serialisable).
+
+    Args:
+      masks: ``[K, H, W] uint8`` 0/1 masks.
+
+    Returns:
+      K RLE dicts ``{"size": [H, W], "counts": str}``.
+    """
+    if len(masks) == 0:
+        return []
+    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0)))
+    for rle in rles:
+        rle["counts"] = rle["counts"].decode("ascii")
+    return rles
+
+
+def _image_results(dets: Mapping[str, np.ndarray], info: np.ndarray, image_id: int,
+                   category_ids: Sequence[int], include_masks: bool) -> List[dict]:
+    """COCO result entries of one image.
+
+    Args:
+      dets: one image's slice of the detections: ``num_detections`` scalar,
+        ``detection_boxes [K, 4]``, ``detection_classes [K]``, ``detection_scores [K]``
+        and, with ``include_masks``, ``detection_masks [K, m, m]``.
+      info: ``[5]`` float32 image_info row.
+      image_id: COCO image id.
+      category_ids: contiguous class index -> COCO category id.
+      include_masks: add RLE ``segmentation`` of masks pasted at original resolution.
+
+    Returns:
+      List of result dicts (``image_id``, ``category_id``, ``bbox``, ``score``[,
+      ``segmentation``]).
+    """
+    num = int(dets["num_detections"])
+    classes = dets["detection_classes"][:num].astype(np.int64)
+    keep = classes > 0
+    boxes = dets["detection_boxes"][:num][keep].astype(np.float32) / info[2]
+    scores = dets["detection_scores"][:num][keep]
+    entries = [{"image_id": image_id, "category_id": int(category_ids[c]),
+                "bbox": [round(float(v), 2) for v in box], "score": float(s)}
+               for c, box, s in zip(classes[keep], _xywh(boxes), scores)]
+    if include_masks:
+        orig_hw = (int(round(info[3])), int(round(info[4])))
+        pasted = paste_masks_numpy(dets["detection_masks"][:num][keep], boxes, orig_hw,
+                                   threshold=MASK_THRESHOLD)
+        for entry, rle in zip(entries, encode_masks(pasted)):
+            entry["segmentation"] = rle
+    return entries
+
+
+def detections_to_coco(detections: Mapping[str, np.ndarray], image_info, source_ids,
+                       category_ids: Sequence[int], include_masks: bool = True
+                       ) -> List[dict]:
+    """A batch of model detections -> COCO result entries in original image pixels.
+
+    Args:
+      detections: dict with ``num_detections [B]``, ``detection_boxes [B, K, 4]``
+        (resized-image pixels), ``detection_classes [B, K]``, ``detection_scores [B, K]``
+        and, with ``include_masks``, ``detection_masks [B, K, m, m]``.
+      image_info: ``[B, 5]`` float32 (scaled_h, scaled_w, scale, orig_h, orig_w).
+      source_ids: ``[B]`` int64 COCO image ids.
+      category_ids: contiguous class index -> COCO category id (index 0 background).
+      include_masks: add an RLE ``segmentation`` (mask pasted at original resolution,
+        thresholded at 0.5) to every entry.
+
+    Returns:
+      List of dicts: ``image_id`` int, ``category_id`` int, ``bbox`` [x, y, w, h]
+      (rounded to 2 decimals), ``score`` float and optionally ``segmentation``.
+    """
+    keys = ["num_detections", "detection_boxes", "detection_classes", "detection_scores"]
+    keys += ["detection_masks"] if include_masks else []
+    arrays = {key: _as_numpy(detections[key]) for key in keys}
+    image_info, source_ids = _as_numpy(image_info), _as_numpy(source_ids)
+    results = []
+    for b, image_id in enumerate(source_ids.reshape(-1)):
+        dets = {key: value[b] for key, value in arrays.items()}
+        results += _image_results(dets, image_info[b], int(image_id), category_ids,
+                                  include_masks)
+    return results
+
+
+def _load_coco(annotation_file: Union[str, dict]) -> COCO:
+    """COCO ground truth from a JSON path or an already loaded dataset dict."""
+    if isinstance(annotation_file, str):
+        return COCO(annotation_file)
+    coco = COCO()
+    coco.dataset = copy.deepcopy(dict(annotation_file))
+    coco.createIndex()
+    return coco
+
+
+def _results_for(results: List[dict], iou_type: str) -> List[dict]:
+    """Fresh copies of the entries for one iou type (``loadRes`` edits them in place).
+
+    For ``segm`` the box is dropped so that area and box come from the mask (as in
+    detectron2); for ``bbox`` the mask is dropped.
+    """
+    drop = "bbox" if iou_type == "segm" else "segmentation"
+    return [{k: v for k, v in entry.items() if k != drop} for entry in results]
+
+
+def _coco_stats(coco_gt: COCO, results: List[dict], iou_type: str,
+                image_ids: Sequence[int]) -> np.ndarray:
+    """Run COCOeval for one iou type on ``image_ids``; returns its 12 ``stats``."""
+    coco_dt = coco_gt.loadRes(_results_for(results, iou_type))
+    coco_eval = COCOeval(coco_gt, coco_dt, iouType=iou_type)
+    coco_eval.params.imgIds = list(image_ids)
+    coco_eval.evaluate()
+    coco_eval.accumulate()
+    coco_eval.summarize()
+    return np.asarray(coco_eval.stats, np.float64)
+
+
+class CocoEvaluator:
+    """Accumulates detections over batches and computes COCO bbox / segm metrics.
+
+    Attributes:
+      category_ids: contiguous class index -> COCO category id (``[0] == 0``).
+      class_names: contiguous class index -> name (``[0] == "background"``).
+    """
+
+    def __init__(self, annotation_file: Union[str, dict], include_masks: bool = True,
+                 verbose: bool = False):
+        """Loads the ground truth (a COCO JSON path or dataset dict).
+
+        ``verbose`` lets pycocotools print its loading messages and summaries.
+        """
+        with self._quiet(verbose):
+            self.coco_gt = _load_coco(annotation_file)
+        categories = sorted(self.coco_gt.dataset["categories"], key=lambda c: c["id"])
+        self.category_ids = [0] + [int(c["id"]) for c in categories]
+        self.class_names = ["background"] + [c["name"] for c in categories]
+        self.include_masks = include_masks
+        self.verbose = verbose
+        self.reset()
+
+    @staticmethod
+    def _quiet(verbose: bool):
+        """Context that swallows stdout unless ``verbose``."""
+        if verbose:
+            return contextlib.nullcontext()
+        return contextlib.redirect_stdout(io.StringIO())
+
+    def reset(self) -> None:
+        """Forgets all accumulated results and seen images."""
+        self._results: List[dict] = []
+        self._image_ids: set = set()
+
+    def update(self, detections: Mapping[str, np.ndarray], image_info, source_ids) -> None:
+        """Adds one batch (see ``detections_to_coco`` for the shapes)."""
+        self._results += detections_to_coco(detections, image_info, source_ids,
+                                            self.category_ids, self.include_masks)
+        self._image_ids.update(int(i) for i in _as_numpy(source_ids).reshape(-1))
+
+    def results(self) -> List[dict]:
+        """The accumulated COCO result entries."""
+        return self._results
+
+    def write_results(self, path: str) -> None:
+        """Writes the accumulated results as a COCO results JSON file."""
+        with open(path, "w") as f:
+            json.dump(self._results, f)
+
+    def evaluate(self) -> Dict[str, float]:
+        """COCOeval on the images seen so far.
+
+        Returns:
+          ``{"bbox/AP": ..., ..., "segm/ARl": ...}``: the 12 COCO stats per iou type
+          (``segm`` only with ``include_masks``); all zeros when there are no results.
+        """
+        iou_types = IOU_TYPES if self.include_masks else IOU_TYPES[:1]
+        metrics = {}
+        for iou_type in iou_types:
+            stats = np.zeros(len(STAT_NAMES))
+            if self._results:
+                with self._quiet(self.verbose):
+                    stats = _coco_stats(self.coco_gt, self._results, iou_type,
+                                        sorted(self._image_ids))
+            metrics.update({f"{iou_type}/{name}": float(value)
+                            for name, value in zip(STAT_NAMES, stats)})
+        return metrics
+
+
+def format_metrics_table(metrics: Mapping[str, float]) -> str:
+    """Metrics dict (``"bbox/AP"`` ...) -> a text table, rows AP..ARl, columns bbox/segm.
+
+    Missing values are shown as ``-``.
+    """
+    lines = [f"{'metric':<10}" + "".join(f"{t:>9}" for t in IOU_TYPES)]
+    for name in STAT_NAMES:
+        cells = [metrics.get(f"{t}/{name}") for t in IOU_TYPES]
+        lines.append(f"{name:<10}" + "".join(
+            f"{'-':>9}" if v is None else f"{v:>9.4f}" for v in cells))
+    return "\n".join(lines)

@@ -1,0 +1,110 @@
+"""Paste per-box ``m x m`` mask probabilities into full ``H x W`` image canvases.
+
+Shape glossary
+  K     detections (masks and their boxes)
+  m     mask resolution of the mask head (28)
+  H, W  target image size (dynamic)
+
+Geometry (detectron2 ``paste_masks_in_image``, i.e. ``grid_sample`` with
+``align_corners=False`` and zero padding)
+  * A box is ``(ymin, xmin, ymax, xmax)`` float32 in pixels of the target image, with
+    continuous coordinates (see ``box_ops``). Mask cell ``i`` covers
+    ``[ymin + i * h / m, ymin + (i + 1) * h / m)`` and its value sits at the cell centre.
+  * Image pixel ``y`` is sampled at its centre ``y + 0.5``, i.e. at mask coordinate
+    ``u = (y + 0.5 - ymin) * m / h - 0.5``, by bilinear interpolation in which cells
+    outside ``0..m-1`` are 0. So the pasted mask fades to 0 within half a cell outside
+    the box and is exactly 0 beyond; parts of a box outside the image are cut off.
+  * Bilinear interpolation with zero padding is separable: the weight of cell ``i`` for
+    coordinate ``u`` is the tent ``max(0, 1 - |u - i|)``. With ``Wy [K, H, m]`` and
+    ``Wx [K, W, m]`` the pasted masks are ``Wy @ masks @ Wx^T``: two batched matmuls,
+    exact in float32, any ``K`` (including 0) and dynamic ``H, W``.
+
+``paste_masks`` is the one definition (usable in a SavedModel serving function);
+``paste_masks_numpy`` runs it on numpy inputs for the COCO evaluator.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import tensorflow as tf
+
+# Smallest box side used as a divisor, in pixels: empty boxes paste (almost) nothing.
+_MIN_SIZE = 1e-4
+
+
+def _tent_weights(lo: tf.Tensor, hi: tf.Tensor, size: tf.Tensor, m: tf.Tensor) -> tf.Tensor:
+    """Bilinear (zero-padded) weights of mask cells for every image pixel along one axis.
+
+    Args:
+      lo: ``[K]`` float32, box start (ymin or xmin) in pixels.
+      hi: ``[K]`` float32, box end (ymax or xmax) in pixels.
+      size: scalar int32, number of image pixels along the axis (H or W).
+      m: scalar int32, mask resolution along the axis.
+
+    Returns:
+      ``[K, size, m]`` float32, ``max(0, 1 - |u - i|)`` with ``u`` the mask coordinate
+      of pixel centre ``p + 0.5``.
+    """
+    m_f = tf.cast(m, tf.float32)
+    centres = tf.range(tf.cast(size, tf.float32), dtype=tf.float32) + 0.5  # [size]
+    extent = tf.maximum(hi - lo, _MIN_SIZE)[:, None]  # [K, 1]
+    u = (centres[None, :] - lo[:, None]) * m_f / extent - 0.5  # [K, size]
+    cells = tf.range(m_f, dtype=tf.float32)  # [m]
+    return tf.nn.relu(1.0 - tf.abs(u[:, :, None] - cells[None, None, :]))
+
+
+def paste_masks(masks, boxes, image_hw: Union[Sequence[int], tf.Tensor],
+                threshold: Optional[float] = None) -> tf.Tensor:
+    """Resize each mask bilinearly into its box on an ``H x W`` canvas (0 elsewhere).
+
+    Args:
+      masks: ``[K, m, m]`` float, mask probabilities inside each box (a non-square
+        ``[K, m_y, m_x]`` works too).
+      boxes: ``[K, 4]`` float, (ymin, xmin, ymax, xmax) in pixels of the target image;
+        boxes may extend past the image (the outside part is cut off).
+      image_hw: ``(H, W)`` ints or an int tensor of shape ``[2]`` (may be dynamic).
+      threshold: if given, return ``uint8`` masks ``pasted >= threshold``.
+
+    Returns:
+      ``[K, H, W]`` float32 pasted probabilities, or ``uint8`` 0/1 when ``threshold``
+      is given.
+    """
+    masks = tf.cast(masks, tf.float32)
+    ymin, xmin, ymax, xmax = tf.unstack(tf.cast(boxes, tf.float32), num=4, axis=-1)
+    image_hw = tf.cast(image_hw, tf.int32)
+    mask_hw = tf.shape(masks)[1:3]
+    weights_y = _tent_weights(ymin, ymax, image_hw[0], mask_hw[0])  # [K, H, m]
+    weights_x = _tent_weights(xmin, xmax, image_hw[1], mask_hw[1])  # [K, W, m]
+    pasted = tf.matmul(tf.matmul(weights_y, masks), weights_x, transpose_b=True)
+    if threshold is None:
+        return pasted
+    return tf.cast(pasted >= threshold, tf.uint8)
+
+
+@tf.function(reduce_retracing=True)
+def _paste_graph(masks, boxes, image_hw, threshold):
+    """``paste_masks`` thresholded, traced once for all sizes (used by the numpy path)."""
+    pasted = paste_masks(masks, boxes, image_hw)
+    return tf.cast(pasted >= threshold, tf.uint8)
+
+
+def paste_masks_numpy(masks: np.ndarray, boxes: np.ndarray, image_hw: Sequence[int],
+                      threshold: Optional[float] = None) -> np.ndarray:
+    """``paste_masks`` on numpy arrays (same algorithm, run through TF).
+
+    Args:
+      masks: ``[K, m, m]`` float mask probabilities.
+      boxes: ``[K, 4]`` float, (ymin, xmin, ymax, xmax) in pixels of the target image.
+      image_hw: ``(H, W)`` ints.
+      threshold: if given, return ``uint8`` masks ``pasted >= threshold``.
+
+    Returns:
+      ``[K, H, W]`` float32 numpy array, or ``uint8`` when ``threshold`` is given.
+    """
+    masks = np.asarray(masks, np.float32)
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    image_hw = np.asarray(image_hw, np.int32)
+    if threshold is None:
+        return paste_masks(masks, boxes, image_hw).numpy()
+    return _paste_graph(masks, boxes, image_hw, np.float32(threshold)).numpy()
