@@ -70,7 +70,7 @@ def test_efficientnet_b0_converges_on_generated_shapes(shapes, tmp_path):
     """Real B0 at 64 px on 10 shape/colour classes reaches >= 90 % val top-1."""
     workspace = str(tmp_path / "run")
     argv = ["train", "--model", "efficientnet-b0", shapes, "--workspace", workspace, "--image-size", "64",
-            "--epochs", "12", "-b", "32", "--optimizer", "adam", "--lr", "0.002", "--lr-batch", "32",
+            "--epochs", "14", "-b", "32", "--optimizer", "adam", "--lr", "0.002", "--lr-batch", "32",
             "--warmup", "1", "--mixup", "0", "--label-smoothing", "0", "--augmentation", "none",
             "--bn-momentum", "0.9", "--log-every", "100"]
     assert cli.main(argv) == 0

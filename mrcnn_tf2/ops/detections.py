@@ -1,0 +1,116 @@
+"""Final detections: softmax, class-specific decode, clip, per-class NMS, top-K.
+
+Shape glossary
+  B  images in the batch
+  S  RoIs per image (proposals fed to the box head)
+  C  classes including background (class 0)
+  k  candidates per class kept before NMS: ``min(pre_nms_topk_per_class, S)``
+  K  ``max_detections``, detections per image returned
+
+Algorithm (NVIDIA's ``generate_detections_gpu``)
+  Class probabilities are ``softmax(class_logits)``. Every RoI is decoded once per
+  class with that class's deltas (``box_ops.decode_boxes``, weights (10, 10, 5, 5))
+  and clipped to the scaled image ``(image_info[:, 0], image_info[:, 1])``. Background
+  is dropped. Each foreground class keeps its ``k`` best RoIs, then greedy NMS runs
+  *per class* (boxes of different classes never suppress each other; IoU ``>
+  nms_threshold`` suppresses), boxes with probability ``<= score_threshold`` are
+  discarded, and the ``K`` best detections over all classes are returned sorted by
+  score. NMS and the merge are ``tf.image.combined_non_max_suppression`` (in pixels,
+  ``clip_boxes=False``); it runs eagerly and in ``tf.function`` (CPU kernel), not XLA.
+
+Padding: slots after ``num_detections`` have zero boxes, class 0 and score 0.
+Boxes are in pixels of the scaled (network input) image; scale them by
+``image_info[:, 2]`` with ``box_ops.scale_boxes`` for original-image coordinates.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence
+
+import tensorflow as tf
+
+from mrcnn_tf2.ops import box_ops
+
+
+def _class_boxes(box_deltas, rois, image_info, weights) -> tf.Tensor:
+    """Decodes every RoI with every class's deltas and clips to the image.
+
+    Args:
+      box_deltas: ``[B, S, 4 * C]`` float, layout ``[..., C, 4]``.
+      rois: ``[B, S, 4]`` float, pixels.
+      image_info: ``[B, 5]`` float, (scaled_h, scaled_w, ...).
+      weights: delta weights.
+
+    Returns:
+      ``[B, S, C, 4] float32`` boxes in pixels.
+    """
+    shape = tf.shape(box_deltas)
+    deltas = tf.reshape(tf.cast(box_deltas, tf.float32), [shape[0], shape[1], -1, 4])
+    boxes = box_ops.decode_boxes(deltas, tf.cast(rois, tf.float32)[:, :, None, :], weights)
+    image_hw = tf.cast(image_info, tf.float32)[:, None, None, :2]  # [B, 1, 1, 2]
+    return box_ops.clip_boxes(boxes, image_hw)
+
+
+def _per_class_topk(boxes, scores, k: int):
+    """Keeps the ``k`` best RoIs of every class.
+
+    Args:
+      boxes: ``[B, S, C', 4] float32``.
+      scores: ``[B, S, C'] float32``.
+      k: candidates per class; a no-op when ``k >= S``.
+
+    Returns:
+      ``(boxes [B, k, C', 4], scores [B, k, C'])``; row ``j`` of class ``c`` is that
+      class's ``j``-th best RoI (combined NMS treats classes independently).
+    """
+    if scores.shape[1] is not None and k >= scores.shape[1]:
+        return boxes, scores
+    top, indices = tf.math.top_k(tf.transpose(scores, [0, 2, 1]), k=k, sorted=True)  # [B, C', k]
+    picked = tf.gather(tf.transpose(boxes, [0, 2, 1, 3]), indices, batch_dims=2)  # [B, C', k, 4]
+    return tf.transpose(picked, [0, 2, 1, 3]), tf.transpose(top, [0, 2, 1])
+
+
+def generate_detections(class_logits, box_deltas, rois, image_info, *,
+                        rois_valid: Optional[tf.Tensor] = None, max_detections: int = 100,
+                        nms_threshold: float = 0.5, score_threshold: float = 0.05,
+                        weights: Sequence[float] = box_ops.DEFAULT_WEIGHTS,
+                        pre_nms_topk_per_class: int = 1000) -> Dict[str, tf.Tensor]:
+    """Box-head outputs -> final detections (see the module docstring).
+
+    Args:
+      class_logits: ``[B, S, C]`` float class logits (any float dtype).
+      box_deltas: ``[B, S, 4 * C]`` float class-specific deltas, layout ``[..., C, 4]``.
+      rois: ``[B, S, 4]`` float RoIs (proposals) in pixels of the scaled image.
+      image_info: ``[B, 5]`` float (scaled_h, scaled_w, scale, orig_h, orig_w).
+      rois_valid: ``[B, S] bool`` or None (all valid); invalid RoIs (e.g. proposal
+        padding) get score -1, below any ``score_threshold >= 0``.
+      max_detections: ``K``, detections per image.
+      nms_threshold: per-class NMS IoU threshold.
+      score_threshold: detections need probability ``> score_threshold``.
+      weights: delta weights of the box head.
+      pre_nms_topk_per_class: RoIs per class considered by NMS.
+
+    Returns:
+      ``{"num_detections": [B] int32, "detection_boxes": [B, K, 4] float32 (pixels,
+      clipped), "detection_classes": [B, K] int32 in 1..C-1 (0 in padding),
+      "detection_scores": [B, K] float32 descending (0 in padding)}``.
+    """
+    if max_detections < 1 or pre_nms_topk_per_class < 1:
+        raise ValueError("Need max_detections >= 1 and pre_nms_topk_per_class >= 1. Received: "
+                         f"max_detections={max_detections}, "
+                         f"pre_nms_topk_per_class={pre_nms_topk_per_class}")
+    scores = tf.nn.softmax(tf.cast(class_logits, tf.float32), axis=-1)[:, :, 1:]
+    boxes = _class_boxes(box_deltas, rois, image_info, weights)[:, :, 1:]
+    if rois_valid is not None:
+        scores = tf.where(tf.cast(rois_valid, tf.bool)[..., None], scores, -1.0)
+    boxes, scores = _per_class_topk(boxes, scores, pre_nms_topk_per_class)
+    nmsed = tf.image.combined_non_max_suppression(
+        boxes, scores, max_output_size_per_class=max_detections, max_total_size=max_detections,
+        iou_threshold=nms_threshold, score_threshold=score_threshold, pad_per_class=False,
+        clip_boxes=False)
+    valid = tf.range(max_detections)[None] < nmsed.valid_detections[:, None]
+    return {
+        "num_detections": tf.cast(nmsed.valid_detections, tf.int32),
+        "detection_boxes": tf.where(valid[..., None], nmsed.nmsed_boxes, 0.0),
+        "detection_classes": tf.where(valid, tf.cast(nmsed.nmsed_classes, tf.int32) + 1, 0),
+        "detection_scores": tf.where(valid, nmsed.nmsed_scores, 0.0),
+    }
