@@ -52,3 +52,31 @@ def quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def setup_run(args, workspace: str):
+    """Seeds, precision policy, strategy and logger shared by every training/eval command.
+
+    Reads ``args.seed``, ``args.amp``, ``args.bf16``, ``args.tf32``, ``args.dist``,
+    ``args.log_file`` and ``args.log_tensorboard`` (see :func:`add_runtime_arguments`).
+
+    Returns:
+      ``(policy, strategy, is_chief, logger, log_file)``.
+    """
+    from common import distribution, precision
+    from common.logger import setup_logger
+
+    set_seeds(0 if args.seed is None else args.seed)
+    policy = precision.resolve_precision(args.amp, args.bf16, getattr(args, "precision", None))
+    precision.configure_precision(policy, tf32=args.tf32)
+    if getattr(args, "eagerly", False):
+        import tensorflow as tf
+
+        tf.config.run_functions_eagerly(True)
+    strategy = distribution.create_strategy(args.dist)
+    chief = distribution.is_chief(strategy)
+    os.makedirs(workspace, exist_ok=True)
+    log_file = args.log_file or os.path.join(workspace, "raport.json")
+    logger = setup_logger(log_file=log_file, tensorboard_dir=args.log_tensorboard, is_chief=chief)
+    return policy, strategy, chief, logger, log_file
+

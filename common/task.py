@@ -47,7 +47,24 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def reduce_validation(self, sums: Dict[str, float]) -> Dict[str, float]:
-        """Turns the summed validation outputs into final metrics."""
+        """Turns the summed validation outputs into final metrics.
+
+        With ``validation_reduction = "concat"`` ``sums`` is empty and the task
+        reduces what :meth:`update_validation` accumulated.
+        """
+
+    #: ``"sum"``: :meth:`validation_step` returns per-batch sums that the trainer
+    #: adds up (classification). ``"concat"``: it returns per-example outputs that
+    #: go to :meth:`update_validation` as numpy arrays (detection, COCO metrics).
+    validation_reduction: str = "sum"
+
+    def begin_validation(self) -> None:
+        """Resets host-side validation state (``"concat"`` tasks)."""
+
+    def update_validation(self, outputs: Dict[str, Any]) -> int:
+        """Accumulates one batch of numpy outputs (``"concat"`` tasks); returns its image count."""
+        raise NotImplementedError(f"{type(self).__name__} sets validation_reduction='concat' "
+                                  "but does not implement update_validation")
 
     def batch_size(self, batch) -> int:
         """Number of images in ``batch`` (first dimension of its first tensor)."""

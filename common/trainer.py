@@ -41,6 +41,9 @@ class TrainerConfig:
       save_checkpoints: ``False`` for ``--no-checkpoints``.
       best_metric: validation metric that selects ``model_best`` (higher is better).
       evaluate_every: epochs between validations (0 disables).
+      grad_accum_steps: batches whose gradients are averaged into one update.
+      log_warmup_steps: first steps of the run left out of throughput figures.
+      clip_grad_norm: clip gradients to this global norm (None: no clipping).
     """
 
     epochs: int = 1
@@ -54,6 +57,9 @@ class TrainerConfig:
     save_checkpoints: bool = True
     best_metric: str = "top1"
     evaluate_every: int = 1
+    grad_accum_steps: int = 1
+    log_warmup_steps: int = 0
+    clip_grad_norm: Optional[float] = None
 
 
 class Trainer:
@@ -68,7 +74,14 @@ class Trainer:
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.best = tf.Variable(-np.inf, dtype=tf.float64, trainable=False, name="best_metric")
         # The outer functions run strategy.run; the per-replica bodies are XLA-compiled when asked.
+        if config.grad_accum_steps < 1:
+            raise ValueError(f"grad_accum_steps must be >= 1. Received: {config.grad_accum_steps}")
         self._train_step = tf.function(self._distributed_train_step)
+        self._accum_step = tf.function(self._distributed_accum_step)
+        self._apply_accum = tf.function(self._distributed_apply_accum)
+        self._accum = None
+        self._steps_done = 0
+        self._run_steps = 0
         self._eval_step = tf.function(self._distributed_eval_step)
         self._replica_grads = prec.compile_step(self._replica_gradients, config.xla)
         self._replica_eval = prec.compile_step(
@@ -116,6 +129,9 @@ class Trainer:
             total = loss + l2_loss(variables, self.config.weight_decay)
             scaled = prec.scale_loss(self.optimizer, total / replicas)
         grads = prec.unscale_gradients(self.optimizer, tape.gradient(scaled, variables))
+        if self.config.clip_grad_norm:
+            grads, norm = tf.clip_by_global_norm(grads, self.config.clip_grad_norm)
+            logs = dict(logs, grad_norm=norm)
         return grads, dict(logs, loss=loss, total_loss=total)
 
     def _replica_train_step(self, batch):
@@ -126,13 +142,68 @@ class Trainer:
             self.ema.update()
         return logs
 
+    # --------------------------------------------------- gradient accumulation
+    def _accumulators(self):
+        """Zero-initialised gradient sums (one per trainable variable), made once."""
+        if self._accum is None:
+            with self.strategy.scope():
+                self._accum = [tf.Variable(tf.zeros_like(v), trainable=False,
+                                           synchronization=tf.VariableSynchronization.ON_READ,
+                                           aggregation=tf.VariableAggregation.SUM)
+                               for v in self.model.trainable_variables]
+        return self._accum
+
+    def _replica_accum_step(self, batch):
+        grads, logs = self._replica_grads(batch)
+        scale = 1.0 / self.config.grad_accum_steps
+        for acc, grad in zip(self._accum, grads):
+            if grad is not None:
+                acc.assign_add(tf.cast(grad, acc.dtype) * scale)
+        return logs
+
+    def _distributed_accum_step(self, batch):
+        logs = self.strategy.run(self._replica_accum_step, args=(batch,))
+        return {k: self.strategy.reduce("MEAN", v, axis=None) for k, v in logs.items()}
+
+    def _replica_apply_accum(self):
+        self.optimizer.apply_gradients(zip([a.read_value() for a in self._accum], self.model.trainable_variables))
+        for acc in self._accum:
+            acc.assign(tf.zeros_like(acc))
+        if self.ema is not None:
+            self.ema.update()
+
+    def _distributed_apply_accum(self):
+        self.strategy.run(self._replica_apply_accum)
+
+    def _step(self, batch):
+        """One batch: a full update, or (``grad_accum_steps > 1``) accumulate and update every N."""
+        if self.config.grad_accum_steps == 1:
+            return self._train_step(batch)
+        self._accumulators()
+        logs = self._accum_step(batch)
+        self._steps_done += 1
+        if self._steps_done % self.config.grad_accum_steps == 0:
+            self._apply_accum()
+        return logs
+
     def _distributed_train_step(self, batch):
         logs = self.strategy.run(self._replica_train_step, args=(batch,))
         return {k: self.strategy.reduce("MEAN", v, axis=None) for k, v in logs.items()}
 
     def _distributed_eval_step(self, batch):
-        sums = self.strategy.run(self._replica_eval, args=(batch,))
-        return {k: self.strategy.reduce("SUM", v, axis=None) for k, v in sums.items()}
+        outputs = self.strategy.run(self._replica_eval, args=(batch,))
+        if self._concat_validation:
+            return outputs  # per-replica tensors, concatenated on the host
+        return {k: self.strategy.reduce("SUM", v, axis=None) for k, v in outputs.items()}
+
+    @property
+    def _concat_validation(self) -> bool:
+        return getattr(self.task, "validation_reduction", "sum") == "concat"
+
+    def _local_outputs(self, outputs) -> Dict[str, np.ndarray]:
+        """Per-replica validation outputs -> numpy arrays concatenated over replicas."""
+        return {k: np.concatenate([np.asarray(x) for x in self.strategy.experimental_local_results(v)], axis=0)
+                for k, v in outputs.items()}
 
     # ----------------------------------------------------------------- loops
     def _dataset(self, build):
@@ -151,9 +222,11 @@ class Trainer:
         stats = _Timer()
         for step, batch, data_time in _timed_iter(dataset, limit):
             t0 = time.perf_counter()
-            logs = self._train_step(batch)
+            logs = self._step(batch)
             loss = float(logs["loss"])
-            stats.add(global_batch, data_time, time.perf_counter() - t0, loss)
+            self._run_steps += 1
+            stats.add(global_batch, data_time, time.perf_counter() - t0, loss,
+                      timed=self._run_steps > self.config.log_warmup_steps)
             if not np.isfinite(loss) and not prec.is_loss_scaled(self.optimizer):
                 raise FloatingPointError(f"train loss is {loss} at epoch {epoch + 1} step {step + 1}; "
                                          "lower --lr or check the data")
@@ -180,20 +253,28 @@ class Trainer:
         totals: Dict[str, float] = {}
         stats = _Timer()
         bar = ProgressBar(self.config.eval_steps, desc=prefix, unit="img", enabled=self.is_chief)
+        if self._concat_validation:
+            self.task.begin_validation()
         for _, batch, data_time in _timed_iter(dataset, self.config.eval_steps):
             t0 = time.perf_counter()
-            sums = {k: float(v) for k, v in self._eval_step(batch).items()}
-            stats.add(int(sums.get("count", global_batch)), data_time, time.perf_counter() - t0, 0.0)
-            for k, v in sums.items():
-                totals[k] = totals.get(k, 0.0) + v
-            bar.update(1, images=int(sums.get("count", global_batch)))
+            count = self._accumulate(self._eval_step(batch), totals, global_batch)
+            stats.add(count, data_time, time.perf_counter() - t0, 0.0)
+            bar.update(1, images=count)
         bar.close()
-        if not totals:
+        if not stats.epoch[4]:
             raise ValueError("the validation split produced no batches; check the data or --batch-size")
         metrics = {f"{prefix}.{k}": v for k, v in self.task.reduce_validation(totals).items()}
         timing = stats.summary(prefix)
         timing.pop(f"{prefix}.loss", None)
         return dict(metrics, **timing)
+
+    def _accumulate(self, outputs, totals: Dict[str, float], global_batch: int) -> int:
+        """Adds one validation step's outputs; returns the number of images in it."""
+        if self._concat_validation:
+            return int(self.task.update_validation(self._local_outputs(outputs)))
+        for k, v in outputs.items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+        return int(float(outputs["count"])) if "count" in outputs else global_batch
 
     def fit(self, global_batch: int, eval_batch: Optional[int] = None) -> Dict[str, float]:
         """Trains from ``self.epoch`` to ``config.epochs``; evaluates and checkpoints each epoch."""
@@ -272,8 +353,10 @@ class _Timer:
         self.epoch = np.zeros(5)  # images, data_time, compute_time, loss_sum, steps
         self.win = np.zeros(5)
 
-    def add(self, images, data_time, compute_time, loss):
-        row = np.array([images, data_time, compute_time, loss, 1.0])
+    def add(self, images, data_time, compute_time, loss, timed: bool = True):
+        """Adds a step; untimed (warm-up) steps count for the loss only."""
+        row = np.array([images, data_time, compute_time, loss, 1.0]) if timed else \
+            np.array([0.0, 0.0, 0.0, loss, 1.0])
         self.epoch += row
         self.win += row
 

@@ -12,9 +12,8 @@ import tensorflow as tf
 from common import distribution, precision
 from common.checkpoint import load_weights_file, restore_model_only
 from common.ema import ModelEMA
-from common.logger import setup_logger
 from common.optimizers import build_optimizer
-from common.runtime import set_seeds
+from common.runtime import setup_run
 from common.schedules import WarmupCosine
 from common.trainer import Trainer, TrainerConfig
 from efficientnet_tf2 import data as data_lib
@@ -30,15 +29,7 @@ def _pick(value, default):
 
 def _setup(args):
     """Seeds, precision policy, strategy and logger common to every mode."""
-    set_seeds(_pick(args.seed, 0))
-    policy = precision.resolve_precision(args.amp, args.bf16, getattr(args, "precision", None))
-    precision.configure_precision(policy, tf32=args.tf32)
-    strategy = distribution.create_strategy(args.dist)
-    chief = distribution.is_chief(strategy)
-    os.makedirs(args.workspace, exist_ok=True)
-    log_file = args.log_file or os.path.join(args.workspace, "raport.json")
-    logger = setup_logger(log_file=log_file, tensorboard_dir=args.log_tensorboard, is_chief=chief)
-    return policy, strategy, chief, logger, log_file
+    return setup_run(args, args.workspace)
 
 
 def _task(args, recipe, training: bool) -> ImageClassificationTask:

@@ -1,0 +1,395 @@
+"""Mask R-CNN configuration: one small frozen dataclass per component.
+
+The defaults are NVIDIA's TF2 recipe (``mrcnn_tf2/config.py`` and ``arguments.py`` of
+DeepLearningExamples): ResNet-50 FPN, anchors on P2..P6, 512 RoIs per image, 100
+detections. Every component config is nested in :class:`MaskRCNNConfig`; command-line
+flags override nested fields last, by dotted name::
+
+    config = MaskRCNNConfig().override(**{"rpn.pre_nms_topk_train": 1000, "num_classes": 2})
+    config = replace_flat(config, parse_overrides(["roi_sampler.batch_size_per_image=256"]))
+
+Models receive the component configs (or explicit arguments taken from them); no model
+reads a training field such as the batch size.
+
+Deliberate differences from NVIDIA's values are marked "deviation" below.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+from typing import Any, Dict, Iterable, Mapping, Tuple
+
+ASPECT_RATIOS = ((1.0, 1.0), (1.4, 0.7), (0.7, 1.4))
+
+
+def _check(condition: bool, message: str) -> None:
+    """Raises ``ValueError(message)`` unless ``condition``."""
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclasses.dataclass(frozen=True)
+class AnchorConfig:
+    """Multilevel anchors (see :class:`mrcnn_tf2.ops.anchors.AnchorGenerator`).
+
+    Attributes:
+      min_level: lowest pyramid level (P2, stride 4).
+      max_level: highest pyramid level (P6, stride 64).
+      num_scales: octave scales per level.
+      aspect_ratios: ``(w, h)`` multiplier pairs.
+      anchor_scale: anchor side in units of the level stride (8 -> 32..512 px).
+    """
+
+    min_level: int = 2
+    max_level: int = 6
+    num_scales: int = 1
+    aspect_ratios: Tuple[Tuple[float, float], ...] = ASPECT_RATIOS
+    anchor_scale: float = 8.0
+
+    def __post_init__(self):
+        _check(2 <= self.min_level <= 5 and self.min_level <= self.max_level <= 6,
+               "Need 2 <= min_level <= 5 and min_level <= max_level <= 6 (ResNet C2..C5 plus a "
+               f"pooled P6). Received: min_level={self.min_level}, max_level={self.max_level}")
+
+    @property
+    def anchors_per_location(self) -> int:
+        """``A = num_scales * len(aspect_ratios)`` (3)."""
+        return self.num_scales * len(self.aspect_ratios)
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneConfig:
+    """ResNet backbone (see :func:`mrcnn_tf2.modeling.resnet.build_resnet`).
+
+    Attributes:
+      depth: 50 (NVIDIA), 101 or 152.
+      width_multiplier: channel multiplier; < 1 only for CI convergence tests.
+      finetune_bn: train BatchNorm (batch statistics and gamma/beta); NVIDIA: False.
+      freeze_at: 0 nothing, 1 the stem (conv1), 2 stem + res2 (NVIDIA), k: up to stage k.
+      stride_in_1x1: stride of the first block of a stage on its 1x1 conv (ResNet v1 as
+        Keras applications and Detectron's MSRA weights) instead of the 3x3 conv
+        (v1.5, NVIDIA's TF2 model). Deviation: True by default because the backbone
+        checkpoint loaded here is Keras' ImageNet ResNet-50, trained that way.
+    """
+
+    depth: int = 50
+    width_multiplier: float = 1.0
+    finetune_bn: bool = False
+    freeze_at: int = 2
+    stride_in_1x1: bool = True
+
+    def __post_init__(self):
+        _check(self.depth in (50, 101, 152), f"depth must be 50, 101 or 152. Received: depth={self.depth}")
+        _check(self.width_multiplier > 0, f"width_multiplier must be > 0. Received: {self.width_multiplier}")
+        _check(0 <= self.freeze_at <= 5, f"freeze_at must be in [0, 5]. Received: freeze_at={self.freeze_at}")
+
+
+@dataclasses.dataclass(frozen=True)
+class FpnConfig:
+    """Feature pyramid: 1x1 laterals, nearest top-down, 3x3 outputs, P6 = subsampled P5.
+
+    Attributes:
+      channels: channels of every pyramid level.
+    """
+
+    channels: int = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class RpnConfig:
+    """RPN head, anchor targets and proposal generation.
+
+    Attributes:
+      channels: channels of the shared 3x3 conv.
+      positive_threshold: anchor IoU ``>=`` this is fg (``rpn_positive_overlap``).
+      negative_threshold: anchor IoU ``<`` this is bg (``rpn_negative_overlap``).
+      batch_size_per_image: anchors sampled per image (``rpn_batch_size_per_im``).
+      positive_fraction: max fg share of them (``rpn_fg_fraction``).
+      pre_nms_topk_train: top-scoring boxes kept per level before NMS, training.
+      post_nms_topk_train: proposals kept per image after NMS, training.
+      nms_threshold_train: NMS IoU threshold, training.
+      pre_nms_topk_test / post_nms_topk_test / nms_threshold_test: same at inference.
+      min_size: proposals with a side ``<=`` this (pixels) are dropped (``rpn_min_size``).
+    """
+
+    channels: int = 256
+    positive_threshold: float = 0.7
+    negative_threshold: float = 0.3
+    batch_size_per_image: int = 256
+    positive_fraction: float = 0.5
+    pre_nms_topk_train: int = 2000
+    post_nms_topk_train: int = 1000
+    nms_threshold_train: float = 0.7
+    pre_nms_topk_test: int = 1000
+    post_nms_topk_test: int = 1000
+    nms_threshold_test: float = 0.7
+    min_size: float = 0.0
+
+    def proposal_args(self, training: bool) -> Dict[str, Any]:
+        """Keyword arguments of ``ops.proposals.generate_proposals`` for a mode."""
+        mode = "train" if training else "test"
+        return {"pre_nms_topk": getattr(self, f"pre_nms_topk_{mode}"),
+                "post_nms_topk": getattr(self, f"post_nms_topk_{mode}"),
+                "nms_threshold": getattr(self, f"nms_threshold_{mode}"),
+                "min_size": self.min_size}
+
+
+@dataclasses.dataclass(frozen=True)
+class RoiSamplerConfig:
+    """Fast R-CNN RoI sampling (``ops.targets.sample_rois``).
+
+    Attributes:
+      batch_size_per_image: RoIs per image (``batch_size_per_im``).
+      positive_fraction: max fg share (``fg_fraction``).
+      fg_threshold: fg if IoU ``>=`` this (``fg_thresh``).
+      bg_threshold_hi: bg if IoU ``<`` this (``bg_thresh_hi``).
+      bg_threshold_lo: bg if IoU ``>=`` this (``bg_thresh_lo``).
+      append_gt: add GT boxes to the proposals before sampling (Detectron, NVIDIA).
+    """
+
+    batch_size_per_image: int = 512
+    positive_fraction: float = 0.25
+    fg_threshold: float = 0.5
+    bg_threshold_hi: float = 0.5
+    bg_threshold_lo: float = 0.0
+    append_gt: bool = True
+
+    def __post_init__(self):
+        _check(self.batch_size_per_image >= 1 and 0.0 < self.positive_fraction <= 1.0,
+               "Need batch_size_per_image >= 1 and 0 < positive_fraction <= 1. Received: "
+               f"{self.batch_size_per_image}, {self.positive_fraction}")
+
+    @property
+    def num_fg_slots(self) -> int:
+        """``S_fg = int(batch_size_per_image * positive_fraction)``: mask-head slots (128)."""
+        return int(self.batch_size_per_image * self.positive_fraction)
+
+
+@dataclasses.dataclass(frozen=True)
+class RoiAlignConfig:
+    """Multilevel ROIAlign (``ops.roi_align.multilevel_roi_align``).
+
+    Attributes:
+      box_output_size: bins per side for the box head.
+      mask_output_size: bins per side for the mask head.
+      sampling_ratio: samples per bin side.
+      aligned: half-pixel offset (detectron2 ``ROIAlignV2``); False matches NVIDIA's
+        legacy geometry.
+    """
+
+    box_output_size: int = 7
+    mask_output_size: int = 14
+    sampling_ratio: int = 2
+    aligned: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class BoxHeadConfig:
+    """Fast R-CNN head: ``num_fcs`` x FC-``fc_dims`` then class and class-specific boxes.
+
+    Attributes:
+      fc_dims: hidden width (``fast_rcnn_mlp_head_dim``).
+      num_fcs: hidden layers.
+      bbox_reg_weights: ``(wy, wx, wh, ww)`` delta weights.
+    """
+
+    fc_dims: int = 1024
+    num_fcs: int = 2
+    bbox_reg_weights: Tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskHeadConfig:
+    """Mask head: ``num_convs`` x conv3x3, 2x deconv, per-class 1x1 logits.
+
+    Attributes:
+      num_convs: 3x3 convs on the ROIAlign features.
+      channels: their width.
+      resolution: output mask side (``mrcnn_resolution``), twice the mask ROIAlign size.
+    """
+
+    num_convs: int = 4
+    channels: int = 256
+    resolution: int = 28
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectionConfig:
+    """Inference post-processing (``ops.detections.generate_detections``).
+
+    Attributes:
+      max_detections: detections per image (``test_detections_per_image``).
+      nms_threshold: class-wise NMS IoU (``test_nms``).
+      score_threshold: minimum class probability. NVIDIA's GPU path uses 0.0
+        (``combined_non_max_suppression(score_threshold=0.0)``); Detectron uses 0.05.
+    """
+
+    max_detections: int = 100
+    nms_threshold: float = 0.5
+    score_threshold: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """Loss weights (applied by the task, never inside the model).
+
+    Attributes:
+      rpn_score_weight / rpn_box_weight: RPN objectness and box losses.
+      fast_rcnn_class_weight / fast_rcnn_box_weight: box-head losses.
+      mask_weight: mask loss (``mrcnn_weight_loss_mask``).
+      l2_weight_decay: L2 on trainable kernels (not BN, not biases); the trainer applies it.
+    """
+
+    rpn_score_weight: float = 1.0
+    rpn_box_weight: float = 1.0
+    fast_rcnn_class_weight: float = 1.0
+    fast_rcnn_box_weight: float = 1.0
+    mask_weight: float = 1.0
+    l2_weight_decay: float = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskRCNNConfig:
+    """The whole Mask R-CNN model and its targets/post-processing.
+
+    Attributes:
+      num_classes: classes including background (COCO: 91 category ids incl. 0).
+      image_size: ``(H, W)`` network input (padded) size, multiples of 64.
+      gt_mask_size: side of the GT mask crops fed to the mask targets.
+      anchors, backbone, fpn, rpn, roi_sampler, roi_align, box_head, mask_head,
+      detection, losses: component configs.
+    """
+
+    num_classes: int = 91
+    image_size: Tuple[int, int] = (832, 1344)
+    gt_mask_size: int = 112
+    anchors: AnchorConfig = AnchorConfig()
+    backbone: BackboneConfig = BackboneConfig()
+    fpn: FpnConfig = FpnConfig()
+    rpn: RpnConfig = RpnConfig()
+    roi_sampler: RoiSamplerConfig = RoiSamplerConfig()
+    roi_align: RoiAlignConfig = RoiAlignConfig()
+    box_head: BoxHeadConfig = BoxHeadConfig()
+    mask_head: MaskHeadConfig = MaskHeadConfig()
+    detection: DetectionConfig = DetectionConfig()
+    losses: LossConfig = LossConfig()
+
+    def __post_init__(self):
+        _check(self.num_classes >= 2, f"num_classes counts background, need >= 2. Received: {self.num_classes}")
+        stride = 2 ** self.anchors.max_level
+        _check(all(s % stride == 0 for s in self.image_size),
+               f"image_size must be multiples of {stride}. Received: image_size={self.image_size}")
+        _check(self.mask_head.resolution == 2 * self.roi_align.mask_output_size,
+               "mask_head.resolution must be 2 * roi_align.mask_output_size. Received: "
+               f"{self.mask_head.resolution}, {self.roi_align.mask_output_size}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Nested plain dict (tuples kept); inverse of :meth:`from_dict`."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "MaskRCNNConfig":
+        """Builds a config from :meth:`to_dict` output (JSON lists become tuples)."""
+        return _from_dict(cls, values)
+
+    def flat_dict(self) -> Dict[str, Any]:
+        """``{"rpn.pre_nms_topk_train": 2000, "num_classes": 91, ...}``: every leaf field."""
+        return dict(_flatten(self))
+
+    def override(self, **flat: Any) -> "MaskRCNNConfig":
+        """Copy with fields replaced by dotted name, e.g. ``**{"rpn.min_size": 1.0}``.
+
+        ``__`` also separates levels, so ``override(rpn__min_size=1.0)`` works too.
+        """
+        return replace_flat(self, {key.replace("__", "."): value for key, value in flat.items()})
+
+
+def _coerce(value: Any, like: Any) -> Any:
+    """Converts a JSON/CLI value to the type of the default ``like`` (lists -> tuples)."""
+    if isinstance(like, bool):
+        _check(isinstance(value, bool), f"Expected a bool. Received: {value!r}")
+        return value
+    if isinstance(like, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(like, tuple) or isinstance(value, list):
+        _check(isinstance(value, (list, tuple)), f"Expected a sequence like {like!r}. Received: {value!r}")
+        items = list(value)
+        inner = like[0] if isinstance(like, tuple) and like else None
+        return tuple(_coerce(v, inner) if inner is not None else _to_tuples(v) for v in items)
+    return value
+
+
+def _to_tuples(value: Any) -> Any:
+    """Nested lists -> nested tuples."""
+    return tuple(_to_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _from_dict(cls, values: Mapping[str, Any]):
+    """Recursive ``from_dict`` for any config dataclass ``cls``."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    _check(not unknown, f"Unknown {cls.__name__} fields {unknown}. Known: {sorted(fields)}")
+    defaults = cls()
+    kwargs = {}
+    for name, value in values.items():
+        default = getattr(defaults, name)
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = value if isinstance(value, type(default)) else _from_dict(type(default), value)
+        else:
+            kwargs[name] = _coerce(value, default)
+    return cls(**kwargs)
+
+
+def _flatten(config, prefix: str = "") -> Iterable[Tuple[str, Any]]:
+    """Yields ``(dotted_name, value)`` for every leaf field of a nested config."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            yield from _flatten(value, f"{prefix}{field.name}.")
+        else:
+            yield f"{prefix}{field.name}", value
+
+
+def replace_flat(config, overrides: Mapping[str, Any]):
+    """Copy of a (nested) config dataclass with fields replaced by dotted name.
+
+    Args:
+      config: any config dataclass, usually a :class:`MaskRCNNConfig`.
+      overrides: ``{"rpn.pre_nms_topk_train": 1000, "backbone.width_multiplier": 0.25}``;
+        lists become tuples and ints become floats where the default is a float.
+
+    Returns:
+      A new config (validated by the dataclasses' ``__post_init__``).
+
+    Raises:
+      ValueError: an unknown dotted name (the message lists the valid ones).
+    """
+    nested: Dict[str, Any] = {}
+    known = dict(_flatten(config))
+    for key, value in overrides.items():
+        _check(key in known, f"Unknown config field {key!r}. Known fields: {', '.join(sorted(known))}")
+        head, _, rest = key.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            nested[head] = _coerce(value, known[key])
+    for head, sub in list(nested.items()):
+        if isinstance(sub, dict):
+            nested[head] = replace_flat(getattr(config, head), sub)
+    return dataclasses.replace(config, **nested)
+
+
+def parse_overrides(items: Iterable[str]) -> Dict[str, Any]:
+    """Command-line ``["rpn.min_size=1.0", "backbone.finetune_bn=True"]`` -> dict.
+
+    Values are Python literals (``ast.literal_eval``); anything else stays a string.
+    """
+    parsed = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        _check(bool(sep) and bool(key), f"Overrides look like 'name=value'. Received: {item!r}")
+        try:
+            parsed[key.strip()] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            parsed[key.strip()] = text.strip()
+    return parsed

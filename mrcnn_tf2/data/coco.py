@@ -1,0 +1,245 @@
+"""COCO instance annotations -> per-image records: boxes, classes, crowd flags, masks.
+
+Shape glossary
+  N     instances of one image (after dropping empty boxes)
+  H, W  height and width of the image in pixels
+  C     number of categories; contiguous classes are 1..C, 0 is the background
+
+Conventions
+  * Boxes are ``[N, 4] float32`` (ymin, xmin, ymax, xmax) in pixels with continuous
+    coordinates, as in ``mrcnn_tf2.ops.box_ops``; COCO's ``[x, y, w, h]`` maps to
+    ``(y, x, y + h, x + w)``.
+  * Boxes are clipped to the image; boxes with no area, before or after clipping, are
+    dropped (with their masks), and one summary line is logged per file.
+  * Masks are decoded on demand (``CocoDataset.masks``) from polygons, compressed or
+    uncompressed RLE; an instance without a segmentation gets its box as mask.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+_LOG = logging.getLogger(__name__)
+_REQUIRED_KEYS = {
+    "images": ("id", "file_name", "height", "width"),
+    "annotations": ("image_id", "category_id", "bbox"),
+    "categories": ("id", "name"),
+}
+
+
+def load_coco_json(path: str) -> dict:
+    """Reads and validates a COCO instances file.
+
+    Raises:
+      FileNotFoundError: the file does not exist (the message names it).
+      ValueError: not JSON, or a missing/ill-typed section or key (names the file).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"COCO annotation file not found: {path}")
+    with open(path) as f:
+        try:
+            coco = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON: {error}") from error
+    _validate(coco, path)
+    return coco
+
+
+def _validate(coco, path):
+    """Checks sections, required keys and cross references; ValueError naming `path`."""
+    if not isinstance(coco, dict):
+        raise ValueError(f"{path}: expected a JSON object with images/annotations/categories.")
+    for section, keys in _REQUIRED_KEYS.items():
+        entries = coco.get(section)
+        if not isinstance(entries, list):
+            raise ValueError(f"{path}: expected a list under '{section}', "
+                             f"got {type(entries).__name__}.")
+        for entry in entries:
+            missing = [k for k in keys if k not in entry]
+            if missing:
+                raise ValueError(f"{path}: an entry of '{section}' lacks {missing}: "
+                                 f"{str(entry)[:200]}")
+    _check_references(coco, path)
+
+
+def _check_references(coco, path):
+    """Unique image/category ids; annotations point at known ones."""
+    image_ids = [image["id"] for image in coco["images"]]
+    category_ids = [category["id"] for category in coco["categories"]]
+    for name, ids in (("image", image_ids), ("category", category_ids)):
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"{path}: duplicate {name} ids.")
+    image_ids, category_ids = set(image_ids), set(category_ids)
+    for ann in coco["annotations"]:
+        if ann["image_id"] not in image_ids or ann["category_id"] not in category_ids:
+            raise ValueError(f"{path}: annotation {ann.get('id')} refers to image "
+                             f"{ann['image_id']} / category {ann['category_id']}, "
+                             "which are not listed.")
+
+
+def coco_boxes(bboxes, height, width):
+    """COCO ``[x, y, w, h]`` -> clipped boxes and which of them to keep.
+
+    Args:
+      bboxes: ``[N, 4]`` float, COCO boxes in pixels.
+      height, width: image size in pixels.
+
+    Returns:
+      (``[N, 4] float32`` (ymin, xmin, ymax, xmax) clipped to the image,
+       ``[N] bool`` keep, ``{"zero_area", "outside_image", "clipped"}`` counts).
+    """
+    b = np.asarray(bboxes, np.float64).reshape(-1, 4)
+    boxes = np.stack([b[:, 1], b[:, 0], b[:, 1] + b[:, 3], b[:, 0] + b[:, 2]], axis=1)
+    limits = np.array([height, width, height, width], np.float64)
+    clipped = np.clip(boxes, 0.0, limits)
+    zero_area = (b[:, 2] <= 0) | (b[:, 3] <= 0)
+    empty = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
+    outside = empty & ~zero_area
+    keep = ~(zero_area | outside)
+    counts = {"zero_area": int(zero_area.sum()), "outside_image": int(outside.sum()),
+              "clipped": int((keep & np.any(clipped != boxes, axis=1)).sum())}
+    return clipped.astype(np.float32), keep, counts
+
+
+def _box_mask(box, height, width):
+    """``[4]`` (ymin, xmin, ymax, xmax) -> ``[H, W] uint8`` with the rounded box filled."""
+    mask = np.zeros((height, width), np.uint8)
+    ymin, xmin, ymax, xmax = (int(round(float(v))) for v in box)
+    mask[ymin:ymax, xmin:xmax] = 1
+    return mask
+
+
+def segmentation_to_mask(segmentation, height, width, box):
+    """One COCO segmentation -> ``[H, W] uint8`` {0, 1}.
+
+    Args:
+      segmentation: polygons (list of flat xy lists), an uncompressed RLE
+        (``counts`` a list) or a compressed RLE (``counts`` a string); None or
+        degenerate polygons fall back to the box.
+      height, width: image size in pixels.
+      box: ``[4]`` (ymin, xmin, ymax, xmax) in pixels, used for the fallback.
+    """
+    if isinstance(segmentation, list):
+        polygons = [p for p in segmentation if len(p) >= 6 and len(p) % 2 == 0]
+        if not polygons:
+            return _box_mask(box, height, width)
+        rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
+    elif isinstance(segmentation, dict):
+        if list(segmentation["size"]) != [height, width]:
+            raise ValueError(f"RLE size {segmentation['size']} differs from the image "
+                             f"size {[height, width]}.")
+        rle = segmentation
+        if isinstance(rle["counts"], list):
+            rle = mask_utils.frPyObjects(segmentation, height, width)
+    else:
+        return _box_mask(box, height, width)
+    return mask_utils.decode(rle).astype(np.uint8)
+
+
+class CocoDataset:
+    """Images and instance annotations of one COCO file, in image-id order.
+
+    Attributes:
+      annotation_file, image_dir: as given.
+      class_names: ``["background", *category names sorted by COCO id]``.
+      category_ids: contiguous class index -> COCO category id (``[0, ...]``).
+      num_classes: ``len(class_names)`` (background included).
+      image_ids: sorted COCO image ids; ``record(i)`` describes ``image_ids[i]``.
+      dropped: counts of boxes dropped or clipped ({"zero_area", "outside_image",
+        "clipped"}).
+    """
+
+    def __init__(self, annotation_file: str, image_dir: str):
+        self.annotation_file, self.image_dir = annotation_file, image_dir
+        coco = load_coco_json(annotation_file)
+        categories = sorted(coco["categories"], key=lambda c: c["id"])
+        self.class_names = ["background"] + [c["name"] for c in categories]
+        self.category_ids = [0] + [c["id"] for c in categories]
+        self.num_classes = len(self.class_names)
+        self._images = sorted(coco["images"], key=lambda image: image["id"])
+        self.image_ids = [image["id"] for image in self._images]
+        self._instances, self.dropped = self._index_annotations(coco["annotations"])
+        self._log_summary()
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def _index_annotations(self, annotations):
+        """-> ({image id: instance arrays}, summed drop counts)."""
+        per_image = {image_id: [] for image_id in self.image_ids}
+        for ann in annotations:
+            per_image[ann["image_id"]].append(ann)
+        class_of = {coco_id: i for i, coco_id in enumerate(self.category_ids) if i}
+        totals = {"zero_area": 0, "outside_image": 0, "clipped": 0}
+        instances = {}
+        for image in self._images:
+            instances[image["id"]], counts = _instances(per_image[image["id"]], image, class_of)
+            totals = {k: totals[k] + counts[k] for k in totals}
+        return instances, totals
+
+    def _log_summary(self):
+        """One line: kept instances, dropped and clipped boxes."""
+        kept = sum(len(v["classes"]) for v in self._instances.values())
+        d = self.dropped
+        level = logging.WARNING if any(d.values()) else logging.INFO
+        _LOG.log(level, "%s: %d instances in %d images; dropped %d zero-area and %d "
+                 "out-of-image boxes, clipped %d boxes to the image.",
+                 self.annotation_file, kept, len(self), d["zero_area"], d["outside_image"],
+                 d["clipped"])
+
+    def image_path(self, index: int) -> str:
+        """Path of image ``index``; FileNotFoundError naming it if it does not exist."""
+        image = self._images[index]
+        path = os.path.join(self.image_dir, image["file_name"])
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"Image file not found: {path} (image id {image['id']}, "
+                                    f"listed in {self.annotation_file}).")
+        return path
+
+    def record(self, index: int, with_masks: bool = False) -> dict:
+        """Annotations of image ``index`` (0 <= index < len(self)).
+
+        Returns:
+          dict with "path", "image_id", "height", "width", "boxes" ``[N, 4] float32``
+          (ymin, xmin, ymax, xmax) pixels, "classes" ``[N] int32`` in 1..C,
+          "is_crowd" ``[N] bool``, "areas" ``[N] float32`` (COCO area),
+          "segmentations" (N raw COCO segmentations) and, with ``with_masks``,
+          "masks" ``[N, H, W] uint8``.
+
+        Raises:
+          FileNotFoundError: the image file does not exist (names the path).
+        """
+        image = self._images[index]
+        record = {"path": self.image_path(index), "image_id": image["id"],
+                  "height": image["height"], "width": image["width"],
+                  **{k: v.copy() for k, v in self._instances[image["id"]].items()}}
+        if with_masks:
+            record["masks"] = self.masks(index)
+        return record
+
+    def masks(self, index: int) -> np.ndarray:
+        """Instance masks of image ``index``: ``[N, H, W] uint8`` {0, 1}."""
+        image = self._images[index]
+        height, width = image["height"], image["width"]
+        instances = self._instances[image["id"]]
+        masks = [segmentation_to_mask(seg, height, width, box)
+                 for seg, box in zip(instances["segmentations"], instances["boxes"])]
+        return np.stack(masks) if masks else np.zeros((0, height, width), np.uint8)
+
+
+def _instances(annotations, image, class_of):
+    """Annotations of one image -> (kept instance arrays, drop counts)."""
+    boxes, keep, counts = coco_boxes([a["bbox"] for a in annotations],
+                                     image["height"], image["width"])
+    kept = [a for a, k in zip(annotations, keep) if k]
+    return {
+        "boxes": boxes[keep],
+        "classes": np.array([class_of[a["category_id"]] for a in kept], np.int32),
+        "is_crowd": np.array([bool(a.get("iscrowd", 0)) for a in kept], bool),
+        "areas": np.array([a.get("area", 0.0) for a in kept], np.float32),
+        "segmentations": [a.get("segmentation") for a in kept],
+    }, counts

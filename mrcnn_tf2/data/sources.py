@@ -1,0 +1,106 @@
+"""Finds the training and validation data of a Mask R-CNN run.
+
+Accepted layouts of ``--data_dir`` (first match wins):
+
+* TFRecords from ``dataset/create_coco_tf_record.py``: ``train*.tfrecord*`` and
+  ``val*.tfrecord*`` files; classes come from ``--eval_file`` (the validation
+  annotation JSON, NVIDIA's flag).
+* COCO layout: ``annotations/instances_<split>*.json`` with images in ``<split>*/``
+  (COCO 2017: ``annotations/instances_train2017.json`` + ``train2017/``; the
+  synthetic shapes: ``annotations/instances_train.json`` + ``train/``).
+
+Explicit ``--train_annotations/--train_images/--eval_file/--eval_images`` override
+what is found, so any COCO-format data set works.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+from typing import List, Optional, Union
+
+from mrcnn_tf2.data.coco import CocoDataset
+
+Source = Union[CocoDataset, str]
+
+
+@dataclasses.dataclass
+class DataSources:
+    """What the task reads.
+
+    Attributes:
+      train: training source (CocoDataset or TFRecord pattern), None for eval-only runs.
+      val: validation source.
+      eval_file: validation annotation JSON (COCO ground truth for pycocotools).
+      class_names: ``["background", ...]`` from the annotation file.
+      category_ids: contiguous class -> COCO category id (``[0, ...]``).
+      num_train: training images (None if unknown, e.g. TFRecords).
+    """
+
+    train: Optional[Source]
+    val: Optional[Source]
+    eval_file: str
+    class_names: List[str]
+    category_ids: List[int]
+    num_train: Optional[int] = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def _find_json(data_dir: str, split: str) -> Optional[str]:
+    found = sorted(glob.glob(os.path.join(data_dir, "annotations", f"instances_{split}*.json")))
+    return found[0] if found else None
+
+
+def _images_for(data_dir: str, annotation_file: str, split: str) -> str:
+    """``train2017/`` for ``instances_train2017.json``; ``train/`` for ``instances_train.json``."""
+    suffix = os.path.basename(annotation_file)[len(f"instances_{split}"):-len(".json")]
+    folder = os.path.join(data_dir, split + suffix)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"image folder {folder} for {annotation_file} not found; "
+                                "pass --train_images/--eval_images")
+    return folder
+
+
+def _tfrecords(data_dir: str, split: str) -> Optional[str]:
+    pattern = os.path.join(data_dir, f"{split}*.tfrecord*")
+    return pattern if glob.glob(pattern) else None
+
+
+def resolve_sources(data_dir: Optional[str], *, eval_file: Optional[str] = None,
+                    train_annotations: Optional[str] = None, train_images: Optional[str] = None,
+                    eval_images: Optional[str] = None, need_train: bool = True) -> DataSources:
+    """Resolves the data of a run (see the module docstring).
+
+    Raises:
+      FileNotFoundError: naming what was looked for and where.
+    """
+    if data_dir and not os.path.isdir(data_dir):
+        raise FileNotFoundError(f"--data_dir {data_dir} is not a directory")
+    train_records = _tfrecords(data_dir, "train") if data_dir else None
+    val_records = _tfrecords(data_dir, "val") if data_dir else None
+    train_annotations = train_annotations or (None if train_records or not data_dir else _find_json(data_dir, "train"))
+    eval_file = eval_file or (_find_json(data_dir, "val") if data_dir else None)
+    if eval_file is None:
+        raise FileNotFoundError(f"no validation annotations: pass --eval_file (looked for "
+                                f"{data_dir}/annotations/instances_val*.json)")
+    val = _coco_or_records(data_dir, eval_file, eval_images, val_records, "val")
+    train = None
+    if need_train:
+        if train_annotations is None and train_records is None:
+            raise FileNotFoundError(f"no training data in {data_dir}: expected train*.tfrecord files or "
+                                    "annotations/instances_train*.json (or pass --train_annotations)")
+        train = train_records if train_annotations is None else CocoDataset(
+            train_annotations, train_images or _images_for(data_dir, train_annotations, "train"))
+    reference = val if isinstance(val, CocoDataset) else CocoDataset(eval_file, eval_images or data_dir or ".")
+    return DataSources(train=train, val=val, eval_file=eval_file, class_names=reference.class_names,
+                       category_ids=reference.category_ids,
+                       num_train=len(train) if isinstance(train, CocoDataset) else None)
+
+
+def _coco_or_records(data_dir, eval_file, eval_images, val_records, split) -> Source:
+    if eval_images or not val_records:
+        return CocoDataset(eval_file, eval_images or _images_for(data_dir, eval_file, split))
+    return val_records

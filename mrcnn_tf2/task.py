@@ -1,0 +1,170 @@
+"""Instance-segmentation task: Mask R-CNN, COCO inputs, losses and COCO metrics.
+
+Batches are ``(features, labels)`` dicts from :func:`mrcnn_tf2.data.pipeline.build_dataset`
+(or :func:`mrcnn_tf2.data.synthetic.synthetic_dataset`):
+
+  features  images [B, H, W, 3] float32, image_info [B, 5] float32, source_ids [B] int64
+  labels    gt_boxes [B, M, 4] float32, gt_classes [B, M] int32, gt_masks [B, M, G, G] float32
+
+The loss is the weighted sum of the RPN, Fast R-CNN and mask losses of
+:mod:`mrcnn_tf2.losses` (the trainer adds L2 weight decay). Validation runs the
+inference graph and feeds the detections to a pycocotools evaluator on the host.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Dict, Optional
+
+import tensorflow as tf
+
+from common.task import Task
+from mrcnn_tf2 import losses
+from mrcnn_tf2.config import MaskRCNNConfig
+from mrcnn_tf2.data.pipeline import InputConfig, build_dataset
+from mrcnn_tf2.data.sources import DataSources
+from mrcnn_tf2.data.synthetic import synthetic_dataset
+from mrcnn_tf2.modeling.mask_rcnn import MaskRCNN
+
+_log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class DetectionTaskConfig:
+    """Data-side settings of a Mask R-CNN run.
+
+    Attributes:
+      model: the model configuration.
+      inputs: resize/pad/flip settings of the input pipeline.
+      data: resolved training/validation sources (None with synthetic data).
+      synthetic: random inputs of the right shapes (benchmarks, smoke tests).
+      eval_samples: cap on validation images (NVIDIA's ``--eval_samples``).
+      seed: base seed (shuffling, flips, samplers).
+    """
+
+    model: MaskRCNNConfig
+    inputs: InputConfig
+    data: Optional[DataSources] = None
+    synthetic: bool = False
+    eval_samples: Optional[int] = None
+    seed: int = 0
+
+
+class InstanceSegmentationTask(Task):
+    """Mask R-CNN on COCO-format data (TFRecords or JSON + images)."""
+
+    name = "instance_segmentation"
+    validation_reduction = "concat"
+
+    def __init__(self, config: DetectionTaskConfig):
+        self.config = config
+        if not config.synthetic and config.data is None:
+            raise ValueError("Mask R-CNN needs --data_dir (or --use_synthetic_data)")
+        self.evaluator = None
+        self._images_seen = 0
+
+    # ------------------------------------------------------------------ model
+    def build_model(self) -> MaskRCNN:
+        """A MaskRCNN whose variables exist (one inference call on zeros)."""
+        return built_model(self.config.model, self.config.seed)
+
+    @property
+    def padded_size(self):
+        return self.config.inputs.batch_padded_size()
+
+    def checkpoint_items(self):
+        return {}
+
+    # ------------------------------------------------------------------ data
+    def build_train_dataset(self, global_batch: int, epoch: int, input_context=None) -> tf.data.Dataset:
+        if self.config.synthetic:
+            return synthetic_dataset(self.config.model, self.config.inputs, global_batch, training=True)
+        data = self.config.data
+        return build_dataset(data.train, self.config.inputs, training=True, batch_size=global_batch,
+                             seed=self.config.seed, epoch=epoch, input_context=input_context,
+                             category_ids=data.category_ids)
+
+    def build_eval_dataset(self, global_batch: int, input_context=None) -> tf.data.Dataset:
+        if self.config.synthetic:
+            return synthetic_dataset(self.config.model, self.config.inputs, global_batch, training=False)
+        data = self.config.data
+        ds = build_dataset(data.val, self.config.inputs, training=False, batch_size=global_batch,
+                           seed=self.config.seed, input_context=input_context, category_ids=data.category_ids)
+        if self.config.eval_samples:
+            ds = ds.take(-(-self.config.eval_samples // global_batch))
+        return ds
+
+    def steps_per_epoch(self, global_batch: int) -> Optional[int]:
+        if self.config.synthetic or self.config.data is None:
+            return None
+        return max(self.config.data.num_train // global_batch, 1) if self.config.data.num_train else None
+
+    # ------------------------------------------------------------------ losses
+    def train_loss(self, model, batch, training: bool = True):
+        """Weighted sum of the five Mask R-CNN losses; logs each of them."""
+        features, labels = batch
+        outputs = model({**features, **labels}, training=training)
+        terms = compute_losses(outputs, self.config.model)
+        total = tf.add_n(list(terms.values()))
+        return total, terms
+
+    # -------------------------------------------------------------- validation
+    def validation_step(self, model, batch) -> Dict[str, tf.Tensor]:
+        features, _ = batch
+        outputs = model({"images": features["images"], "image_info": features["image_info"]}, training=False)
+        return {**outputs, "image_info": features["image_info"], "source_ids": features["source_ids"]}
+
+    def begin_validation(self) -> None:
+        from mrcnn_tf2.evaluation import CocoEvaluator
+
+        self._images_seen = 0
+        if self.config.synthetic:
+            self.evaluator = None
+            return
+        if self.evaluator is None:
+            self.evaluator = CocoEvaluator(self.config.data.eval_file, include_masks=True)
+        self.evaluator.reset()
+
+    def update_validation(self, outputs) -> int:
+        count = int(outputs["source_ids"].shape[0])
+        self._images_seen += count
+        if self.evaluator is not None:
+            detections = {k: outputs[k] for k in ("num_detections", "detection_boxes", "detection_classes",
+                                                  "detection_scores", "detection_masks")}
+            self.evaluator.update(detections, outputs["image_info"], outputs["source_ids"])
+        return count
+
+    def reduce_validation(self, sums) -> Dict[str, float]:
+        if self.evaluator is None:
+            return {"images": float(self._images_seen)}
+        metrics = self.evaluator.evaluate()
+        from mrcnn_tf2.evaluation import format_metrics_table
+
+        print(format_metrics_table(metrics), flush=True)
+        return metrics
+
+
+def built_model(config: MaskRCNNConfig, seed: Optional[int] = 0) -> MaskRCNN:
+    """A MaskRCNN with its variables created (one inference call on zeros)."""
+    model = MaskRCNN(config, seed=seed)
+    height, width = config.image_size
+    model({"images": tf.zeros([1, height, width, 3]),
+           "image_info": tf.constant([[height, width, 1.0, height, width]], tf.float32)}, training=False)
+    return model
+
+
+def compute_losses(outputs: Dict[str, object], config: MaskRCNNConfig) -> Dict[str, tf.Tensor]:
+    """Weighted loss terms of a training forward pass (float32 scalars)."""
+    weights = config.losses
+    rpn_score, rpn_box = losses.rpn_losses(outputs["rpn_scores"], outputs["rpn_deltas"], outputs["rpn_targets"],
+                                           samples_per_image=config.rpn.batch_size_per_image)
+    cls, box = losses.fast_rcnn_losses(outputs["class_logits"], outputs["box_deltas"], outputs["roi_targets"])
+    slots = outputs["mask_logits"].shape[1]
+    mask_classes = outputs["roi_targets"].gt_classes[:, :slots]
+    mask = losses.mask_loss(outputs["mask_logits"], outputs["mask_targets"], mask_classes,
+                            tf.logical_and(mask_classes > 0, outputs["roi_targets"].valid[:, :slots]))
+    return {"rpn_score_loss": weights.rpn_score_weight * rpn_score,
+            "rpn_box_loss": weights.rpn_box_weight * rpn_box,
+            "fast_rcnn_class_loss": weights.fast_rcnn_class_weight * cls,
+            "fast_rcnn_box_loss": weights.fast_rcnn_box_weight * box,
+            "mask_loss": weights.mask_weight * mask}

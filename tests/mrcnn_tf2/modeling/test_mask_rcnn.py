@@ -1,0 +1,126 @@
+"""MaskRCNN wiring at 128x128 with a tiny config: output dicts, variables, freezing, grads."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mrcnn_tf2 import losses
+from mrcnn_tf2.config import MaskRCNNConfig
+from mrcnn_tf2.modeling.mask_rcnn import MaskRCNN, build_mask_rcnn
+from mrcnn_tf2.ops.anchors import AnchorGenerator
+
+B, M, K, SIZE = 2, 3, 3, 128
+TINY = MaskRCNNConfig().override(**{
+    "num_classes": K, "image_size": (SIZE, SIZE), "backbone.width_multiplier": 0.25, "fpn.channels": 32,
+    "rpn.channels": 32, "rpn.pre_nms_topk_train": 100, "rpn.post_nms_topk_train": 50,
+    "rpn.pre_nms_topk_test": 100, "rpn.post_nms_topk_test": 50, "roi_sampler.batch_size_per_image": 32,
+    "box_head.fc_dims": 64, "mask_head.channels": 16, "detection.max_detections": 10})
+S, S_FG, D = 32, 8, 10
+
+
+def make_inputs(seed=0):
+    rng = np.random.default_rng(seed)
+    masks = (rng.uniform(size=(B, M, 112, 112)) > 0.5).astype("float32")
+    return {"images": tf.constant(rng.normal(size=(B, SIZE, SIZE, 3)), tf.float32),
+            "image_info": tf.constant([[SIZE, SIZE, 1.0, SIZE, SIZE], [SIZE, 96, 1.0, SIZE, 96]], tf.float32),
+            "gt_boxes": tf.constant([[[10, 10, 60, 70], [30, 40, 120, 100], [0, 0, 0, 0]]] * B, tf.float32),
+            "gt_classes": tf.constant([[1, 2, -1]] * B, tf.int32),
+            "gt_masks": tf.constant(masks)}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return MaskRCNN(TINY, seed=3)
+
+
+@pytest.fixture(scope="module")
+def training_outputs(model):
+    return model(make_inputs(), training=True)
+
+
+@pytest.fixture(scope="module")
+def inference_outputs(model, training_outputs):
+    del training_outputs  # build in training mode first
+    return model(make_inputs(), training=False)
+
+
+def shapes(structure):
+    return tf.nest.map_structure(lambda t: tuple(t.shape), structure)
+
+
+def test_training_outputs(training_outputs, model):
+    out = training_outputs
+    assert set(out) == {"rpn_scores", "rpn_deltas", "rpn_targets", "roi_targets", "class_logits",
+                        "box_deltas", "mask_logits", "mask_targets"}
+    sizes = {level: SIZE >> level for level in range(2, 7)}
+    assert shapes(out["rpn_scores"]) == {l: (B, s, s, 3) for l, s in sizes.items()}
+    assert shapes(out["rpn_deltas"]) == {l: (B, s, s, 12) for l, s in sizes.items()}
+    num_anchors = AnchorGenerator().concatenated((SIZE, SIZE)).shape[0]
+    assert shapes(out["rpn_targets"]) == ((B, num_anchors), (B, num_anchors, 4), (B, num_anchors))
+    assert shapes(out["roi_targets"]) == ((B, S, 4), (B, S), (B, S), (B, S, 4), (B, S, 4), (B, S), (B,))
+    assert shapes(out["class_logits"]) == (B, S, K) and shapes(out["box_deltas"]) == (B, S, 4 * K)
+    assert model.num_mask_slots == S_FG
+    assert shapes(out["mask_logits"]) == (B, S_FG, 28, 28, K)
+    assert shapes(out["mask_targets"]) == (B, S_FG, 28, 28)
+    # GT boxes are appended to the proposals, so both GT instances yield fg RoIs with masks
+    assert np.all(out["roi_targets"].num_positives.numpy() >= 2)
+    assert np.any(out["mask_targets"].numpy() > 0)
+
+
+def test_inference_outputs(inference_outputs):
+    out = inference_outputs
+    assert shapes(out) == {"num_detections": (B,), "detection_boxes": (B, D, 4), "detection_classes": (B, D),
+                           "detection_scores": (B, D), "detection_masks": (B, D, 28, 28)}
+    assert {k: t.dtype for k, t in out.items()} == {
+        "num_detections": tf.int32, "detection_boxes": tf.float32, "detection_classes": tf.int32,
+        "detection_scores": tf.float32, "detection_masks": tf.float32}
+    num = out["num_detections"].numpy()
+    assert np.all((num >= 0) & (num <= D))
+    valid = np.arange(D)[None] < num[:, None]
+    classes, scores, masks = (out[k].numpy() for k in ("detection_classes", "detection_scores", "detection_masks"))
+    assert np.all(classes[valid] >= 1) and np.all(classes[valid] < K) and not np.any(classes[~valid])
+    assert np.all(np.diff(scores, axis=1) <= 0) and not np.any(scores[~valid])
+    assert np.all((masks >= 0) & (masks <= 1)) and not np.any(masks[~valid])
+    boxes = out["detection_boxes"].numpy()
+    assert np.all(boxes >= 0) and np.all(boxes[1, :, 3] <= 96)  # clipped to image_info's scaled width
+
+
+def test_variables_are_created_once_and_frozen_ones_excluded(model, inference_outputs):
+    del inference_outputs
+    count = len(model.variables)
+    model(make_inputs(1), training=True)
+    model(make_inputs(1), training=False)
+    assert len(model.variables) == count
+    names = [v.name for v in model.trainable_variables]
+    assert not any(n.split("/")[0].startswith(("conv1_", "conv2_")) or "_bn/" in n for n in names)
+    heads = [model.fpn, model.rpn_head, model.box_head, model.mask_head]
+    expected = len(model.backbone.trainable_variables) + sum(len(h.trainable_variables) for h in heads)
+    assert len(names) == expected == 2 * (53 - 1 - 10) + 16 + 6 + 2 * 4 + 2 * 6
+
+
+def test_sampling_seed_advances_each_training_step(model, training_outputs):
+    del training_outputs
+    state = model.sampling_generator.state.numpy().copy()
+    model(make_inputs(), training=True)
+    assert not np.array_equal(model.sampling_generator.state.numpy(), state)
+
+
+def test_every_trainable_variable_gets_a_gradient(model):
+    with tf.GradientTape() as tape:
+        out = model(make_inputs(), training=True)
+        targets = out["roi_targets"]
+        total = (sum(losses.rpn_losses(out["rpn_scores"], out["rpn_deltas"], out["rpn_targets"]))
+                 + sum(losses.fast_rcnn_losses(out["class_logits"], out["box_deltas"], targets))
+                 + losses.mask_loss(out["mask_logits"], out["mask_targets"], targets.gt_classes[:, :S_FG],
+                                    targets.valid[:, :S_FG]))
+    grads = tape.gradient(total, model.trainable_variables)
+    assert np.isfinite(float(total))
+    assert [v.name for v, g in zip(model.trainable_variables, grads) if g is None] == []
+
+
+def test_config_round_trip_and_errors(model):
+    clone = MaskRCNN.from_config(model.get_config())
+    assert clone.config == TINY and clone.seed == 3
+    assert build_mask_rcnn(TINY).config == TINY
+    inputs = make_inputs()
+    with pytest.raises(KeyError, match="gt_masks"):
+        model({k: v for k, v in inputs.items() if k != "gt_masks"}, training=True)
