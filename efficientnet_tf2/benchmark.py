@@ -32,7 +32,8 @@ class _NullLogger:
         pass
 
 
-def _task_and_model(name: str, image_size: int, num_classes: int):
+def _task_and_model(name: str, image_size: int, num_classes):
+    num_classes = num_classes or 1000
     task_model = name if name in registry.list_models() else "efficientnet-b0"
     task = ImageClassificationTask(ClassificationConfig(
         model=task_model, data_backend="synthetic", num_classes=num_classes, image_size=image_size,
@@ -47,8 +48,9 @@ def _synthetic_batch(batch: int, image_size: int, num_classes: int):
     return images, labels
 
 
-def make_train_step(name, batch, image_size, policy="float32", xla=False, num_classes=1000):
+def make_train_step(name, batch, image_size, policy="float32", xla=False, num_classes=None):
     """Returns a zero-argument callable running one full training step (blocking)."""
+    num_classes = num_classes or 1000
     task, model = _task_and_model(name, image_size, num_classes)
     optimizer = precision.wrap_optimizer(build_optimizer("rmsprop", 0.01), policy)
     trainer = Trainer(task, model, optimizer, TrainerConfig(weight_decay=1e-5, xla=xla, workspace=None,
@@ -57,8 +59,9 @@ def make_train_step(name, batch, image_size, policy="float32", xla=False, num_cl
     return lambda: trainer._train_step(data)["loss"].numpy()
 
 
-def make_infer_step(name, batch, image_size, policy="float32", xla=False, num_classes=1000):
+def make_infer_step(name, batch, image_size, policy="float32", xla=False, num_classes=None):
     """Returns a zero-argument callable running one inference forward pass (blocking)."""
+    num_classes = num_classes or 1000
     _, model = _task_and_model(name, image_size, num_classes)
     forward = tf.function(lambda x: tf.nn.softmax(tf.cast(model(x, training=False), tf.float32)),
                           jit_compile=xla)

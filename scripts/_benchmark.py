@@ -37,6 +37,11 @@ def _family(name):
     raise SystemExit(f"error: unknown model {name!r}; available: {', '.join(known)}")
 
 
+def _parse_size(text):
+    """``"224"`` -> 224; ``"832x1344"`` stays a string for families with rectangular inputs."""
+    return int(text) if str(text).isdigit() else str(text)
+
+
 def parse_args(argv, mode):
     parser = argparse.ArgumentParser(description=f"{mode} throughput and latency benchmark",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -45,10 +50,11 @@ def parse_args(argv, mode):
     parser.add_argument("-b", "--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--precision", default="FP32", choices=["FP32", "TF32", "AMP", "BF16"])
     parser.add_argument("--xla", action="store_true", help="XLA-compile the step")
-    parser.add_argument("--image-size", type=int, default=None, help="default: the model's resolution")
+    parser.add_argument("--image-size", default=None,
+                        help="default: the model's resolution (EfficientNet: S; Mask R-CNN: S or HxW, 832x1344)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps (tracing/compilation)")
     parser.add_argument("--iters", "--prof", type=int, default=20, help="timed steps per batch size")
-    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--num-classes", type=int, default=None, help="default: 1000 (EfficientNet), 91 (Mask R-CNN)")
     parser.add_argument("--raport-file", "--log-file", dest="log_file", default="benchmark.json",
                         help="DLLogger JSON output")
     parser.add_argument("--table-file", default=None, help="also write the markdown table here")
@@ -74,7 +80,7 @@ def run(argv, mode: str) -> int:
     rows = []
     for name in args.model:
         family = _family(name)
-        size = args.image_size or family.default_image_size(name)
+        size = _parse_size(args.image_size) if args.image_size else family.default_image_size(name)
         make = family.make_train_step if mode == "training" else family.make_infer_step
         for batch in args.batch_sizes:
             print(f"[{mode}] {name} batch {batch} @ {size}px: {args.warmup} warm-up + {args.iters} timed steps",

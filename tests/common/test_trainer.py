@@ -1,0 +1,114 @@
+"""Shared trainer on a tiny regression task: accumulation, clipping, warm-up stats, concat validation."""
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from common.task import Task
+from common.trainer import Trainer, TrainerConfig
+
+X = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
+Y = (X @ np.array([[1.0], [-2.0], [0.5]], np.float32)).astype(np.float32)
+
+
+class _Regression(Task):
+    """Mean squared error of a Dense(1) on fixed data; batches in file order."""
+
+    validation_reduction = "sum"
+
+    def build_model(self):
+        return keras.Sequential([keras.layers.Dense(1, input_shape=(3,),
+                                                    kernel_initializer=keras.initializers.Constant(0.1))])
+
+    def build_train_dataset(self, global_batch, epoch, input_context=None):
+        return tf.data.Dataset.from_tensor_slices((X, Y)).batch(global_batch, drop_remainder=True)
+
+    def build_eval_dataset(self, global_batch, input_context=None):
+        return tf.data.Dataset.from_tensor_slices((X, Y)).batch(global_batch)
+
+    def train_loss(self, model, batch, training=True):
+        x, y = batch
+        return tf.reduce_mean(tf.square(model(x) - y)), {}
+
+    def validation_step(self, model, batch):
+        x, y = batch
+        return {"sse": tf.reduce_sum(tf.square(model(x) - y)), "count": tf.cast(tf.shape(x)[0], tf.float32)}
+
+    def reduce_validation(self, sums):
+        return {"mse": sums["sse"] / sums["count"]}
+
+
+class _Null:
+    def log(self, *a, **k):
+        pass
+
+    def flush(self):
+        pass
+
+
+def _fit(batch, **config):
+    task = _Regression()
+    model = task.build_model()
+    trainer = Trainer(task, model, keras.optimizers.SGD(0.1), TrainerConfig(epochs=1, workspace=None,
+                                                                            evaluate_every=0, **config), _Null())
+    trainer.fit(batch)
+    return model.get_weights(), trainer
+
+
+def test_gradient_accumulation_equals_the_large_batch():
+    big, _ = _fit(8)
+    accumulated, _ = _fit(4, grad_accum_steps=2)
+    for a, b in zip(big, accumulated):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    small, _ = _fit(4)
+    assert not np.allclose(small[0], big[0])
+
+
+def test_clipping_bounds_the_update():
+    clipped, _ = _fit(8, clip_grad_norm=1e-3)
+    start = _Regression().build_model().get_weights()
+    step = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(clipped, start)))
+    assert step == pytest.approx(0.1 * 1e-3, rel=1e-3)
+
+
+def test_warmup_steps_are_left_out_of_throughput():
+    _, trainer = _fit(2, log_warmup_steps=6)  # 4 steps, all warm-up
+    assert trainer.train_epoch(0, 2)["train.total_ips"] > 0  # steps 5-8: 7 and 8 are timed
+    _, cold = _fit(2, log_warmup_steps=100)
+    metrics = cold.train_epoch(0, 2)
+    assert metrics["train.total_ips"] == 0.0 and np.isfinite(metrics["train.loss"])
+
+
+def test_sum_validation_metrics():
+    _, trainer = _fit(8)
+    metrics = trainer.evaluate(3)
+    assert set(metrics) >= {"val.mse", "val.total_ips"}
+
+
+class _Concat(_Regression):
+    validation_reduction = "concat"
+
+    def validation_step(self, model, batch):
+        x, y = batch
+        return {"error": tf.squeeze(model(x) - y, -1)}
+
+    def begin_validation(self):
+        self.errors = []
+
+    def update_validation(self, outputs):
+        self.errors.append(outputs["error"])
+        return len(outputs["error"])
+
+    def reduce_validation(self, sums):
+        assert sums == {}
+        return {"mse": float(np.mean(np.concatenate(self.errors) ** 2))}
+
+
+def test_concat_validation_sees_every_example_once():
+    task = _Concat()
+    model = task.build_model()
+    trainer = Trainer(task, model, None, TrainerConfig(workspace=None), _Null())
+    metrics = trainer.evaluate(3)
+    expected = float(np.mean((model(X).numpy() - Y) ** 2))
+    assert metrics["val.mse"] == pytest.approx(expected, rel=1e-5)
+    assert sum(len(e) for e in task.errors) == 8
