@@ -44,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
         parser.add_argument("--score_threshold", type=float, default=0.5, help="drawn detections")
     if mode == "export":
         parser.add_argument("--export_dir", default=None, help="default: <model_dir>/saved_model")
+        parser.add_argument("--overwrite", action="store_true", help="replace an existing export")
         parser.add_argument("--verify", nargs="*", default=None, metavar="IMAGE",
                             help="reload the SavedModel and compare it with Keras on these images")
 

@@ -200,7 +200,8 @@ def export(args) -> int:
     meta = read_meta(args.model_dir)
     model = load_model(args, meta)
     out = args.export_dir or os.path.join(args.model_dir, "saved_model")
-    export_saved_model(model, out, meta["input_config"], meta["class_names"], meta["category_ids"])
+    export_saved_model(model, out, meta["input_config"], meta["class_names"], meta["category_ids"],
+                       overwrite=args.overwrite)
     print(f"SavedModel written to {os.path.abspath(out)} (signatures: serving_default, image_bytes)")
     if args.verify:
         from PIL import Image
