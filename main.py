@@ -1,7 +1,7 @@
 """Command-line entry point: ``python main.py MODE --model NAME [options]``.
 
 MODE is ``train | eval | infer | export | info``. The model name selects the
-family (``efficientnet-*``; ``mask-rcnn`` once that family is installed);
+family (``efficientnet-*`` or ``mask-rcnn``);
 each family adds its own options, shown by ``python main.py MODE --model NAME -h``.
 """
 from __future__ import annotations

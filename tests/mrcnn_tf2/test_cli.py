@@ -1,0 +1,72 @@
+"""``main.py train|eval|infer|export|info --model mask-rcnn`` end to end on synthetic shapes.
+
+A deliberately tiny model (quarter-width ResNet-50, 128x128 inputs, few proposals)
+trained for a few steps: this checks the wiring of every mode and its outputs,
+not accuracy (see test_convergence.py for that).
+"""
+import glob
+import json
+import os
+
+import pytest
+
+import main as cli
+from common.logger import read_dllogger
+from dataset.make_synthetic_shapes import make_dataset
+
+TINY = ["--image_size", "128", "128", "--config", "backbone.width_multiplier=0.25", "rpn.pre_nms_topk_train=300",
+        "rpn.post_nms_topk_train=100", "rpn.pre_nms_topk_test=100", "rpn.post_nms_topk_test=50",
+        "roi_sampler.batch_size_per_image=32", "detection.max_detections=20"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mrcnn_cli")
+    paths = make_dataset(str(root / "shapes"), num_train=8, num_val=4, image_size=128, seed=0)
+    model_dir = str(root / "run")
+    argv = ["train", "--model", "mask-rcnn", "--data_dir", paths["root"], "--model_dir", model_dir,
+            "--epochs", "1", "--steps_per_epoch", "3", "--train_batch_size", "2", "--eval_batch_size", "2",
+            "--finetune_bn", "--log_every", "1", "--log_warmup_steps", "1", "--seed", "1", *TINY]
+    assert cli.main(argv) == 0
+    return paths, model_dir
+
+
+def test_train_writes_checkpoints_meta_and_coco_metrics(trained):
+    _, model_dir = trained
+    for name in ("checkpoint-latest", "model_best", "model_meta.json", "raport.json"):
+        assert os.path.exists(os.path.join(model_dir, name)), name
+    records = read_dllogger(os.path.join(model_dir, "raport.json"))
+    final = [r for r in records if r["step"] == []][-1]["data"]
+    keys = [f"val.{t}/{s}" for t in ("bbox", "segm") for s in
+            ("AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax1", "ARmax10", "ARmax100", "ARs", "ARm", "ARl")]
+    assert all(k in final for k in keys)
+    assert any("train.loss" in r["data"] for r in records if isinstance(r["step"], list) and len(r["step"]) == 2)
+    meta = json.load(open(os.path.join(model_dir, "model_meta.json")))
+    assert meta["class_names"] == ["background", "circle", "square", "triangle"]
+
+
+def test_eval_infer_export(trained, tmp_path, capsys):
+    paths, model_dir = trained
+    common = ["--model", "mask-rcnn", "--model_dir", model_dir]
+    assert cli.main(["eval", *common, "--data_dir", paths["root"], "--eval_batch_size", "2"]) == 0
+    assert "segm" in capsys.readouterr().out
+    images = sorted(glob.glob(os.path.join(paths["val_images"], "*")))[:2]
+    out = str(tmp_path / "pred")
+    assert cli.main(["infer", *common, *images, "--output_dir", out, "--score_threshold", "0.0"]) == 0
+    assert len(glob.glob(os.path.join(out, "*_pred.png"))) == 2
+    assert isinstance(json.load(open(os.path.join(out, "detections.json"))), list)
+    export_dir = str(tmp_path / "saved")
+    assert cli.main(["export", *common, "--export_dir", export_dir, "--verify", images[0]]) == 0
+    assert os.path.isfile(os.path.join(export_dir, "saved_model.pb"))
+
+
+def test_info_reports_parameter_counts(capsys):
+    assert cli.main(["info", "--model", "mask-rcnn", *TINY]) == 0
+    out = capsys.readouterr().out
+    info = json.loads(out[out.index("{"):])
+    assert info["input_size"] == [128, 128] and 0 < info["trainable_params"] < info["total_params"]
+
+
+def test_unknown_override_is_a_clear_error():
+    with pytest.raises(ValueError, match="Unknown config field 'rpn.nope'"):
+        cli.main(["info", "--model", "mask-rcnn", "--config", "rpn.nope=1"])
