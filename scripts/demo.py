@@ -1,10 +1,17 @@
-"""`make demo`: the whole EfficientNet workflow on built-in data, on CPU.
+"""`make demo`: the EfficientNet and Mask R-CNN workflows on built-in data, on CPU.
 
+EfficientNet-B0:
 1. generate a deterministic ImageFolder dataset of coloured shapes;
 2. train efficientnet-b0 briefly (reduced resolution) with checkpoints + DLLogger;
 3. evaluate the best checkpoint;
 4. classify a validation image (top-5 with class names);
 5. export a SavedModel and check that it reproduces the Keras model.
+
+Mask R-CNN:
+6. generate a deterministic COCO-format dataset of shapes (polygon/RLE masks);
+7. train Mask R-CNN briefly (small images, narrow backbone) and evaluate with pycocotools;
+8. draw predictions on validation images (PNG) and write COCO results JSON;
+9. export a SavedModel and check it against the Keras model.
 
 Every step is a real ``main.py`` command, printed before it runs.
 """
@@ -18,6 +25,18 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Mask R-CNN demo recipe (from-scratch training on 128 px shapes; see tests/mrcnn_tf2/test_convergence.py).
+MRCNN = {
+    "train_images": 200,
+    "train_args": ["--image_size", "128", "128", "--epochs", "4", "--train_batch_size", "4", "--eval_batch_size", "8",
+                   "--finetune_bn", "--learning_rate_values", "0.0025", "0.00025", "0.000025",
+                   "--learning_rate_boundaries", "0.3", "3", "3.5", "--clip_grad_norm", "10", "--log_every", "10",
+                   "--log_warmup_steps", "5",
+                   "--config", "backbone.width_multiplier=0.25", "rpn.pre_nms_topk_train=500",
+                   "rpn.post_nms_topk_train=200", "rpn.pre_nms_topk_test=200", "rpn.post_nms_topk_test=100",
+                   "roi_sampler.batch_size_per_image=64"],
+}
 
 
 def run(cmd, title):
@@ -33,39 +52,73 @@ def parse_args():
     parser.add_argument("--out", default="demo_output", help="where everything is written")
     parser.add_argument("--epochs", type=int, default=16)
     parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["efficientnet", "mask-rcnn"],
+                        help="parts of the demo to leave out")
     return parser.parse_args()
+
+
+def efficientnet_demo(args, out, times, outputs):
+    """Steps 1-5 (see the module docstring)."""
+    data, work = os.path.join(out, "shapes"), os.path.join(out, "efficientnet-b0")
+    py = sys.executable
+    times["effnet data"] = run([py, "-m", "dataset.make_synthetic_imagefolder", "--out", data, "--num-classes",
+                                "10", "--train-per-class", "80", "--val-per-class", "20", "--image-size", "64"],
+                               "1/9 generate the built-in classification dataset")
+    times["effnet train"] = run([py, "main.py", "train", "--model", "efficientnet-b0", data, "--workspace", work,
+                                 "--image-size", str(args.image_size), "--epochs", str(args.epochs), "-b", "32",
+                                 "--optimizer", "adam", "--lr", "0.002", "--lr-batch", "32", "--warmup", "1",
+                                 "--mixup", "0", "--augmentation", "none", "--bn-momentum", "0.9",
+                                 "--log-every", "10"],
+                                "2/9 train efficientnet-b0 (reduced resolution, CPU)")
+    best = os.path.join(work, "model_best")
+    times["effnet eval"] = run([py, "main.py", "eval", "--model", "efficientnet-b0", data, "--workspace", work,
+                                "--checkpoint", best, "-b", "50"], "3/9 evaluate the best checkpoint")
+    image = sorted(glob.glob(os.path.join(data, "val", "*", "*.jpg")))[0]
+    times["effnet infer"] = run([py, "scripts/classify.py", "--arch", "efficientnet-b0", "--workspace", work,
+                                 "--checkpoint", best, "--image", image], "4/9 classify a validation image")
+    saved = os.path.join(work, "saved_model")
+    times["effnet export"] = run([py, "main.py", "export", "--model", "efficientnet-b0", "--workspace", work,
+                                  "--checkpoint", best, "--export-dir", saved, "--verify", image],
+                                 "5/9 export a SavedModel (and verify it against Keras)")
+    outputs += [("classification data", data), ("EfficientNet checkpoints", f"{work}/checkpoint-latest, model_best"),
+                ("EfficientNet DLLogger log", f"{work}/raport.json"), ("EfficientNet SavedModel", saved)]
+
+
+def mask_rcnn_demo(args, out, times, outputs):
+    """Steps 6-9 (see the module docstring)."""
+    data, work = os.path.join(out, "coco_shapes"), os.path.join(out, "mask-rcnn")
+    py = sys.executable
+    times["mrcnn data"] = run([py, "-m", "dataset.make_synthetic_shapes", "--out", data, "--num-train",
+                               str(MRCNN["train_images"]), "--num-val", "50", "--image-size", "128"],
+                              "6/9 generate the built-in COCO-format shapes dataset")
+    times["mrcnn train"] = run([py, "main.py", "train", "--model", "mask-rcnn", "--data_dir", data,
+                                "--model_dir", work, *MRCNN["train_args"]],
+                               "7/9 train Mask R-CNN (128 px, narrow backbone, CPU) and evaluate (pycocotools)")
+    images = sorted(glob.glob(os.path.join(data, "val", "*")))[:4]
+    predictions = os.path.join(work, "predictions")
+    times["mrcnn infer"] = run([py, "main.py", "infer", "--model", "mask-rcnn", "--model_dir", work,
+                                "--output_dir", predictions, *images], "8/9 draw predictions on validation images")
+    saved = os.path.join(work, "saved_model")
+    times["mrcnn export"] = run([py, "main.py", "export", "--model", "mask-rcnn", "--model_dir", work,
+                                 "--export_dir", saved, "--overwrite", "--verify", images[0]],
+                                "9/9 export a SavedModel (and verify it against Keras)")
+    outputs += [("COCO shapes data", data), ("Mask R-CNN checkpoints", f"{work}/checkpoint-latest, model_best"),
+                ("Mask R-CNN DLLogger log (COCO AP)", f"{work}/raport.json"),
+                ("Mask R-CNN predictions", f"{predictions}/*_pred.png, detections.json"),
+                ("Mask R-CNN SavedModel", saved)]
 
 
 def main() -> int:
     args = parse_args()
     out = os.path.abspath(args.out)
-    data, work = os.path.join(out, "shapes"), os.path.join(out, "efficientnet-b0")
-    py = sys.executable
-    times = {}
-    times["data"] = run([py, "-m", "dataset.make_synthetic_imagefolder", "--out", data, "--num-classes", "10",
-                         "--train-per-class", "80", "--val-per-class", "20", "--image-size", "64"],
-                        "1/5 generate the built-in dataset")
-    times["train"] = run([py, "main.py", "train", "--model", "efficientnet-b0", data, "--workspace", work,
-                          "--image-size", str(args.image_size), "--epochs", str(args.epochs), "-b", "32",
-                          "--optimizer", "adam", "--lr", "0.002", "--lr-batch", "32", "--warmup", "1",
-                          "--mixup", "0", "--augmentation", "none", "--log-every", "10"],
-                         "2/5 train efficientnet-b0 (reduced resolution, CPU)")
-    times["eval"] = run([py, "main.py", "eval", "--model", "efficientnet-b0", data, "--workspace", work,
-                         "--checkpoint", os.path.join(work, "model_best"), "-b", "50"],
-                        "3/5 evaluate the best checkpoint")
-    image = sorted(glob.glob(os.path.join(data, "val", "*", "*.jpg")))[0]
-    times["infer"] = run([py, "scripts/classify.py", "--arch", "efficientnet-b0", "--workspace", work,
-                          "--checkpoint", os.path.join(work, "model_best"), "--image", image],
-                         "4/5 classify a validation image")
-    saved = os.path.join(work, "saved_model")
-    times["export"] = run([py, "main.py", "export", "--model", "efficientnet-b0", "--workspace", work,
-                           "--checkpoint", os.path.join(work, "model_best"), "--export-dir", saved,
-                           "--verify", image], "5/5 export a SavedModel (and verify it against Keras)")
+    times, outputs = {}, []
+    if "efficientnet" not in args.skip:
+        efficientnet_demo(args, out, times, outputs)
+    if "mask-rcnn" not in args.skip:
+        mask_rcnn_demo(args, out, times, outputs)
     print("\nOutputs:")
-    print(f"  dataset           {data}")
-    print(f"  checkpoints       {work}/checkpoint-latest, {work}/model_best")
-    print(f"  DLLogger log      {work}/raport.json")
-    print(f"  SavedModel        {saved}")
+    for name, path in outputs:
+        print(f"  {name:<36} {path}")
     print("Times: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()) + f", total {sum(times.values()):.0f}s")
     return 0
 
