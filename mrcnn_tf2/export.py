@@ -330,6 +330,7 @@ def export_saved_model(model, export_dir: str, input_config: InputConfig, class_
 
 
 # ------------------------------------------------------------------ verification
+MASK_FLIP_FRACTION = 1e-3
 def reference_detections(module: DetectionModule, image: np.ndarray) -> Dict[str, np.ndarray]:
     """Eager Keras path for one image: preprocess, ``model(...)``, postprocess -> numpy ``[1, ...]``."""
     inputs, info = preprocess_image(tf.constant(image, tf.uint8), module.input_config, module.padded_size)
@@ -350,9 +351,15 @@ def _max_delta(got: Dict[str, np.ndarray], want: Dict[str, np.ndarray], toleranc
 def _compare(name: str, got: Dict[str, np.ndarray], want: Dict[str, np.ndarray], tolerance: float) -> float:
     """Max |delta| of boxes/scores; raises on any other difference or a delta above tolerance."""
     for key in ("num_detections", "detection_classes", "detection_class_names", "detection_masks"):
-        if got[key].shape != want[key].shape or not np.array_equal(got[key], want[key]):
-            diff = "shape" if got[key].shape != want[key].shape else f"{np.sum(got[key] != want[key])} values"
-            raise ExportVerificationError(f"{name}: {key} differs from the Keras model ({diff})")
+        if got[key].shape != want[key].shape:
+            raise ExportVerificationError(f"{name}: {key} differs from the Keras model (shape)")
+        wrong = int(np.sum(got[key] != want[key]))
+        # A mask pixel whose probability sits at the 0.5 threshold may flip between the
+        # graph and eager float orderings; allow 0.1 % of the foreground, nothing else.
+        allowed = int(MASK_FLIP_FRACTION * np.sum(want[key])) if key == "detection_masks" else 0
+        if wrong > allowed:
+            raise ExportVerificationError(f"{name}: {key} differs from the Keras model ({wrong} values, "
+                                          f"allowed {allowed})")
     delta, ok = _max_delta(got, want, tolerance)
     if not ok:
         raise ExportVerificationError(f"{name}: boxes/scores differ from the Keras model by up to {delta:.3g} "
