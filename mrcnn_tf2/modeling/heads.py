@@ -13,7 +13,13 @@ Shape glossary
 Naming follows detectron2: outputs are predictions (logits and deltas), never targets.
 All outputs are cast to float32, so losses are computed in float32 under mixed precision.
 Initialisation as Detectron / NVIDIA: RPN convs normal(0.01); class logits normal(0.01),
-box deltas normal(0.001); mask convs MSRA (He normal, fan_out); zero biases.
+box deltas normal(0.001); mask convs and deconv MSRA (He normal, fan_out); zero biases.
+Deviation: the mask *logits* 1x1 conv is normal(0.001), as detectron2's mask predictor.
+NVIDIA / Detectron1 use MSRA there too, but fan_out of a 1x1 conv is the number of
+classes, so its std ``sqrt(2 / K)`` grows as K shrinks: with 4 classes and unit-scale
+features the initial logits were ~16 in magnitude, the mask loss ~12 instead of
+``ln 2`` and its gradients swamped the rest of the network (training from scratch
+diverged).
 """
 from __future__ import annotations
 
@@ -153,7 +159,7 @@ class MaskHead(layers.Layer):
                                     name=f"mask_conv{i + 1}") for i in range(num_convs)]
         self.deconv = layers.Conv2DTranspose(channels, 2, strides=2, activation="relu",
                                              kernel_initializer=MSRA_INIT, name="mask_deconv")
-        self.logits = layers.Conv2D(num_classes, 1, kernel_initializer=MSRA_INIT, name="mask_logits")
+        self.logits = layers.Conv2D(num_classes, 1, kernel_initializer=_normal(0.001), name="mask_logits")
 
     def call(self, roi_features: tf.Tensor) -> tf.Tensor:
         """See the class docstring."""

@@ -66,6 +66,22 @@ def test_mask_head_shapes():
     assert_round_trip(head, rois)
 
 
+def test_mask_logits_start_near_zero_whatever_the_number_of_classes():
+    """Regression: MSRA fan_out on the 1x1 logits gave std sqrt(2 / K), |logits| ~16 at K=4.
+
+    The initial mask loss must be about ln 2 (an uninformed sigmoid), not ~12.
+    """
+    features = tf.nn.relu(tf.random.stateless_normal([1, 4, 14, 14, 256], seed=[1, 2]))
+    for num_classes in (4, 91):
+        head = MaskHead(num_classes=num_classes)
+        logits = head(features)
+        assert abs(np.std(head.logits.kernel.numpy()) - 0.001) < 0.0002
+        assert float(tf.reduce_max(tf.abs(logits))) < 0.5, num_classes
+        targets = tf.cast(tf.random.stateless_uniform(logits.shape, seed=[3, 4]) < 0.5, tf.float32)
+        loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits))
+        assert abs(float(loss) - np.log(2.0)) < 0.05, (num_classes, float(loss))
+
+
 def test_outputs_are_float32_under_mixed_precision(mixed_precision):
     scores, deltas = RpnHead(channels=8)(pyramid())
     class_logits, box_deltas = BoxHead(num_classes=3, fc_dims=16)(tf.random.normal([1, 2, 7, 7, 8]))
