@@ -182,7 +182,7 @@ def infer(args, recipe) -> int:
 
 
 def _class_names(args, meta) -> List[str]:
-    if args.class_names:
+    if getattr(args, "class_names", None):
         with open(args.class_names) as f:
             return [line.strip() for line in f if line.strip()]
     return meta.get("class_names") or [str(i) for i in range(meta["num_classes"])]

@@ -3,6 +3,7 @@
 Both tests use the real efficientnet-b0 architecture (5.3 M parameters at
 1000 classes) at reduced resolution on the generated shapes dataset.
 """
+import glob
 import json
 import os
 
@@ -57,6 +58,15 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_shapes, tmp_pa
     assert len(model_vars) > 300 and any("optimizer/" in n for n in expected)
     for name in expected:
         np.testing.assert_allclose(resumed[name], expected[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+    # The trained workspace serves the other modes: eval, infer and a verified export.
+    image = sorted(glob.glob(os.path.join(tiny_shapes, "val", "*", "*")))[0]
+    assert cli.main(["eval", "--model", "efficientnet-b0", tiny_shapes, "--workspace", full, "-b", "4"]) == 0
+    assert cli.main(["infer", "--model", "efficientnet-b0", "--workspace", full, "--checkpoint",
+                     os.path.join(full, "model_best"), image]) == 0
+    assert cli.main(["export", "--model", "efficientnet-b0", "--workspace", full, "--checkpoint",
+                     os.path.join(full, "model_best"), "--verify", image]) == 0
+    assert os.path.isfile(os.path.join(full, "saved_model", "saved_model.pb"))
 
 
 @pytest.fixture(scope="module")
