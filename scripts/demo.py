@@ -99,7 +99,8 @@ def mask_rcnn_demo(args, out, times, outputs):
     images = sorted(glob.glob(os.path.join(data, "val", "*")))[:4]
     predictions = os.path.join(work, "predictions")
     times["mrcnn infer"] = run([py, "main.py", "infer", "--model", "mask-rcnn", "--model_dir", work,
-                                "--output_dir", predictions, *images], "8/9 draw predictions on validation images")
+                                "--output_dir", predictions, "--score_threshold", "0.3", *images],
+                               "8/9 draw predictions (score >= 0.3) on validation images")
     saved = os.path.join(work, "saved_model")
     times["mrcnn export"] = run([py, "main.py", "export", "--model", "mask-rcnn", "--model_dir", work,
                                  "--export_dir", saved, "--overwrite", "--verify", images[0]],
