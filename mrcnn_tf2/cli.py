@@ -7,7 +7,7 @@ Flags keep the spelling of NVIDIA's TF2 recipe (``--data_dir``, ``--model_dir``,
 ``--learning_rate_boundaries``, ``--momentum``, ``--finetune_bn``,
 ``--use_synthetic_data``, ``--xla``, ``--amp``, ``--log_file``, ``--log_every``,
 ``--log_warmup_steps``, ``--log_tensorboard``, ``--eagerly``) plus
-``--grad_accum_steps``. Any model field can be set with ``--config name=value``
+``--grad_accum_steps``, ``--clip_grad_norm`` and ``--optimizer``. Any model field can be set with ``--config name=value``
 (dotted names of :class:`mrcnn_tf2.config.MaskRCNNConfig`).
 """
 from __future__ import annotations
@@ -87,6 +87,8 @@ def _add_train_arguments(parser):
     group.add_argument("--learning_rate_boundaries", type=float, nargs="+", default=[0.3, 8.0, 10.0],
                        help="epochs: end of warm-up, then each decay")
     group.add_argument("--momentum", type=float, default=0.9)
+    group.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
+                       help="sgd with --momentum (NVIDIA); adam trains much faster from random weights")
     group.add_argument("--grad_accum_steps", type=int, default=1, help="batches per optimizer update")
     group.add_argument("--clip_grad_norm", type=float, default=None, help="clip gradients to this global norm")
     group.add_argument("--backbone_checkpoint", default=None,

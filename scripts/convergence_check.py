@@ -33,18 +33,20 @@ BBOX_AP50, SEGM_AP50 = "val.bbox/AP50", "val.segm/AP50"
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """Data, model and schedule of a convergence run (SGD with momentum 0.9, from scratch).
+    """Data, model and schedule of a convergence run from random weights.
 
     Attributes:
       image_size: side of the square generated images and of the network input (multiple of 64).
       num_train / num_val: generated images per split.
       data_seed: seed of the generated data set.
       width: ResNet-50 channel multiplier (``backbone.width_multiplier``).
-      channels: channels of the FPN, the RPN conv and the mask head (256 in the real model).
+      channels: channels of the FPN and the RPN conv (256 in the real model).
+      mask_channels: channels of the mask head's convs (256 in the real model).
       rois_per_image: RoIs sampled per image for the box head (a quarter go to the mask head).
       batch_size: images per step.
       epochs / steps_per_epoch: length of the run.
-      lr_per_image: peak SGD rate per image (``--learning_rate_values`` scales it by the batch).
+      optimizer: ``adam`` (from random weights SGD needs several times more steps) or ``sgd``.
+      lr_per_image: peak rate per image (``--learning_rate_values`` scales it by the batch).
       warmup_epochs: linear warm-up from 0.
       decay_at: fractions of the run where the rate drops 10x (twice).
       clip_grad_norm: global gradient-norm clip (from-scratch training needs it).
@@ -57,11 +59,13 @@ class Recipe:
     data_seed: int = 0
     width: float = 1.0
     channels: int = 256
+    mask_channels: int = 256
     rois_per_image: int = 64
     batch_size: int = 4
     epochs: int = 24
     steps_per_epoch: int = 50
-    lr_per_image: float = 0.005
+    optimizer: str = "adam"
+    lr_per_image: float = 0.00025
     warmup_epochs: float = 0.5
     decay_at: tuple = (0.8, 0.95)
     clip_grad_norm: float = 5.0
@@ -70,7 +74,7 @@ class Recipe:
     def config_overrides(self) -> List[str]:
         """``--config`` values: network widths and the proposal / RoI counts."""
         return [f"backbone.width_multiplier={self.width}", f"fpn.channels={self.channels}",
-                f"rpn.channels={self.channels}", f"mask_head.channels={self.channels}",
+                f"rpn.channels={self.channels}", f"mask_head.channels={self.mask_channels}",
                 "rpn.pre_nms_topk_train=500", "rpn.post_nms_topk_train=200",
                 "rpn.pre_nms_topk_test=200", "rpn.post_nms_topk_test=100",
                 f"roi_sampler.batch_size_per_image={self.rois_per_image}"]
@@ -79,7 +83,7 @@ class Recipe:
         """``--learning_rate_*`` flags: warm-up, then two 10x decays at ``decay_at``."""
         values = [self.lr_per_image, self.lr_per_image / 10, self.lr_per_image / 100]
         bounds = [self.warmup_epochs] + [round(f * self.epochs, 3) for f in self.decay_at]
-        return (["--init_learning_rate", "0.0", "--learning_rate_values", *map(str, values),
+        return (["--optimizer", self.optimizer, "--init_learning_rate", "0.0", "--learning_rate_values", *map(str, values),
                  "--learning_rate_boundaries", *map(str, bounds)])
 
 

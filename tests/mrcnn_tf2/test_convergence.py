@@ -1,23 +1,20 @@
 """Mask R-CNN learns: COCO AP (pycocotools) on the generated shapes after a short CPU run.
 
-The CI model is a *narrow* ResNet-50-FPN Mask R-CNN trained from random weights:
-``backbone.width_multiplier=0.25`` and 128 channels in the FPN, RPN and mask head
-(256 in the real model). Every component is the real one: ResNet-50 (all 16
-bottleneck blocks, BatchNorm trained with ``--finetune_bn``), FPN P2-P6, RPN with
-anchor targets, NMS proposals, the RoI sampler, multilevel ROIAlign, the box and
-mask heads, the real losses and the pycocotools bbox + segm evaluation of
-``main.py train``. Fewer proposals and RoIs than NVIDIA's defaults keep it cheap.
-``scripts/convergence_check.py`` runs the same recipe at full width for longer.
+The CI model is a *narrow* ResNet-50-FPN Mask R-CNN trained from random weights
+(``scripts/convergence_check.py``'s ``CI_RECIPE``): ``backbone.width_multiplier=0.25``,
+128 channels in the FPN and RPN and 64 in the mask head (256 in the real model), and
+fewer proposals and RoIs than NVIDIA's defaults. Every component is the real one:
+ResNet-50 (all 16 bottleneck blocks, BatchNorm trained with ``--finetune_bn``), FPN
+P2-P6, RPN with anchor targets, NMS proposals, the RoI sampler, multilevel ROIAlign,
+the box and mask heads, the real losses, and the pycocotools bbox + segm evaluation
+that ``main.py train`` runs at the end. ``scripts/convergence_check.py`` runs the same
+recipe at full width for longer.
 """
-import json
-import os
-
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-import main as cli
 from dataset.make_synthetic_shapes import make_dataset
 from mrcnn_tf2.config import MaskRCNNConfig
 from mrcnn_tf2.data.pipeline import InputConfig
@@ -25,15 +22,9 @@ from mrcnn_tf2.data.sources import resolve_sources
 from mrcnn_tf2.task import DetectionTaskConfig, InstanceSegmentationTask
 
 IMAGE_SIZE = 128
-# Overrides of the CI model; scripts/convergence_check.py keeps the default widths.
-NARROW = {"backbone.width_multiplier": 0.25, "fpn.channels": 128, "rpn.channels": 128,
-          "mask_head.channels": 128}
-FEWER_ROIS = {"rpn.pre_nms_topk_train": 500, "rpn.post_nms_topk_train": 200, "rpn.pre_nms_topk_test": 200,
-              "rpn.post_nms_topk_test": 100, "roi_sampler.batch_size_per_image": 64}
-
-
-def _overrides(values):
-    return [f"{name}={value}" for name, value in values.items()]
+TINY = {"backbone.width_multiplier": 0.25, "fpn.channels": 64, "rpn.channels": 64, "mask_head.channels": 32,
+        "box_head.fc_dims": 256, "rpn.pre_nms_topk_train": 500, "rpn.post_nms_topk_train": 200,
+        "roi_sampler.batch_size_per_image": 64}
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +36,12 @@ def tiny_shapes(tmp_path_factory):
 
 def test_few_steps_lower_the_loss(tiny_shapes):
     """Twelve SGD steps on one repeated batch lower each head's loss (every term finite)."""
-    tf.keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(0)
     data = resolve_sources(tiny_shapes)
     inputs = InputConfig(image_size=(IMAGE_SIZE, IMAGE_SIZE), flip=False)
     config = MaskRCNNConfig().override(**{
         "num_classes": data.num_classes, "image_size": inputs.batch_padded_size(), "backbone.finetune_bn": True,
-        **NARROW, "fpn.channels": 64, "rpn.channels": 64, "mask_head.channels": 32, "box_head.fc_dims": 256,
-        **FEWER_ROIS})
+        **TINY})
     task = InstanceSegmentationTask(DetectionTaskConfig(config, inputs, data, seed=0))
     model = task.build_model()
     batch = next(iter(task.build_train_dataset(global_batch=2, epoch=0)))
