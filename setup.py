@@ -10,10 +10,14 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    "dev": ["pytest==9.0.3", "pytest-timeout==2.4.0", "pycocotools==2.0.11"],
+    "dev": ["pytest==9.0.3", "pytest-timeout==2.4.0", "pycocotools==2.0.11",
+            "tensorflow-model-optimization==0.8.1", "tf2onnx==1.17.0", "onnx==1.23.2", "onnxruntime==1.31.1",
+            "nvidia-dali-cuda120==2.4.0"],
     "coco": ["pycocotools==2.0.11"],
     "qat": ["tensorflow-model-optimization==0.8.1"],
-    "onnx": ["tf2onnx==1.17.0", "onnxruntime==1.31.1"],
+    "onnx": ["tf2onnx==1.17.0", "onnx==1.23.2", "onnxruntime==1.31.1"],
+    # The TF plugin compiles against the installed TF: pip install --no-build-isolation
+    # nvidia-dali-tf-plugin-cuda120==2.4.0 after this extra (the Makefile does it).
     "dali": ["nvidia-dali-cuda120==2.4.0"],
     "gpu": ["tensorflow[and-cuda]==2.21.0"],
 }
