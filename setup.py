@@ -20,6 +20,9 @@ EXTRAS = {
     # nvidia-dali-tf-plugin-cuda120==2.4.0 after this extra (the Makefile does it).
     "dali": ["nvidia-dali-cuda120==2.4.0"],
     "gpu": ["tensorflow[and-cuda]==2.21.0"],
+    # Reads NGC .pth checkpoints (efficientnet_tf2/ngc.py); install the CPU wheel from the
+    # PyTorch index: pip install -e '.[torch]' --extra-index-url https://download.pytorch.org/whl/cpu
+    "torch": ["torch>=2.2"],
 }
 
 setup(

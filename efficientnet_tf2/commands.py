@@ -10,13 +10,14 @@ import numpy as np
 import tensorflow as tf
 
 from common import distribution, precision
-from common.checkpoint import load_weights_file, restore_model_only
+from common.checkpoint import restore_model_only
 from common.ema import ModelEMA
 from common.optimizers import build_optimizer
 from common.runtime import setup_run
 from common.schedules import WarmupCosine
 from common.trainer import Trainer, TrainerConfig
 from efficientnet_tf2 import data as data_lib
+from efficientnet_tf2.ngc import load_pretrained_weights
 from efficientnet_tf2.task import ClassificationConfig, ImageClassificationTask
 
 _log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def train(args, recipe) -> int:
     with strategy.scope():
         model = task.build_model()
         if args.pretrained_from_file:
-            load_weights_file(model, args.pretrained_from_file)
+            load_pretrained_weights(model, args.pretrained_from_file)
         optimizer = build_optimizer(_pick(args.optimizer, recipe.optimizer), schedule,
                                     momentum=_pick(args.momentum, recipe.momentum),
                                     rho=_pick(args.rmsprop_alpha, recipe.rmsprop_alpha),
@@ -130,7 +131,7 @@ def load_model_for_inference(args, recipe=None, num_classes=None):
     if args.checkpoint:
         restore_model_only(args.checkpoint, model, use_ema=getattr(args, "use_ema", False))
     elif args.pretrained_from_file:
-        load_weights_file(model, args.pretrained_from_file)
+        load_pretrained_weights(model, args.pretrained_from_file)
     else:
         _log.warning("no --checkpoint or --pretrained-from-file: using randomly initialised weights")
     meta.update(num_classes=classes, image_size=size, model=args.model)
