@@ -80,7 +80,9 @@ class CheckpointManager:
 
     def _save(self, name: str, meta: Dict[str, object]) -> Optional[str]:
         os.makedirs(self.workspace, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=self.workspace)
+        # Non-chief workers write to the system temp folder (then delete it): the
+        # workspace only ever holds the chief's files.
+        tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=self.workspace if self.is_chief else None)
         try:
             self.checkpoint.write(os.path.join(tmp, PREFIX))
             if not self.is_chief:

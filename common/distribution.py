@@ -1,8 +1,18 @@
 """Distribution-strategy factory and global-batch arithmetic for both models.
 
-``create_strategy("auto")`` picks MirroredStrategy when several GPUs are
-visible and the default (one-device) strategy otherwise. Multi-worker
-training reads ``TF_CONFIG`` (``"multiworker"``).
+``--dist`` kinds (:data:`STRATEGIES`):
+
+* ``auto``: ``multiworker`` when ``TF_CONFIG`` names several tasks, else
+  MirroredStrategy when several GPUs are visible, else ``none``;
+* ``none``: TensorFlow's default strategy (one device);
+* ``one_device``: pinned to one device;
+* ``mirrored``: synchronous data parallelism over all local GPUs (or ``devices``);
+* ``multiworker``: MultiWorkerMirroredStrategy, cluster and task read from
+  ``TF_CONFIG`` (``scripts/launch.py --nproc N`` sets it for local workers);
+* ``horovod``: one process per GPU under ``horovodrun``/``mpirun`` (see :mod:`common.horovod`).
+
+The global batch is the per-replica batch times every replica of every worker
+(or Horovod rank); the learning rate scales linearly with it.
 """
 from __future__ import annotations
 
@@ -12,7 +22,9 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
-STRATEGIES = ("auto", "none", "one_device", "mirrored", "multiworker")
+from common import horovod
+
+STRATEGIES = ("auto", "none", "one_device", "mirrored", "multiworker", "horovod")
 
 
 def create_strategy(kind: str = "auto", devices: Optional[Sequence[str]] = None) -> tf.distribute.Strategy:
@@ -20,11 +32,21 @@ def create_strategy(kind: str = "auto", devices: Optional[Sequence[str]] = None)
 
     Args:
       kind: one of :data:`STRATEGIES`. ``none`` is TensorFlow's default
-        strategy; ``one_device`` pins to ``devices[0]`` (or the first GPU/CPU).
+        strategy; ``one_device`` pins to ``devices[0]`` (or the first GPU/CPU);
+        ``horovod`` initialises Horovod and returns the default strategy.
       devices: device strings for ``mirrored``/``one_device``.
+
+    Raises:
+      ValueError: unknown ``kind``, or ``multiworker`` without ``TF_CONFIG``.
+      ImportError: ``horovod`` without Horovod installed (message says what to do).
     """
     if kind not in STRATEGIES:
         raise ValueError(f"Unknown strategy. Received: kind={kind!r}; expected one of {STRATEGIES}")
+    if kind == "horovod":
+        horovod.init()
+        return tf.distribute.get_strategy()
+    if kind == "multiworker" or (kind == "auto" and cluster_size() > 1):
+        return _multiworker()  # before anything initialises TensorFlow's devices
     gpus = tf.config.list_logical_devices("GPU")
     if kind == "auto":
         kind = "mirrored" if len(gpus) > 1 else "none"
@@ -33,15 +55,31 @@ def create_strategy(kind: str = "auto", devices: Optional[Sequence[str]] = None)
     if kind == "one_device":
         device = (devices or [gpus[0].name if gpus else "/cpu:0"])[0]
         return tf.distribute.OneDeviceStrategy(device)
-    if kind == "mirrored":
-        return tf.distribute.MirroredStrategy(devices=devices)
+    return tf.distribute.MirroredStrategy(devices=devices)
+
+
+def _multiworker() -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy from ``TF_CONFIG``; must run before TensorFlow lists its devices."""
     if "TF_CONFIG" not in os.environ:
-        raise ValueError("--dist multiworker needs TF_CONFIG (cluster spec and task); see scripts/launch.py")
+        raise ValueError("--dist multiworker needs TF_CONFIG (cluster spec and task); "
+                         "start the workers with scripts/launch.py --nproc N")
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
+def cluster_size() -> int:
+    """Number of tasks in ``TF_CONFIG``'s cluster (0 without ``TF_CONFIG``)."""
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}").get("cluster", {})
+    return sum(len(tasks) for tasks in cluster.values())
+
+
 def is_chief(strategy: Optional[tf.distribute.Strategy] = None) -> bool:
-    """True on the worker that writes checkpoints and logs (always true without TF_CONFIG)."""
+    """True on the process that writes checkpoints and logs.
+
+    Horovod: rank 0. ``TF_CONFIG``: the ``chief`` task, or worker 0 when the
+    cluster has no chief. Otherwise always true.
+    """
+    if horovod.active():
+        return horovod.rank() == 0
     config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
     task = config.get("task", {})
     if not task:
@@ -50,9 +88,16 @@ def is_chief(strategy: Optional[tf.distribute.Strategy] = None) -> bool:
                                            and "chief" not in config.get("cluster", {}))
 
 
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+    """Processes taking part in training (workers, Horovod ranks or 1)."""
+    if horovod.active():
+        return horovod.size()
+    return int(getattr(strategy.extended, "_num_workers", 1) or 1)
+
+
 def global_batch_size(per_replica_batch: int, strategy: tf.distribute.Strategy) -> int:
-    """Per-replica batch times the number of replicas in sync."""
-    return int(per_replica_batch) * strategy.num_replicas_in_sync
+    """Per-replica batch times the number of replicas in sync (times Horovod ranks)."""
+    return int(per_replica_batch) * strategy.num_replicas_in_sync * horovod.size()
 
 
 def scale_learning_rate(base_lr: float, global_batch: int, reference_batch: int) -> float:

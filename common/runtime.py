@@ -12,6 +12,10 @@ import random
 import numpy as np
 
 
+# Same as common.distribution.STRATEGIES (not imported: that would load TensorFlow for --help).
+DIST_CHOICES = ("auto", "none", "one_device", "mirrored", "multiworker", "horovod")
+
+
 def add_runtime_arguments(parser: argparse.ArgumentParser, log_flag=("--raport-file", "--log-file", "--log_file")):
     """Flags every mode understands: precision, XLA, seed, logging, distribution."""
     group = parser.add_argument_group("runtime")
@@ -27,8 +31,10 @@ def add_runtime_arguments(parser: argparse.ArgumentParser, log_flag=("--raport-f
                        help="DLLogger JSON lines file (default: <workspace>/raport.json)")
     group.add_argument("--log-tensorboard", "--log_tensorboard", dest="log_tensorboard", default=None,
                        metavar="DIR", help="also write TensorBoard summaries to DIR")
-    group.add_argument("--dist", default="auto", choices=["auto", "none", "one_device", "mirrored", "multiworker"],
-                       help="distribution strategy (auto: mirrored over >1 GPU)")
+    group.add_argument("--dist", default="auto", choices=DIST_CHOICES,
+                       help="distribution strategy: auto (mirrored over >1 GPU), none, one_device, mirrored "
+                            "(all local GPUs), multiworker (TF_CONFIG; see scripts/launch.py), horovod "
+                            "(one process per GPU under horovodrun)")
     return group
 
 
@@ -73,7 +79,10 @@ def setup_run(args, workspace: str):
         import tensorflow as tf
 
         tf.config.run_functions_eagerly(True)
-    strategy = distribution.create_strategy(args.dist)
+    try:
+        strategy = distribution.create_strategy(args.dist)
+    except ImportError as err:  # --dist horovod without Horovod
+        raise SystemExit(f"error: {err}") from err
     chief = distribution.is_chief(strategy)
     os.makedirs(workspace, exist_ok=True)
     log_file = args.log_file or os.path.join(workspace, "raport.json")

@@ -25,11 +25,17 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def build_train_dataset(self, global_batch: int, epoch: int, input_context=None) -> tf.data.Dataset:
-        """Training batches of one epoch (no ``repeat``); the order depends only on (seed, epoch)."""
+        """Training batches of one epoch (no ``repeat``); the order depends only on (seed, epoch).
+
+        With a ``tf.distribute.InputContext`` (several replicas or workers) the
+        batches hold ``input_context.get_per_replica_batch_size(global_batch)``
+        examples and the dataset keeps shard ``input_pipeline_id`` of
+        ``num_input_pipelines`` (the trainer always passes the global batch).
+        """
 
     @abc.abstractmethod
     def build_eval_dataset(self, global_batch: int, input_context=None) -> tf.data.Dataset:
-        """Validation batches, deterministic order, every sample once."""
+        """Validation batches, deterministic order, every sample once (batching as above)."""
 
     @abc.abstractmethod
     def train_loss(self, model, batch, training: bool = True):

@@ -19,6 +19,7 @@ from typing import Dict, Optional
 import numpy as np
 import tensorflow as tf
 
+from common import distribution, horovod
 from common import precision as prec
 from common.checkpoint import CheckpointManager, restore_rng_state, save_rng_state
 from common.logger import ProgressBar
@@ -81,11 +82,15 @@ class Trainer:
         self._apply_accum = tf.function(self._distributed_apply_accum)
         self._accum = None
         self._steps_done = 0
+        self._state_broadcast = False
         self._run_steps = 0
         self._eval_step = tf.function(self._distributed_eval_step)
-        self._replica_grads = prec.compile_step(self._replica_gradients, config.xla)
-        self._replica_eval = prec.compile_step(
-            lambda batch: self.task.validation_step(self.model, batch), config.xla)
+        # Without XLA the bodies are traced inline: a nested tf.function cannot hold the
+        # cross-replica all-reduce of synchronised BatchNorm (merge_call inside it fails).
+        self._replica_grads = prec.compile_step(self._replica_gradients, True) if config.xla \
+            else self._replica_gradients
+        eval_body = lambda batch: self.task.validation_step(self.model, batch)  # noqa: E731
+        self._replica_eval = prec.compile_step(eval_body, True) if config.xla else eval_body
         self.checkpoints = None
         if config.workspace:
             self.checkpoints = CheckpointManager(config.workspace, self._trackables(), is_chief=is_chief)
@@ -118,6 +123,10 @@ class Trainer:
     def _replica_gradients(self, batch):
         """Forward/backward on one replica's batch (the XLA-compiled part).
 
+        The loss is the replica's mean divided by the replica count, so the
+        *sum* of the replicas' gradients is the gradient of the global-batch
+        mean (equal per-replica batches), as on one device.
+
         Returns:
           ``(grads, logs)``: unscaled gradients of the trainable variables and
           the task's float32 scalar logs plus ``loss``/``total_loss``.
@@ -129,17 +138,43 @@ class Trainer:
             total = loss + l2_loss(variables, self.config.weight_decay)
             scaled = prec.scale_loss(self.optimizer, total / replicas)
         grads = prec.unscale_gradients(self.optimizer, tape.gradient(scaled, variables))
-        if self.config.clip_grad_norm:
-            grads, norm = tf.clip_by_global_norm(grads, self.config.clip_grad_norm)
-            logs = dict(logs, grad_norm=norm)
         return grads, dict(logs, loss=loss, total_loss=total)
 
-    def _replica_train_step(self, batch):
-        """Gradients, all-reduce + update (outside XLA: it crosses replicas), EMA."""
-        grads, logs = self._replica_grads(batch)
-        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+    def _clip(self, grads, logs):
+        """Clips to ``clip_grad_norm`` (after the cross-replica sum, so the norm is the global one)."""
+        if not self.config.clip_grad_norm:
+            return grads, logs
+        grads, norm = tf.clip_by_global_norm(grads, self.config.clip_grad_norm)
+        return grads, dict(logs, grad_norm=norm)
+
+    def _aggregate(self, grads):
+        """Sums the gradients over replicas (Horovod: averages over ranks); ``None`` stays."""
+        if horovod.active():
+            return horovod.allreduce_gradients(grads)
+        if self.strategy.num_replicas_in_sync == 1:
+            return grads
+        present = [i for i, g in enumerate(grads) if g is not None]
+        reduced = tf.distribute.get_replica_context().all_reduce("SUM", [grads[i] for i in present])
+        grads = list(grads)
+        for i, g in zip(present, reduced):
+            grads[i] = g
+        return grads
+
+    def _apply(self, grads):
+        """Optimizer update with already-aggregated gradients, then EMA."""
+        pairs = zip(grads, self.model.trainable_variables)
+        if self.strategy.num_replicas_in_sync > 1:
+            self.optimizer.apply_gradients(pairs, skip_gradients_aggregation=True)
+        else:
+            self.optimizer.apply_gradients(pairs)
         if self.ema is not None:
             self.ema.update()
+
+    def _replica_train_step(self, batch):
+        """Gradients (XLA), then outside XLA: all-reduce, clipping, update, EMA."""
+        grads, logs = self._replica_grads(batch)
+        grads, logs = self._clip(self._aggregate(grads), logs)
+        self._apply(grads)
         return logs
 
     # --------------------------------------------------- gradient accumulation
@@ -154,7 +189,7 @@ class Trainer:
         return self._accum
 
     def _replica_accum_step(self, batch):
-        grads, logs = self._replica_grads(batch)
+        grads, logs = self._clip(*self._replica_grads(batch))  # per micro-batch, local
         scale = 1.0 / self.config.grad_accum_steps
         for acc, grad in zip(self._accum, grads):
             if grad is not None:
@@ -162,15 +197,12 @@ class Trainer:
         return logs
 
     def _distributed_accum_step(self, batch):
-        logs = self.strategy.run(self._replica_accum_step, args=(batch,))
-        return {k: self.strategy.reduce("MEAN", v, axis=None) for k, v in logs.items()}
+        return self._reduce_logs(self.strategy.run(self._replica_accum_step, args=(batch,)))
 
     def _replica_apply_accum(self):
-        self.optimizer.apply_gradients(zip([a.read_value() for a in self._accum], self.model.trainable_variables))
+        self._apply(self._aggregate([a.read_value() for a in self._accum]))
         for acc in self._accum:
             acc.assign(tf.zeros_like(acc))
-        if self.ema is not None:
-            self.ema.update()
 
     def _distributed_apply_accum(self):
         self.strategy.run(self._replica_apply_accum)
@@ -187,14 +219,31 @@ class Trainer:
         return logs
 
     def _distributed_train_step(self, batch):
-        logs = self.strategy.run(self._replica_train_step, args=(batch,))
-        return {k: self.strategy.reduce("MEAN", v, axis=None) for k, v in logs.items()}
+        return self._reduce_logs(self.strategy.run(self._replica_train_step, args=(batch,)))
+
+    def _reduce_logs(self, logs):
+        """Per-replica scalar logs -> their mean over every replica (and Horovod rank)."""
+        logs = {k: self.strategy.reduce("MEAN", v, axis=None) for k, v in logs.items()}
+        return {k: horovod.allreduce_mean(v) for k, v in logs.items()} if horovod.active() else logs
 
     def _distributed_eval_step(self, batch):
         outputs = self.strategy.run(self._replica_eval, args=(batch,))
         if self._concat_validation:
-            return outputs  # per-replica tensors, concatenated on the host
-        return {k: self.strategy.reduce("SUM", v, axis=None) for k, v in outputs.items()}
+            return self._gather_workers(outputs)
+        sums = {k: self.strategy.reduce("SUM", v, axis=None) for k, v in outputs.items()}
+        return {k: horovod.allreduce_sum(v) for k, v in sums.items()} if horovod.active() else sums
+
+    def _gather_workers(self, outputs):
+        """Concat outputs of every worker (each worker then holds all of them).
+
+        One worker: per-replica tensors, concatenated on the host. Several
+        workers (or Horovod ranks): all-gathered along the batch axis.
+        """
+        if horovod.active():
+            return {k: horovod.allgather(v) for k, v in outputs.items()}
+        if distribution.num_workers(self.strategy) > 1:
+            return {k: self.strategy.gather(v, axis=0) for k, v in outputs.items()}
+        return outputs
 
     @property
     def _concat_validation(self) -> bool:
@@ -207,15 +256,21 @@ class Trainer:
 
     # ----------------------------------------------------------------- loops
     def _dataset(self, build):
-        """Distributes ``build(global_batch, input_context)`` over the strategy."""
-        return self.strategy.distribute_datasets_from_function(build) \
-            if self.strategy.num_replicas_in_sync > 1 else build(None)
+        """``build(input_context)`` on one device, per input pipeline, or per Horovod rank.
+
+        With an input context the task batches ``ctx.get_per_replica_batch_size(global_batch)``
+        and keeps shard ``ctx.input_pipeline_id`` of ``ctx.num_input_pipelines``.
+        """
+        if horovod.active():
+            return build(horovod.input_context())
+        if self.strategy.num_replicas_in_sync > 1:
+            return self.strategy.distribute_datasets_from_function(build)
+        return build(None)
 
     def train_epoch(self, epoch: int, global_batch: int) -> Dict[str, float]:
         """One pass over the training data; returns the epoch's train.* metrics."""
-        per_replica = global_batch // self.strategy.num_replicas_in_sync
-        dataset = self._dataset(lambda ctx: self.task.build_train_dataset(
-            per_replica if ctx else global_batch, epoch, ctx))
+        self._broadcast_initial_state()
+        dataset = self._dataset(lambda ctx: self.task.build_train_dataset(global_batch, epoch, ctx))
         limit = self._step_limit(global_batch)
         bar = ProgressBar(limit, desc=f"epoch {epoch + 1}/{self.config.epochs}", unit="img",
                           enabled=self.is_chief)
@@ -247,9 +302,7 @@ class Trainer:
         return metrics
 
     def _evaluate_once(self, global_batch: int, prefix: str) -> Dict[str, float]:
-        per_replica = global_batch // self.strategy.num_replicas_in_sync
-        dataset = self._dataset(lambda ctx: self.task.build_eval_dataset(
-            per_replica if ctx else global_batch, ctx))
+        dataset = self._dataset(lambda ctx: self.task.build_eval_dataset(global_batch, ctx))
         totals: Dict[str, float] = {}
         stats = _Timer()
         bar = ProgressBar(self.config.eval_steps, desc=prefix, unit="img", enabled=self.is_chief)
@@ -291,6 +344,23 @@ class Trainer:
         return final
 
     # ----------------------------------------------------------------- helpers
+    def _broadcast_initial_state(self):
+        """Horovod: rank 0's model, optimizer slots, EMA and counters to every rank (once).
+
+        Done before the first step (slots are built first), so every rank starts
+        from the same state, as ``hvd.callbacks.BroadcastGlobalVariablesCallback(0)``.
+        """
+        if not horovod.active() or self._state_broadcast:
+            return
+        variables = list(self.model.variables) + [self.epoch, self.best]
+        if self.optimizer is not None:
+            self.build_optimizer_state()
+            variables += list(self.optimizer.variables)
+        if self.ema is not None:
+            variables += list(self.ema.shadow)
+        horovod.broadcast_variables(variables, root_rank=0)
+        self._state_broadcast = True
+
     def _checkpoint(self, metrics: Dict[str, float]):
         if not (self.config.save_checkpoints and self.checkpoints):
             return
@@ -299,6 +369,8 @@ class Trainer:
         is_best = value is not None and value > float(self.best.numpy())
         if is_best:
             self.best.assign(value)
+        if horovod.active() and not self.is_chief:
+            return  # rank 0 writes; Horovod variables are local, no collective needed
         meta = {"epoch": int(self.epoch.numpy()), "metrics": metrics, "rng": save_rng_state(),
                 "task": self.task.name}
         self.checkpoints.save_latest(meta)

@@ -44,10 +44,18 @@ def add_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
         parser.add_argument("--top-k", type=int, default=5)
         parser.add_argument("--class-names", default=None, help="file with one class name per line")
     if mode == "export":
-        parser.add_argument("--export-dir", default=None, help="SavedModel directory (default: <workspace>/saved_model)")
-        parser.add_argument("--format", default="savedmodel", choices=["savedmodel"])
+        parser.add_argument("--export-dir", default=None,
+                            help="output folder (default: <workspace>/saved_model for savedmodel, "
+                                 "<workspace> for onnx, which writes model.onnx there)")
+        parser.add_argument("--format", default="savedmodel", choices=["savedmodel", "onnx"],
+                            help="savedmodel: uint8 images of any size or encoded bytes in, resize+crop+normalise "
+                                 "inside; onnx (tf2onnx): uint8 [B, S, S, 3] images already resized (short side "
+                                 "S+32) and centre-cropped to S, normalised inside; outputs probabilities and "
+                                 "classes; QAT models get int8 QuantizeLinear/DequantizeLinear pairs")
+        parser.add_argument("--opset", type=int, default=13, help="ONNX opset (>= 13, needed for per-channel Q/DQ)")
         parser.add_argument("--verify", nargs="*", default=None, metavar="IMAGE",
-                            help="reload the SavedModel and compare it with Keras on these images")
+                            help="compare the export with Keras on these images (SavedModel/FP32 ONNX: max "
+                                 "|dprob| <= 1e-4; QAT ONNX: same top-1)")
 
 
 def _add_model_arguments(parser):
@@ -61,7 +69,8 @@ def _add_model_arguments(parser):
                        help="BatchNorm moving-average momentum, Keras convention (default: 0.99; "
                             "0.9 suits short runs on small data)")
     group.add_argument("--pretrained-from-file", default=None,
-                       help="initial weights: Keras .weights.h5/.h5 or TF checkpoint (model weights only)")
+                       help="initial weights: Keras .weights.h5/.h5, TF checkpoint, or an NVIDIA NGC PyTorch "
+                            "state_dict (.pth/.pt needs torch, or .npz; use --padding symmetric)")
     group.add_argument("--workspace", default="./workspace", help="checkpoints, logs and exports go here")
     group.add_argument("-b", "--batch-size", type=int, default=None, help="per-device batch (default: recipe)")
 
@@ -70,8 +79,8 @@ def _add_data_arguments(parser):
     group = parser.add_argument_group("data")
     group.add_argument("data", nargs="?", default=None, help="ImageFolder root with train/ and val/")
     group.add_argument("--data-dir", dest="data_dir", default=None, help="same as the positional DATA")
-    group.add_argument("--data-backend", default="tfdata", choices=["tfdata", "synthetic"],
-                       help="input pipeline ('synthetic' for benchmarks)")
+    group.add_argument("--data-backend", default="tfdata", choices=["tfdata", "dali-cpu", "dali-gpu", "synthetic"],
+                       help="input pipeline: tf.data, NVIDIA DALI on CPU or GPU, or 'synthetic' for benchmarks")
     group.add_argument("--augmentation", default=None, choices=["autoaugment", "none"],
                        help="training augmentation on top of crop+flip (default: autoaugment)")
 
@@ -83,6 +92,8 @@ def _add_train_arguments(parser):
     group.add_argument("--lr", type=float, default=None, help="learning rate for --lr-batch images")
     group.add_argument("--lr-batch", type=int, default=None, help="batch size --lr refers to (4096)")
     group.add_argument("--warmup", type=int, default=None, help="linear warm-up epochs")
+    group.add_argument("--lr-schedule", default=None, choices=["cosine", "linear"],
+                       help="decay after warm-up (default: recipe's; linear for efficientnet-quant-b4)")
     group.add_argument("--optimizer", default=None, choices=["rmsprop", "sgd", "adam"])
     group.add_argument("--momentum", type=float, default=None)
     group.add_argument("--rmsprop-alpha", type=float, default=None)

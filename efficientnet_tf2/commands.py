@@ -8,6 +8,7 @@ from typing import List, Optional
 
 import numpy as np
 import tensorflow as tf
+import tf_keras as keras
 
 from common import distribution, precision
 from common.checkpoint import restore_model_only
@@ -18,7 +19,7 @@ from common.schedules import WarmupCosine
 from common.trainer import Trainer, TrainerConfig
 from efficientnet_tf2 import data as data_lib
 from efficientnet_tf2.ngc import load_pretrained_weights
-from efficientnet_tf2.task import ClassificationConfig, ImageClassificationTask
+from efficientnet_tf2.task import ClassificationConfig, DataBackendError, ImageClassificationTask
 
 _log = logging.getLogger(__name__)
 META_FILE = "model_meta.json"
@@ -47,7 +48,10 @@ def _task(args, recipe, training: bool) -> ImageClassificationTask:
         mixup=_pick(getattr(args, "mixup", None), recipe.mixup) if training else 0.0,
         label_smoothing=_pick(getattr(args, "label_smoothing", None), recipe.label_smoothing) if training else 0.0,
         model_overrides=_model_overrides(args))
-    return ImageClassificationTask(config)
+    try:
+        return ImageClassificationTask(config)
+    except DataBackendError as error:  # e.g. dali-gpu without a GPU: one line, no traceback
+        raise SystemExit(f"error: {error}") from None
 
 
 def _model_overrides(args) -> dict:
@@ -76,11 +80,13 @@ def train(args, recipe) -> int:
     epochs = _pick(args.epochs, recipe.epochs)
     steps = min(x for x in (task.steps_per_epoch(global_batch), args.steps_per_epoch, args.prof, 10**9) if x)
     lr = distribution.scale_learning_rate(_pick(args.lr, recipe.lr), global_batch, _pick(args.lr_batch, recipe.lr_batch))
-    schedule = WarmupCosine(lr, epochs * steps, _pick(args.warmup, recipe.warmup_epochs) * steps)
+    schedule = _lr_schedule(_pick(getattr(args, "lr_schedule", None), recipe.lr_schedule), lr, epochs * steps,
+                            _pick(args.warmup, recipe.warmup_epochs) * steps)
     with strategy.scope():
         model = task.build_model()
         if args.pretrained_from_file:
             load_pretrained_weights(model, args.pretrained_from_file)
+        model = _quantize_if_needed(model, args.model)
         optimizer = build_optimizer(_pick(args.optimizer, recipe.optimizer), schedule,
                                     momentum=_pick(args.momentum, recipe.momentum),
                                     rho=_pick(args.rmsprop_alpha, recipe.rmsprop_alpha),
@@ -106,6 +112,48 @@ def train(args, recipe) -> int:
     return 0
 
 
+def _lr_schedule(kind: str, peak_lr: float, total_steps: int, warmup_steps: int):
+    """Per-step LR: ``cosine`` (float recipes, QAT B0) or ``linear`` decay to 0 (QAT B4)."""
+    if kind == "linear":
+        return WarmupLinear(peak_lr, total_steps, warmup_steps)
+    return WarmupCosine(peak_lr, total_steps, warmup_steps)
+
+
+class WarmupLinear(keras.optimizers.schedules.LearningRateSchedule):
+    """``lr(step)``: linear warm-up to ``peak_lr``, then linear decay to 0 at ``total_steps``.
+
+    NVIDIA's ``--lr-schedule linear`` (QAT B4). Belongs next to ``WarmupCosine``
+    in :mod:`common.schedules`.
+    """
+
+    def __init__(self, peak_lr: float, total_steps: int, warmup_steps: int = 0):
+        super().__init__()
+        if total_steps <= 0 or warmup_steps < 0:
+            raise ValueError(f"Need total_steps > 0 and warmup_steps >= 0. Received: "
+                             f"total_steps={total_steps}, warmup_steps={warmup_steps}")
+        self.peak_lr, self.total_steps = float(peak_lr), int(total_steps)
+        self.warmup_steps = int(min(warmup_steps, total_steps))
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = self.peak_lr * (step + 1.0) / max(self.warmup_steps, 1)
+        progress = tf.clip_by_value((step - self.warmup_steps) / max(self.total_steps - self.warmup_steps, 1),
+                                    0.0, 1.0)
+        return tf.where(step < self.warmup_steps, warm, self.peak_lr * (1.0 - progress))
+
+    def get_config(self):
+        return {"peak_lr": self.peak_lr, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
+
+
+def _quantize_if_needed(model, model_name: str):
+    """QAT variants: the float ``model`` (FP32 weights already loaded) wrapped for quantization."""
+    from efficientnet_tf2 import qat, registry
+
+    if not registry.is_quantized(model_name) or qat.is_quantized(model):
+        return model
+    return qat.quantize_model(model)
+
+
 def _print_outputs(workspace, log_file, chief):
     if chief:
         print(f"checkpoints: {os.path.abspath(workspace)}/checkpoint-latest, model_best")
@@ -129,11 +177,15 @@ def load_model_for_inference(args, recipe=None, num_classes=None):
     size = size or config.resolution
     model = build_efficientnet(config, input_shape=(size, size, 3), name=args.model.replace("-", "_"))
     if args.checkpoint:
+        model = _quantize_if_needed(model, args.model)
         restore_model_only(args.checkpoint, model, use_ema=getattr(args, "use_ema", False))
     elif args.pretrained_from_file:
         load_pretrained_weights(model, args.pretrained_from_file)
     else:
         _log.warning("no --checkpoint or --pretrained-from-file: using randomly initialised weights")
+    if not args.checkpoint and registry.is_quantized(args.model):
+        _log.warning("%s without a QAT --checkpoint: activation ranges are uncalibrated", args.model)
+    model = _quantize_if_needed(model, args.model)
     meta.update(num_classes=classes, image_size=size, model=args.model)
     return model, meta
 
@@ -206,16 +258,49 @@ def _expand_images(items) -> List[str]:
 
 
 def export(args, recipe) -> int:
-    """``main.py export``: SavedModel with uint8-image and encoded-bytes signatures."""
+    """``main.py export``: SavedModel with uint8-image and encoded-bytes signatures, or ONNX."""
     from efficientnet_tf2.export import export_saved_model
 
     model, meta = load_model_for_inference(args)
+    if getattr(args, "format", "savedmodel") == "onnx":
+        return _export_onnx(args, model, meta)
     out = args.export_dir or os.path.join(args.workspace, "saved_model")
     export_saved_model(model, out, image_size=meta["image_size"], class_names=_class_names(args, meta))
     print(f"SavedModel written to {os.path.abspath(out)} (signatures: serving_default, serving_bytes)")
     if args.verify:
         _verify_export(model, out, meta["image_size"], _expand_images(args.verify))
     return 0
+
+
+def _export_onnx(args, model, meta) -> int:
+    """Writes ``<export-dir or workspace>/model.onnx``; ``--verify`` compares onnxruntime with Keras."""
+    from efficientnet_tf2 import onnx_export, registry
+
+    out = os.path.join(args.export_dir or args.workspace, "model.onnx")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    onnx_export.export_onnx(model, out, meta["image_size"], _class_names(args, meta), opset=args.opset)
+    print(f"ONNX written to {os.path.abspath(out)} (opset {args.opset}; input uint8 [B, "
+          f"{meta['image_size']}, {meta['image_size']}, 3] centre crops; outputs probabilities, classes)")
+    if args.verify:
+        _verify_onnx(model, out, meta["image_size"], _expand_images(args.verify),
+                     registry.is_quantized(args.model))
+    return 0
+
+
+def _verify_onnx(model, path, image_size, paths, quantized: bool) -> dict:
+    """onnxruntime vs Keras on ``paths``: FP32 needs max |dprob| <= 1e-4, QAT the same top-1."""
+    from efficientnet_tf2.onnx_export import compare_with_keras
+    from efficientnet_tf2.preprocessing import eval_resize_crop
+
+    crops = np.stack([eval_resize_crop(data_lib.decode_image_file(p), image_size).numpy() for p in paths])
+    result = compare_with_keras(model, path, crops)
+    print(f"verified {len(paths)} image(s): max |ONNX - Keras| probability difference = "
+          f"{result['max_abs_diff']:.2e}, top-1 agreement {100 * result['top1_agreement']:.1f}%")
+    if quantized and result["top1_agreement"] < 1.0:
+        raise SystemExit("error: quantized ONNX model disagrees with Keras on the top-1 class")
+    if not quantized and result["max_abs_diff"] > 1e-4:
+        raise SystemExit(f"error: exported model differs from Keras by {result['max_abs_diff']:.2e} (> 1e-4)")
+    return result
 
 
 def _verify_export(model, export_dir, image_size, paths) -> float:

@@ -17,6 +17,13 @@ from efficientnet_tf2 import registry
 from efficientnet_tf2.mixup import mixup, smooth_labels
 from efficientnet_tf2.model import build_efficientnet
 
+# --data-backend -> DALI device (efficientnet_tf2.dali, imported only when used).
+DALI_BACKENDS = {"dali-cpu": "cpu", "dali-gpu": "gpu"}
+
+
+class DataBackendError(RuntimeError):
+    """The chosen ``--data-backend`` cannot run here (package or device missing)."""
+
 
 @dataclasses.dataclass
 class ClassificationConfig:
@@ -25,7 +32,7 @@ class ClassificationConfig:
     Attributes:
       model: registered model name (``efficientnet-b0`` ...).
       data_dir: ImageFolder root with ``train/`` and ``val/`` (unused for synthetic).
-      data_backend: ``tfdata`` | ``synthetic``.
+      data_backend: ``tfdata`` | ``synthetic`` | ``dali-cpu`` | ``dali-gpu``.
       num_classes: classifier width; checked against the class folders.
       image_size: training/eval resolution (default: the variant's).
       augment: ``autoaugment`` | ``none``.
@@ -61,16 +68,34 @@ class ImageClassificationTask(Task):
         self._num_train = None
         if config.data_backend != "synthetic":
             self._check_folders()
+        if config.data_backend in DALI_BACKENDS:
+            self._check_dali()
         self.mixup_rng = tf.random.Generator.from_seed(config.seed + 1)
 
     def _check_folders(self):
         """Reads class names from ``train/`` and checks them against ``num_classes``."""
         if not self.config.data_dir:
-            raise ValueError("--data-backend tfdata needs a data directory (positional DATA_DIR / --data-dir)")
+            raise ValueError(f"--data-backend {self.config.data_backend} needs a data directory "
+                             "(positional DATA_DIR / --data-dir)")
         paths, _, self.class_names = data_lib.list_image_folder(self.config.data_dir, "train")
         data_lib.check_num_classes(self.class_names, self.config.num_classes,
                                    source=f"{self.config.data_dir}/train")
         self._num_train = len(paths)
+
+    def _check_dali(self):
+        """Raises `DataBackendError` at once if DALI or its device is missing."""
+        backend = self.config.data_backend
+        try:
+            from efficientnet_tf2 import dali
+        except ImportError as error:
+            raise DataBackendError(
+                f"--data-backend {backend} needs NVIDIA DALI and its TensorFlow plugin ({error}); "
+                "install them with `make install` (nvidia-dali-cuda120 and, with "
+                "--no-build-isolation, nvidia-dali-tf-plugin-cuda120).") from error
+        try:
+            dali.check_device(DALI_BACKENDS[backend])
+        except dali.DaliDeviceError as error:
+            raise DataBackendError(str(error)) from error
 
     def build_model(self):
         """EfficientNet at the task's image size, with float32 logits."""
@@ -78,13 +103,27 @@ class ImageClassificationTask(Task):
                                   name=self.config.model.replace("-", "_"))
 
     def _dataset(self, split, batch, training, seed, input_context):
+        """``batch`` is global; with an input context, per replica and sharded."""
+        if input_context is not None:
+            batch = input_context.get_per_replica_batch_size(batch)
         if self.config.data_backend == "synthetic":
             return data_lib.synthetic_dataset(self.image_size, batch, self.config.num_classes)
         shard = None
         if input_context is not None and input_context.num_input_pipelines > 1:
             shard = (input_context.num_input_pipelines, input_context.input_pipeline_id)
+        augment = self.config.augment if training else "none"
+        if self.config.data_backend in DALI_BACKENDS:
+            from efficientnet_tf2 import dali
+
+            if self.config.data_backend == "dali-gpu" and input_context is not None:
+                raise DataBackendError("--data-backend dali-gpu feeds a single replica; "
+                                       "use dali-cpu or tfdata with several devices or workers")
+            return dali.build_dali_dataset(self.config.data_dir, split, self.image_size, batch,
+                                           training=training, augment=augment,
+                                           device=DALI_BACKENDS[self.config.data_backend],
+                                           num_classes=self.config.num_classes, seed=seed, shard=shard)
         return data_lib.build_dataset(self.config.data_dir, split, self.image_size, batch,
-                                      training=training, augment=self.config.augment if training else "none",
+                                      training=training, augment=augment,
                                       num_classes=self.config.num_classes, seed=seed, shard=shard)
 
     def build_train_dataset(self, global_batch, epoch, input_context=None):

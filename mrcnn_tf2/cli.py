@@ -56,6 +56,8 @@ def _add_model_arguments(parser):
     group.add_argument("--image_size", type=int, nargs=2, default=None, metavar=("SHORT", "LONG"),
                        help="resize target: short side, long side max (default 832 1344; small data: e.g. 128 128)")
     group.add_argument("--finetune_bn", action="store_true", help="train BatchNorm (default: frozen)")
+    group.add_argument("--no_custom_ops", action="store_true",
+                       help="plain-TF ops instead of the fused custom_ops kernels (also: MRCNN_NO_CUSTOM_OPS=1)")
     group.add_argument("--config", dest="overrides", nargs="*", default=[], metavar="NAME=VALUE",
                        help="model config overrides, e.g. rpn.post_nms_topk_test=500 backbone.width_multiplier=0.5")
 
@@ -107,5 +109,6 @@ def run(mode: str, args: argparse.Namespace) -> int:
     quiet_tensorflow()
     from mrcnn_tf2 import commands
 
+    commands.configure_custom_ops(args, mode)
     return {"train": commands.train, "eval": commands.evaluate, "infer": commands.infer,
             "export": commands.export, "info": commands.info}[mode](args)

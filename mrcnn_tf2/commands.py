@@ -21,6 +21,7 @@ from common.optimizers import build_optimizer
 from common.runtime import setup_run
 from common.schedules import WarmupPiecewise
 from common.trainer import Trainer, TrainerConfig
+from custom_ops import loader as custom_ops_loader
 from mrcnn_tf2.config import MaskRCNNConfig, parse_overrides
 from mrcnn_tf2.data.pipeline import InputConfig
 from mrcnn_tf2.task import DetectionTaskConfig, InstanceSegmentationTask, built_model
@@ -52,6 +53,12 @@ def _data(args, need_train: bool):
         return None
     return resolve_sources(args.data_dir, eval_file=args.eval_file, train_annotations=args.train_annotations,
                            train_images=args.train_images, eval_images=args.eval_images, need_train=need_train)
+
+
+def configure_custom_ops(args, mode: str) -> None:
+    """``--no_custom_ops`` (and export, whose SavedModel must load without the op libraries): plain-TF ops."""
+    if getattr(args, "no_custom_ops", False) or mode == "export":
+        custom_ops_loader.set_enabled(False)
 
 
 def _check_xla(args):
@@ -116,7 +123,7 @@ def train(args) -> int:
         trainer.resume(args.resume)
     if chief:
         write_meta(args.model_dir, model_config, inputs, data)
-    trainer.fit(global_batch, eval_batch=args.eval_batch_size * strategy.num_replicas_in_sync)
+    trainer.fit(global_batch, eval_batch=distribution.global_batch_size(args.eval_batch_size, strategy))
     if chief:
         print(f"checkpoints: {os.path.abspath(args.model_dir)}/checkpoint-latest, model_best\n"
               f"DLLogger log: {os.path.abspath(log_file)}")
@@ -182,7 +189,7 @@ def evaluate(args) -> int:
         model = load_model(args, meta)
     trainer = Trainer(task, model, None, TrainerConfig(workspace=None, save_checkpoints=False), logger,
                       strategy=strategy, policy=policy, is_chief=chief)
-    metrics = trainer.evaluate(args.eval_batch_size * strategy.num_replicas_in_sync)
+    metrics = trainer.evaluate(distribution.global_batch_size(args.eval_batch_size, strategy))
     logger.flush()
     return 0 if metrics else 1
 

@@ -78,20 +78,23 @@ class InstanceSegmentationTask(Task):
     # ------------------------------------------------------------------ data
     def build_train_dataset(self, global_batch: int, epoch: int, input_context=None) -> tf.data.Dataset:
         if self.config.synthetic:
-            return synthetic_dataset(self.config.model, self.config.inputs, global_batch, training=True)
+            return synthetic_dataset(self.config.model, self.config.inputs, _local_batch(global_batch, input_context),
+                                     training=True)
         data = self.config.data
         return build_dataset(data.train, self.config.inputs, training=True, batch_size=global_batch,
                              seed=self.config.seed, epoch=epoch, input_context=input_context,
                              category_ids=data.category_ids)
 
     def build_eval_dataset(self, global_batch: int, input_context=None) -> tf.data.Dataset:
+        local_batch = _local_batch(global_batch, input_context)
         if self.config.synthetic:
-            return synthetic_dataset(self.config.model, self.config.inputs, global_batch, training=False)
+            return synthetic_dataset(self.config.model, self.config.inputs, local_batch, training=False)
         data = self.config.data
         ds = build_dataset(data.val, self.config.inputs, training=False, batch_size=global_batch,
                            seed=self.config.seed, input_context=input_context, category_ids=data.category_ids)
         if self.config.eval_samples:
-            ds = ds.take(-(-self.config.eval_samples // global_batch))
+            pipelines = input_context.num_input_pipelines if input_context else 1
+            ds = ds.take(-(-self.config.eval_samples // (local_batch * pipelines)))
         return ds
 
     def steps_per_epoch(self, global_batch: int) -> Optional[int]:
@@ -142,6 +145,11 @@ class InstanceSegmentationTask(Task):
 
         print(format_metrics_table(metrics), flush=True)
         return metrics
+
+
+def _local_batch(global_batch: int, input_context=None) -> int:
+    """Batch of one replica: ``global_batch`` split by the input context (if any)."""
+    return input_context.get_per_replica_batch_size(global_batch) if input_context else global_batch
 
 
 def built_model(config: MaskRCNNConfig, seed: Optional[int] = 0) -> MaskRCNN:

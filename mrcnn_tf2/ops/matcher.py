@@ -21,12 +21,20 @@ for every valid GT whose best IoU is positive, all predictions reaching that bes
 matched index of such a prediction stays its own argmax GT (as in detectron2; the
 seed's ``ArgMaxMatcher(force_match_for_each_row=True)`` instead re-points exactly one
 prediction to that GT). GTs with zero overlap everywhere get no forced match.
+
+:func:`match_boxes` is ``match(box_ops.iou(boxes, gt_boxes), ...)`` from boxes: by
+default one fused op (``custom_ops/box_matcher``: the ``[..., N, M]`` IoU matrix is
+never stored; 279k anchors x 100 GT is 112 MB per image) when
+``custom_ops.loader.load("box_matcher")`` gives it, else exactly that plain-TF graph.
 """
 from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
 import tensorflow as tf
+
+from custom_ops.box_matcher import ops as fused_ops
+from mrcnn_tf2.ops import box_ops
 
 FOREGROUND = 1
 BACKGROUND = 0
@@ -99,3 +107,25 @@ def match(iou, high: float, low: float, allow_low_quality: bool = True,
     if allow_low_quality:
         labels = tf.where(_low_quality_mask(iou), FOREGROUND, labels)
     return Match(matched_idx, tf.cast(labels, tf.int32), max_iou)
+
+
+def match_boxes(boxes, gt_boxes, high: float, low: float, allow_low_quality: bool = True,
+                gt_valid: Optional[tf.Tensor] = None) -> Match:
+    """:func:`match` of the IoUs between ``boxes`` and ``gt_boxes`` (fused where available).
+
+    Args:
+      boxes: ``[N, 4]`` or ``[1 or B, N, 4]`` float predictions (ymin, xmin, ymax, xmax)
+        in pixels; ``[1, N, 4]`` anchors are shared by every image.
+      gt_boxes: ``[M, 4]`` or ``[B, M, 4]`` float GT boxes, same rank as ``boxes``.
+      high, low, allow_low_quality: as :func:`match`.
+      gt_valid: ``[..., M] bool`` or None (all valid).
+
+    Returns:
+      A :class:`Match` of ``[..., N]`` tensors (leading dimensions of ``gt_boxes``).
+    """
+    if low > high:
+        raise ValueError(f"Need low <= high. Received: low={low}, high={high}")
+    fused = fused_ops.match_boxes(boxes, gt_boxes, gt_valid, high, low, allow_low_quality)
+    if fused is not None:
+        return Match(*fused)
+    return match(box_ops.iou(boxes, gt_boxes), high, low, allow_low_quality, gt_valid)

@@ -23,7 +23,12 @@ Scores: ranking uses the logits (no ties from a saturated sigmoid); the returned
 ``scores`` are sigmoid probabilities. ``min_size`` is in pixels of the network input
 (NVIDIA states it at the original image scale; its default, 0, is the same in both).
 
-NMS runs per image with ``tf.image.non_max_suppression`` (exact greedy, lower index
+Implementations: by default the fused op ``custom_ops/proposals`` (one kernel per
+image and level on the intra-op pool, CUDA where built) when
+``custom_ops.loader.load("proposals")`` gives it; otherwise (``MRCNN_NO_CUSTOM_OPS=1``,
+``loader.set_enabled(False)``, build failure) the plain-TF graph below. Both agree
+within float tolerance (``tests/custom_ops/test_proposals_op.py``). The plain graph
+runs NMS per image with ``tf.image.non_max_suppression`` (exact greedy, lower index
 first on equal scores) under ``tf.map_fn``: eager, ``tf.function``; not XLA.
 No gradient flows through the proposals.
 """
@@ -33,6 +38,7 @@ from typing import Dict, NamedTuple, Sequence
 
 import tensorflow as tf
 
+from custom_ops.proposals import ops as fused_ops
 from mrcnn_tf2.ops import box_ops
 from mrcnn_tf2.ops.targets import RPN_WEIGHTS
 
@@ -153,6 +159,18 @@ def generate_proposals(rpn_scores: Dict[int, tf.Tensor], rpn_deltas: Dict[int, t
     if pre_nms_topk < 1 or post_nms_topk < 1:
         raise ValueError("Need pre_nms_topk >= 1 and post_nms_topk >= 1. Received: "
                          f"pre_nms_topk={pre_nms_topk}, post_nms_topk={post_nms_topk}")
+    args = dict(pre_nms_topk=pre_nms_topk, post_nms_topk=post_nms_topk, nms_threshold=nms_threshold,
+                min_size=min_size, weights=weights)
+    fused = fused_ops.generate_proposals(rpn_scores, rpn_deltas, anchors, image_info, **args) if rpn_scores else None
+    if fused is not None:
+        return Proposals(*fused)
+    return plain_generate_proposals(rpn_scores, rpn_deltas, anchors, image_info, **args)
+
+
+def plain_generate_proposals(rpn_scores, rpn_deltas, anchors, image_info, *, pre_nms_topk: int,
+                             post_nms_topk: int, nms_threshold: float, min_size: float,
+                             weights: Sequence[float]) -> Proposals:
+    """The plain-TF implementation of :func:`generate_proposals` (same arguments)."""
     image_hw = tf.cast(image_info, tf.float32)[:, None, :2]  # [B, 1, 2]
     boxes, logits = [], []
     for level in sorted(rpn_scores):

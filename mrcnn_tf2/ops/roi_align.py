@@ -38,6 +38,11 @@ aligned=False`` here, apart from border clamping and the one-cell minimum size.
 
 Per-level crops are gathered with ``tf.where`` and put back with ``tf.dynamic_stitch``
 (dynamic shapes): fine eagerly and in ``tf.function``, not for XLA.
+
+Fused op: :func:`multilevel_roi_align` runs ``custom_ops/roi_align`` (one C++/CUDA kernel
+for all levels, same geometry, no gradient for the boxes) when the library is built and
+custom ops are enabled (not ``MRCNN_NO_CUSTOM_OPS=1`` / ``--no_custom_ops``), else
+:func:`plain_multilevel_roi_align`, the plain-TF path described above.
 """
 from __future__ import annotations
 
@@ -45,6 +50,7 @@ from typing import Dict
 
 import tensorflow as tf
 
+from custom_ops.roi_align import ops as fused_ops
 from mrcnn_tf2.ops import box_ops
 
 CANONICAL_LEVEL = 4
@@ -116,9 +122,7 @@ def roi_align(features, boxes, box_indices, output_size: int, spatial_scale: flo
     Returns:
       ``[K, R, R, C]`` in the dtype of ``features``.
     """
-    if output_size < 1 or sampling_ratio < 1:
-        raise ValueError("Need output_size >= 1 and sampling_ratio >= 1. Received: "
-                         f"output_size={output_size}, sampling_ratio={sampling_ratio}")
+    _check_sizes(output_size, sampling_ratio)
     num = output_size * sampling_ratio
     padded = tf.pad(features, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
     crop_boxes = _crop_boxes(tf.cast(boxes, tf.float32), spatial_scale, tf.shape(padded)[1:3], num, aligned)
@@ -132,7 +136,35 @@ def roi_align(features, boxes, box_indices, output_size: int, spatial_scale: flo
 def multilevel_roi_align(features: Dict[int, tf.Tensor], boxes, output_size: int = 7,
                          sampling_ratio: int = 2, aligned: bool = True,
                          min_level: int = 2, max_level: int = 5) -> tf.Tensor:
-    """ROIAlign of each box on its FPN level.
+    """ROIAlign of each box on its FPN level: the fused custom op when available, else plain TF.
+
+    Arguments and result as in :func:`plain_multilevel_roi_align`.
+    """
+    _check_levels(features, min_level, max_level)
+    _check_sizes(output_size, sampling_ratio)
+    fused = fused_ops.multilevel_roi_align([features[level] for level in range(min_level, max_level + 1)],
+                                           boxes, output_size, sampling_ratio, aligned, min_level)
+    if fused is not None:
+        return fused
+    return plain_multilevel_roi_align(features, boxes, output_size, sampling_ratio, aligned, min_level, max_level)
+
+
+def _check_sizes(output_size: int, sampling_ratio: int) -> None:
+    if output_size < 1 or sampling_ratio < 1:
+        raise ValueError("Need output_size >= 1 and sampling_ratio >= 1. Received: "
+                         f"output_size={output_size}, sampling_ratio={sampling_ratio}")
+
+
+def _check_levels(features: Dict[int, tf.Tensor], min_level: int, max_level: int) -> None:
+    missing = [level for level in range(min_level, max_level + 1) if level not in features]
+    if missing:
+        raise ValueError(f"features lacks levels {missing}. Received: levels={sorted(features)}")
+
+
+def plain_multilevel_roi_align(features: Dict[int, tf.Tensor], boxes, output_size: int = 7,
+                               sampling_ratio: int = 2, aligned: bool = True,
+                               min_level: int = 2, max_level: int = 5) -> tf.Tensor:
+    """ROIAlign of each box on its FPN level, in plain TF (the fused op's fallback and reference).
 
     Args:
       features: ``{level: [B, H_l, W_l, C]}``, stride ``2**level``; must hold
@@ -147,9 +179,7 @@ def multilevel_roi_align(features: Dict[int, tf.Tensor], boxes, output_size: int
     Returns:
       ``[B, N, R, R, C]`` in the dtype of the features.
     """
-    missing = [level for level in range(min_level, max_level + 1) if level not in features]
-    if missing:
-        raise ValueError(f"features lacks levels {missing}. Received: levels={sorted(features)}")
+    _check_levels(features, min_level, max_level)
     shape = tf.shape(boxes)
     flat = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
     image_of_box = tf.repeat(tf.range(shape[0]), shape[1])

@@ -64,3 +64,17 @@ def test_few_steps_lower_the_loss(tiny_shapes):
     assert losses[-1] < 0.7 * losses[0], losses
     for name in ("rpn_score_loss", "fast_rcnn_class_loss", "mask_loss"):
         assert float(last[name]) < float(first[name]), (name, float(first[name]), float(last[name]))
+
+
+@pytest.mark.timeout(1800)
+def test_mask_rcnn_learns_the_shapes(tmp_path):
+    """From random weights, CI_RECIPE reaches bbox AP50 >= 0.7 and segm AP50 >= 0.6 (pycocotools).
+
+    The network is narrowed for CI's 2 CPU cores (see the module docstring and
+    ``scripts/convergence_check.py``); everything else is the real model, losses and evaluation.
+    """
+    from scripts.convergence_check import BBOX_AP50, CI_RECIPE, SEGM_AP50, run
+
+    metrics = run(CI_RECIPE, str(tmp_path))
+    assert metrics[BBOX_AP50] >= 0.7, metrics
+    assert metrics[SEGM_AP50] >= 0.6, metrics

@@ -1,0 +1,135 @@
+"""ONNX export of an EfficientNet classifier (FP32 or QAT) through tf2onnx.
+
+Graph contract, the SavedModel's ``serving_default`` without the resize
+(ONNX has no antialiased resize that matches TensorFlow's):
+
+* input ``images``: uint8 ``[B, S, S, 3]`` RGB, already resized (short side to
+  S + 32) and centre-cropped to S x S as :func:`preprocessing.eval_resize_crop`
+  does; the ImageNet normalisation runs inside the graph;
+* outputs ``probabilities`` float32 ``[B, C]`` and ``classes`` int32 ``[B]``;
+* metadata properties ``image_size``, ``class_names`` (JSON list) and ``input``.
+
+For a QAT model (:mod:`efficientnet_tf2.qat`) tf2onnx turns every
+``QuantizeAndDequantize`` op into an int8 QuantizeLinear/DequantizeLinear pair
+(per-axis for weights, hence opset >= 13), the form TensorRT's explicit
+quantization reads.
+"""
+from __future__ import annotations
+
+import json
+from typing import Dict, List, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from efficientnet_tf2.preprocessing import normalize
+
+MIN_OPSET = 13
+INPUT_NAME, OUTPUT_NAMES = "images", ("probabilities", "classes")
+# Ops whose weight and activation input must be dequantized in a QAT graph.
+MATMUL_OPS = ("Conv", "Gemm", "MatMul")
+# Ops that may sit between a DequantizeLinear and the Conv/Gemm it feeds (layout, padding, flattening).
+TRANSPARENT_OPS = ("Transpose", "Reshape", "Pad", "Identity", "Squeeze", "Unsqueeze", "Flatten")
+
+
+def classifier_function(model, image_size: int):
+    """``tf.function``: uint8 ``[B, S, S, 3]`` -> ``(probabilities [B, C] float32, classes [B] int32)``."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.uint8, name=INPUT_NAME)])
+    def classify(images):
+        logits = tf.cast(model(normalize(tf.cast(images, tf.float32)), training=False), tf.float32)
+        probabilities = tf.nn.softmax(logits, axis=-1)
+        return probabilities, tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+
+    return classify
+
+
+def export_onnx(model, path: str, image_size: int, class_names: Sequence[str] = (), opset: int = MIN_OPSET) -> str:
+    """Converts ``model`` with uint8-image input to an ONNX file at ``path``.
+
+    Raises:
+      ValueError: ``opset`` below 13 (per-axis Q/DQ needs 13).
+    """
+    import onnx
+    import tf2onnx
+
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset must be >= {MIN_OPSET}. Received: opset={opset}")
+    function = classifier_function(model, int(image_size))
+    proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=opset)
+    _rename_outputs(proto)
+    meta = {"image_size": str(int(image_size)), "class_names": json.dumps(list(class_names)),
+            "input": "uint8 [B, S, S, 3] RGB, resized (short side S+32) and centre-cropped; normalised inside"}
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, path)
+    return path
+
+
+def _rename_outputs(proto) -> None:
+    """Gives the graph outputs their public names (tf2onnx keeps TF's ``Identity:0`` names)."""
+    for output, name in zip(proto.graph.output, OUTPUT_NAMES):
+        old = output.name
+        for node in proto.graph.node:
+            node.output[:] = [name if o == old else o for o in node.output]
+            node.input[:] = [name if i == old else i for i in node.input]
+        output.name = name
+
+
+def run_onnx(path: str, images: np.ndarray, threads: int = 0) -> Dict[str, np.ndarray]:
+    """onnxruntime (CPU) on uint8 ``[B, S, S, 3]`` images -> ``{"probabilities", "classes"}``."""
+    session = make_session(path, threads)
+    return dict(zip(OUTPUT_NAMES, session.run(list(OUTPUT_NAMES), {INPUT_NAME: images})))
+
+
+def make_session(path: str, threads: int = 0):
+    """CPU ``onnxruntime.InferenceSession`` (``threads`` intra-op threads; 0 = onnxruntime's default)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def compare_with_keras(model, path: str, images: np.ndarray) -> Dict[str, float]:
+    """Max |probability difference| and top-1 agreement of ONNX vs Keras on uint8 ``images``."""
+    expected = classifier_function(model, images.shape[1])(tf.constant(images))[0].numpy()
+    got = run_onnx(path, images)["probabilities"]
+    return {"max_abs_diff": float(np.max(np.abs(got - expected))),
+            "top1_agreement": float(np.mean(np.argmax(got, -1) == np.argmax(expected, -1)))}
+
+
+def qdq_coverage(path_or_proto) -> List[Dict[str, object]]:
+    """For every Conv/Gemm/MatMul: is its weight and its activation input produced by a DequantizeLinear?
+
+    Layout ops (Transpose, Reshape, Pad, ...) between the DequantizeLinear and
+    the consumer are looked through. Returns one dict per node:
+    ``{"name", "op", "weight_dq", "input_dq"}``.
+    """
+    import onnx
+
+    proto = onnx.load(path_or_proto) if isinstance(path_or_proto, str) else path_or_proto
+    producers = {out: node for node in proto.graph.node for out in node.output}
+
+    def dequantized(tensor):
+        node = producers.get(tensor)
+        while node is not None and node.op_type in TRANSPARENT_OPS:
+            node = producers.get(node.input[0])
+        return node is not None and node.op_type == "DequantizeLinear"
+
+    return [{"name": node.name, "op": node.op_type, "input_dq": dequantized(node.input[0]),
+             "weight_dq": dequantized(node.input[1])}
+            for node in proto.graph.node if node.op_type in MATMUL_OPS]
+
+
+def count_ops(path_or_proto) -> Dict[str, int]:
+    """Op type -> number of nodes in the ONNX graph."""
+    import onnx
+
+    proto = onnx.load(path_or_proto) if isinstance(path_or_proto, str) else path_or_proto
+    counts: Dict[str, int] = {}
+    for node in proto.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts

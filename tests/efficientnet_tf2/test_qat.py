@@ -1,0 +1,153 @@
+"""Quantization-aware training: quantizer placement, quantizers, full B0/B4 build + train step, checkpoints."""
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from efficientnet_tf2 import qat, registry
+from efficientnet_tf2.config import B0_BLOCKS
+from efficientnet_tf2.model import build_efficientnet
+from efficientnet_tf2.recipe import recipe_for
+
+# B0's first two stages (a depthwise-separable block, two inverted-residual blocks with SE,
+# a residual Add with drop-connect), three narrow stride-2 blocks to reach stride 32, a small
+# head: every layer type of the real models, built fast.
+TINY_BLOCKS = B0_BLOCKS[:2] + ("ir_r1_k3_s2_e2_c24_se0.25", "ir_r1_k5_s2_e2_c32_se0.25",
+                               "ir_r1_k3_s2_e2_c32_se0.25")
+TINY = dict(blocks=TINY_BLOCKS, head_filters=64, num_classes=5)
+WEIGHT_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+
+
+def tiny_model(**overrides):
+    tf.random.set_seed(0)
+    return build_efficientnet(registry.get_config("efficientnet-quant-b0", **{**TINY, **overrides}),
+                              input_shape=(32, 32, 3))
+
+
+@pytest.fixture(scope="module")
+def tiny_pair():
+    """(float model, its QAT copy)."""
+    model = tiny_model()
+    return model, qat.quantize_model(model)
+
+
+def test_quant_variants_are_registered_with_qat_recipes():
+    assert registry.is_quantized("efficientnet-quant-b0") and not registry.is_quantized("efficientnet-b0")
+    assert registry.get_config("efficientnet-quant-b4") == registry.get_config("efficientnet-b4")
+    b0, b4 = recipe_for("efficientnet-quant-b0"), recipe_for("efficientnet-quant-b4")
+    assert (b0.optimizer, b0.momentum, b0.lr, b0.lr_batch, b0.lr_schedule, b0.weight_decay, b0.epochs) == \
+        ("sgd", 0.89, 0.0125, 128, "cosine", 4.5e-5, 10)
+    assert (b4.optimizer, b4.rmsprop_alpha, b4.rmsprop_eps, b4.momentum, b4.lr, b4.lr_batch, b4.lr_schedule,
+            b4.weight_decay, b4.epochs) == ("rmsprop", 0.853, 0.00422, 0.9, 4.09e-6, 32, "linear", 9.714e-4, 2)
+
+
+def test_plan_quantizes_every_conv_dense_input_and_the_se_and_residual_inputs():
+    plan = qat.quantize_plan(tiny_model())
+    out = {name for name, config in plan.items() if config.quantize_output}
+    weights = {name: (config.weight_attr, config.axis) for name, config in plan.items() if config.weight_attr}
+    assert weights["block2a_dw_conv"] == ("depthwise_kernel", 2)
+    assert weights["block2a_expand_conv"] == ("kernel", 3) and weights["predictions"] == ("kernel", 1)
+    # Inputs of expand conv (previous project BN), depthwise conv (swish), SE dense layers, SE multiply
+    # (swish + sigmoid gate), project conv (multiply), residual add (BN through drop-connect), head.
+    assert {"block1a_project_bn", "block2a_expand_activation", "block2a_se_squeeze", "block2a_se_reduce",
+            "block2a_dw_activation", "block2a_se_expand", "block2a_se_excite", "block2b_project_bn",
+            "block2b_add", "avg_pool"} <= out
+    # Nothing feeds a conv from here: BN before swish, the head activation (pooled first), the logits.
+    assert not {"block2a_expand_bn", "top_activation", "logits", "stem_bn"} & out
+
+
+def test_every_conv_and_dense_is_wrapped_and_weights_are_copied(tiny_pair):
+    model, quantized = tiny_pair
+    wrapped = {layer.layer.name: layer for layer in quantized.layers if isinstance(layer, qat.QuantizeWrapperV2)}
+    convs = [layer for layer in model.layers if isinstance(layer, WEIGHT_LAYERS)]
+    assert convs and all(layer.name in wrapped for layer in convs)
+    for layer in convs:
+        np.testing.assert_array_equal(wrapped[layer.name].trainable_weights[0], layer.trainable_weights[0])
+    assert isinstance(quantized.layers[1], qat.QuantizeLayer)  # the input is quantized
+
+
+def test_calibrated_qat_model_tracks_the_float_model(tiny_pair):
+    model, quantized = tiny_pair
+    images = [tf.random.stateless_normal([4, 32, 32, 3], seed=[i, 1]) for i in range(2)]
+    assert min(qat.activation_ranges(quantized).values()) == 0.0
+    assert qat.calibrate(quantized, images) == 2
+    ranges = qat.activation_ranges(quantized)
+    assert len(ranges) > 10 and min(ranges.values()) > 0.0
+    features = keras.Model(model.input, model.get_layer("top_activation").output)
+    q_features = keras.Model(quantized.input, quantized.get_layer("quant_top_conv").output)
+    f, q = features(images[0], training=False), q_features(images[0], training=False)
+    assert tf.reduce_all(tf.math.is_finite(q))
+    # top_conv's pre-BN output vs float: int8 noise, far from garbage.
+    f_pre = keras.Model(model.input, model.get_layer("top_conv").output)(images[0], training=False)
+    rel = float(tf.norm(q - f_pre) / tf.norm(f_pre))
+    assert rel < 0.2, rel
+    assert f.shape[-1] == 64
+
+
+def test_weight_quantizer_is_symmetric_per_channel_int8():
+    w = tf.random.stateless_normal([3, 3, 4, 6], seed=[0, 0]) * tf.range(1.0, 7.0)
+    q = qat.WeightQuantizer(axis=3)(w, False, {})
+    amax = tf.reduce_max(tf.abs(w), axis=[0, 1, 2])
+    steps = q / (amax / 127.0)
+    np.testing.assert_allclose(steps, tf.round(steps), atol=1e-3)
+    np.testing.assert_allclose(tf.reduce_max(tf.abs(q), axis=[0, 1, 2]), amax, rtol=1e-6)
+    assert float(tf.reduce_max(tf.abs(q - w) / amax)) <= 0.5 / 127 + 1e-6
+
+
+def test_activation_quantizer_moving_range():
+    layer = keras.layers.Layer()
+    quantizer = qat.ActivationQuantizer(ema_decay=0.5)
+    weights = quantizer.build(tf.TensorShape([2]), "x", layer)
+    quantizer(tf.constant([1.0, -4.0]), True, weights)
+    assert float(weights["amax"]) == 4.0  # first batch sets the range
+    quantizer(tf.constant([2.0, 0.0]), True, weights)
+    assert float(weights["amax"]) == 3.0  # then 0.5 * 4 + 0.5 * 2
+    out = quantizer(tf.constant([10.0, 0.01]), False, weights)  # inference: fixed range, clipped
+    np.testing.assert_allclose(out, [3.0, 0.0], atol=1e-6)
+    with pytest.raises(ValueError, match="ema_decay"):
+        qat.ActivationQuantizer(ema_decay=1.0)
+
+
+def test_configs_round_trip():
+    config = qat.LayerQuantizeConfig("kernel", 3, True, 0.9)
+    assert qat.LayerQuantizeConfig.from_config(config.get_config()).get_config() == config.get_config()
+    for quantizer in (qat.WeightQuantizer(2), qat.ActivationQuantizer(0.7)):
+        assert type(quantizer).from_config(quantizer.get_config()) == quantizer
+
+
+def test_checkpoint_round_trip_and_savedmodel(tiny_pair, tmp_path):
+    _, quantized = tiny_pair
+    qat.calibrate(quantized, [tf.random.stateless_normal([2, 32, 32, 3], seed=[5, 5])])
+    prefix = tf.train.Checkpoint(model=quantized).write(str(tmp_path / "ckpt"))
+    fresh = qat.quantize_model(tiny_model())
+    tf.train.Checkpoint(model=fresh).read(prefix).assert_existing_objects_matched()
+    x = tf.random.stateless_normal([2, 32, 32, 3], seed=[6, 6])
+    np.testing.assert_allclose(fresh(x, training=False), quantized(x, training=False), atol=1e-6)
+    assert list(qat.activation_ranges(fresh).values()) == list(qat.activation_ranges(quantized).values())
+
+
+def test_float_policy_required(monkeypatch):
+    monkeypatch.setattr(keras.mixed_precision, "global_policy", lambda: keras.mixed_precision.Policy("mixed_float16"))
+    with pytest.raises(ValueError, match="float32"):
+        qat.quantize_model(tiny_model())
+
+
+@pytest.mark.parametrize("name", ["efficientnet-quant-b0", "efficientnet-quant-b4"])
+def test_full_qat_model_builds_and_trains_a_step(name):
+    model = build_efficientnet(registry.get_config(name, num_classes=4), input_shape=(32, 32, 3))
+    quantized = qat.quantize_model(model)
+    convs = [layer.name for layer in model.layers if isinstance(layer, WEIGHT_LAYERS)]
+    wrapped = {layer.layer.name for layer in quantized.layers if isinstance(layer, qat.QuantizeWrapperV2)}
+    assert set(convs) <= wrapped
+    optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+    images, labels = tf.random.stateless_normal([2, 32, 32, 3], seed=[1, 2]), tf.constant([0, 3])
+    before = [v.numpy() for v in quantized.trainable_variables]
+    with tf.GradientTape() as tape:
+        logits = quantized(images, training=True)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+    grads = tape.gradient(loss, quantized.trainable_variables)
+    assert all(g is not None and bool(tf.reduce_all(tf.math.is_finite(g))) for g in grads)
+    optimizer.apply_gradients(zip(grads, quantized.trainable_variables))
+    changed = sum(not np.array_equal(b, v.numpy()) for b, v in zip(before, quantized.trainable_variables))
+    assert changed == len(before)
+    assert min(qat.activation_ranges(quantized).values()) > 0.0
