@@ -12,6 +12,7 @@ install: $(STAMP)
 $(STAMP): setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet 'setuptools>=68' wheel
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m pip install --quiet --no-build-isolation 'nvidia-dali-tf-plugin-cuda120==2.4.0'
 	touch $(STAMP)

@@ -43,6 +43,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from custom_ops import loader as custom_ops_loader
 from mrcnn_tf2.data.pipeline import InputConfig
 from mrcnn_tf2.data.preprocessing import decode_image, preprocess_image
 from mrcnn_tf2.evaluation import MASK_THRESHOLD
@@ -321,7 +322,9 @@ def export_saved_model(model, export_dir: str, input_config: InputConfig, class_
     os.makedirs(os.path.dirname(export_dir), exist_ok=True)
     tmp_dir = tempfile.mkdtemp(prefix=".export-", dir=os.path.dirname(export_dir))
     try:
-        tf.saved_model.save(module, tmp_dir, signatures=module.signatures())
+        # Plain-TF ops only: a graph holding our custom ops would not load without their libraries.
+        with custom_ops_loader.disabled():
+            tf.saved_model.save(module, tmp_dir, signatures=module.signatures())
         write_labels(os.path.join(tmp_dir, LABELS_FILE), module.class_names, module.category_ids)
         _move_into_place(tmp_dir, export_dir, overwrite)
     finally:

@@ -17,12 +17,13 @@ import argparse
 import ctypes
 import os
 import sys
+import tempfile
 import time
 from typing import Dict, NamedTuple
 
 import numpy as np
 
-from custom_ops.harness import cuda_ctypes
+from custom_ops.harness.cuda_runtime import CudaRuntime, build_shared_library
 from custom_ops.harness.proposals_harness import LEVELS, make_anchors
 
 SOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "box_matcher",
@@ -82,17 +83,21 @@ def load_library(path: str) -> ctypes.CDLL:
     lib.mrcnn_match_boxes_cuda_workspace_bytes.restype = ctypes.c_size_t
     lib.mrcnn_match_boxes_cuda_workspace_bytes.argtypes = [ctypes.c_int, ctypes.c_int]
     lib.mrcnn_match_boxes_cuda.restype = ctypes.c_int
+    ptr = ctypes.c_void_p
+    lib.mrcnn_match_boxes_cuda.argtypes = [
+        ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int, ptr, ptr, ptr, ctypes.c_float, ctypes.c_float,
+        ctypes.c_int, ptr, ctypes.c_size_t, ptr, ptr, ptr, ptr]
     return lib
 
 
-def run_cuda(lib, cuda: cuda_ctypes.Cuda, p: Problem, repeats: int = 1):
+def run_cuda(lib, cuda: CudaRuntime, p: Problem, repeats: int = 1):
     """``(outputs like reference(), median ms)`` of the CUDA implementation."""
     batch, n, m = p.gt_boxes.shape[0], p.boxes.shape[1], p.gt_boxes.shape[1]
     boxes, gt = cuda.to_device(p.boxes.astype(np.float32)), cuda.to_device(p.gt_boxes.astype(np.float32))
     valid = cuda.to_device(p.gt_valid.astype(np.uint8))
     size = lib.mrcnn_match_boxes_cuda_workspace_bytes(batch, m)
-    workspace = cuda.alloc(size)
-    matched, labels, max_iou = (cuda.alloc(batch * n * 4) for _ in range(3))
+    workspace = cuda.malloc(size)
+    matched, labels, max_iou = (cuda.malloc(batch * n * 4) for _ in range(3))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -156,8 +161,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="edge cases only")
     parser.add_argument("--library", default="", help="prebuilt .so (default: build with nvcc)")
-    args = parser.parse_args(argv)
-    lib, cuda, rng = load_library(args.library or cuda_ctypes.build(SOURCE)), cuda_ctypes.Cuda(), np.random.default_rng(0)
+    args = parser.parse_args([] if argv is None else argv)
+    lib = load_library(args.library or build_shared_library(
+        [SOURCE], os.path.join(tempfile.mkdtemp(prefix="mrcnn_harness_"), "box_matcher.so")))
+    cuda, rng = CudaRuntime(), np.random.default_rng(0)
     cases = edge_cases(rng)
     if not args.quick:
         cases.update({f"anchors_832x1344_b{b}": anchor_problem(rng, b) for b in (1, 2)})
@@ -170,4 +177,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

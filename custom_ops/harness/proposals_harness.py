@@ -18,12 +18,13 @@ import ctypes
 import math
 import os
 import sys
+import tempfile
 import time
 from typing import Dict, List, NamedTuple
 
 import numpy as np
 
-from custom_ops.harness import cuda_ctypes
+from custom_ops.harness.cuda_runtime import CudaRuntime, build_shared_library
 
 SOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "proposals", "proposals_cuda.cu")
 CLIP = np.float32(math.log(1000.0 / 16.0))
@@ -149,19 +150,24 @@ def load_library(path: str) -> ctypes.CDLL:
     lib.mrcnn_proposals_cuda_workspace_bytes.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_int64),
                                                          ctypes.c_int, ctypes.c_int]
     lib.mrcnn_proposals_cuda.restype = ctypes.c_int
+    ptr, arrays = ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)
+    lib.mrcnn_proposals_cuda.argtypes = [
+        ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_int64), arrays, arrays, arrays, ptr, ctypes.c_int,
+        ctypes.c_int, ctypes.c_int, ctypes.c_float, ctypes.c_float, ctypes.POINTER(ctypes.c_float), ptr,
+        ctypes.c_size_t, ptr, ptr, ptr, ptr]
     return lib
 
 
-def run_cuda(lib, cuda: cuda_ctypes.Cuda, p: Problem, repeats: int = 1):
+def run_cuda(lib, cuda: CudaRuntime, p: Problem, repeats: int = 1):
     """``(outputs like reference(), median ms)`` of the CUDA implementation."""
     batch, levels = len(p.image_info), len(p.scores)
     counts = (ctypes.c_int64 * levels)(*[len(a) for a in p.anchors])
-    ptrs = lambda arrays: (ctypes.c_void_p * levels)(*[cuda.to_device(a).value for a in arrays])  # noqa: E731
+    ptrs = lambda arrays: (ctypes.c_void_p * levels)(*[cuda.to_device(a) for a in arrays])  # noqa: E731
     scores, deltas, anchors = ptrs(p.scores), ptrs(p.deltas), ptrs(p.anchors)
     info = cuda.to_device(p.image_info)
     size = lib.mrcnn_proposals_cuda_workspace_bytes(batch, levels, counts, p.pre, p.post)
-    workspace = cuda.alloc(size)
-    boxes, probs, valid = (cuda.alloc(batch * p.post * n) for n in (16, 4, 1))
+    workspace = cuda.malloc(size)
+    boxes, probs, valid = (cuda.malloc(batch * p.post * n) for n in (16, 4, 1))
     weights = (ctypes.c_float * 4)(1.0, 1.0, 1.0, 1.0)
     times = []
     for _ in range(repeats):
@@ -216,8 +222,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="edge cases only")
     parser.add_argument("--library", default="", help="prebuilt .so (default: build with nvcc)")
-    args = parser.parse_args(argv)
-    lib, cuda, rng = load_library(args.library or cuda_ctypes.build(SOURCE)), cuda_ctypes.Cuda(), np.random.default_rng(0)
+    args = parser.parse_args([] if argv is None else argv)
+    lib = load_library(args.library or build_shared_library(
+        [SOURCE], os.path.join(tempfile.mkdtemp(prefix="mrcnn_harness_"), "proposals.so")))
+    cuda, rng = CudaRuntime(), np.random.default_rng(0)
     cases = edge_cases(rng)
     if not args.quick:
         for batch in (1, 2):
@@ -231,4 +239,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -30,7 +30,8 @@ from custom_ops.harness.cuda_runtime import CudaRuntime, build_shared_library  #
 def discover():
     """``{name: module}`` of the ``<name>_harness`` modules in this folder."""
     return {info.name[:-len("_harness")]: importlib.import_module(f"custom_ops.harness.{info.name}")
-            for info in pkgutil.iter_modules([HERE]) if info.name.endswith("_harness")}
+            for info in pkgutil.iter_modules([HERE])
+            if info.name.endswith("_harness") and info.name != "run_cuda_harness"}
 
 
 def run_any(name: str, module, scratch: str, arch: str) -> bool:

@@ -123,8 +123,8 @@ def assign_rpn_targets(anchors, gt_boxes, gt_valid=None, *, seed,
     gt_valid = gt_valid_mask(gt_boxes) if gt_valid is None else tf.cast(gt_valid, tf.bool)
     gt_boxes, gt_valid = _append_dummy_gt(gt_boxes, gt_valid)
     anchors = tf.cast(anchors, tf.float32)[None]
-    found = matcher.match(box_ops.iou(anchors, gt_boxes), positive_threshold, negative_threshold,
-                          allow_low_quality=True, gt_valid=gt_valid)
+    found = matcher.match_boxes(anchors, gt_boxes, positive_threshold, negative_threshold,
+                                allow_low_quality=True, gt_valid=gt_valid)
     sample = sampler.sample_balanced(found.labels, num_samples, positive_fraction, seed)
     objectness = tf.where(sample.mask, found.labels, matcher.IGNORE)
     is_fg = tf.equal(objectness, matcher.FOREGROUND)
@@ -147,8 +147,8 @@ def _roi_candidates(proposals, gt_boxes, gt_valid, proposals_valid, append_gt):
 def _label_rois(candidates, candidates_valid, gt_boxes, gt_valid, fg_threshold,
                 bg_threshold_hi, bg_threshold_lo) -> matcher.Match:
     """Fast R-CNN labels: fg IoU >= fg_threshold, bg IoU in [lo, hi), else -1."""
-    found = matcher.match(box_ops.iou(candidates, gt_boxes), fg_threshold, bg_threshold_hi,
-                          allow_low_quality=False, gt_valid=gt_valid)
+    found = matcher.match_boxes(candidates, gt_boxes, fg_threshold, bg_threshold_hi,
+                                allow_low_quality=False, gt_valid=gt_valid)
     too_low = tf.logical_and(found.labels == matcher.BACKGROUND, found.max_iou < bg_threshold_lo)
     keep = tf.logical_and(candidates_valid, tf.logical_not(too_low))
     return found._replace(labels=tf.where(keep, found.labels, matcher.IGNORE))

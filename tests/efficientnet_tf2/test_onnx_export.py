@@ -16,24 +16,29 @@ TINY_BLOCKS = B0_BLOCKS[:2] + ("ir_r1_k3_s2_e2_c24_se0.25", "ir_r1_k5_s2_e2_c32_
 SIZE = 32
 
 
-def _model(padding):
-    """Tiny B0-like model with confident, non-uniform predictions (random init gives ~uniform ones)."""
+def _model(padding, images):
+    """Tiny B0-like model overfitted to ``images`` (one class each): confident, well-separated predictions."""
     tf.random.set_seed(1)
     config = registry.get_config("efficientnet-b0", blocks=TINY_BLOCKS, head_filters=64, num_classes=6,
-                                 padding=padding)
+                                 padding=padding, bn_momentum=0.5, dropout_rate=0.0, drop_connect_rate=0.0)
     model = build_efficientnet(config, input_shape=(SIZE, SIZE, 3))
-    dense = model.get_layer("predictions")
-    dense.kernel.assign(dense.kernel * 300.0)
+    x, labels = normalize(tf.cast(images, tf.float32)), tf.range(len(images))
+    optimizer = keras.optimizers.Adam(0.01)
+    for _ in range(40):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, model(x, training=True)))
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
     return model
 
 
 @pytest.fixture(scope="module")
 def images():
+    """Six random uint8 crops; each is its own class for the overfitted model."""
     return np.random.default_rng(0).integers(0, 256, size=(6, SIZE, SIZE, 3), dtype=np.uint8)
 
 
 def test_fp32_onnx_matches_keras(tmp_path, images):
-    model = _model("same")
+    model = _model("same", images)
     path = onnx_export.export_onnx(model, str(tmp_path / "fp32.onnx"), SIZE, class_names=list("abcdef"), opset=13)
     result = onnx_export.compare_with_keras(model, path, images)
     assert result["max_abs_diff"] <= 1e-4 and result["top1_agreement"] == 1.0, result
@@ -49,7 +54,7 @@ def test_fp32_onnx_matches_keras(tmp_path, images):
 
 def test_qat_onnx_has_qdq_on_every_conv_and_gemm_and_matches_keras(tmp_path, images):
     """Symmetric padding adds Pad ops between the activation DQ and stride-2 convs."""
-    quantized = qat.quantize_model(_model("symmetric"))
+    quantized = qat.quantize_model(_model("symmetric", images))
     batches = [normalize(tf.cast(images[i:i + 3], tf.float32)) for i in (0, 3)]
     qat.calibrate(quantized, batches)
     path = onnx_export.export_onnx(quantized, str(tmp_path / "qat.onnx"), SIZE, opset=13)
