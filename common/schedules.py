@@ -1,10 +1,12 @@
 """Learning-rate schedules (per optimizer step) shared by both models.
 
 * :class:`WarmupCosine` — linear warm-up then cosine decay (EfficientNet).
+* :class:`WarmupLinear` — linear warm-up then linear decay to 0 (EfficientNet
+  QAT B4, NVIDIA's ``--lr-schedule linear``).
 * :class:`WarmupPiecewise` — linear warm-up from an initial rate, then
   piecewise constant (Mask R-CNN).
 
-Both are ``keras.optimizers.schedules.LearningRateSchedule`` with a
+All are ``keras.optimizers.schedules.LearningRateSchedule`` with a
 symmetric ``get_config``, so they are saved with the optimizer and resumed
 exactly (the step lives in the optimizer's ``iterations``).
 """
@@ -48,6 +50,35 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self):
         return {"peak_lr": self.peak_lr, "total_steps": self.total_steps,
                 "warmup_steps": self.warmup_steps, "end_lr": self.end_lr}
+
+
+class WarmupLinear(keras.optimizers.schedules.LearningRateSchedule):
+    """``lr(step)``: ``peak*(step+1)/warmup`` while warming up, then linear decay to 0 at ``total_steps``.
+
+    Args:
+      peak_lr: rate reached at the end of warm-up.
+      total_steps: steps of the whole run (warm-up included).
+      warmup_steps: linear warm-up length (0 disables it).
+    """
+
+    def __init__(self, peak_lr: float, total_steps: int, warmup_steps: int = 0):
+        super().__init__()
+        if total_steps <= 0 or warmup_steps < 0:
+            raise ValueError(f"Need total_steps > 0 and warmup_steps >= 0. Received: "
+                             f"total_steps={total_steps}, warmup_steps={warmup_steps}")
+        self.peak_lr = float(peak_lr)
+        self.total_steps = int(total_steps)
+        self.warmup_steps = int(min(warmup_steps, total_steps))
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = self.peak_lr * (step + 1.0) / max(self.warmup_steps, 1)
+        decay_steps = max(self.total_steps - self.warmup_steps, 1)
+        progress = tf.clip_by_value((step - self.warmup_steps) / decay_steps, 0.0, 1.0)
+        return tf.where(step < self.warmup_steps, warm, self.peak_lr * (1.0 - progress))
+
+    def get_config(self):
+        return {"peak_lr": self.peak_lr, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
 
 
 class WarmupPiecewise(keras.optimizers.schedules.LearningRateSchedule):

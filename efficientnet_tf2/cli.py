@@ -94,6 +94,12 @@ def _add_train_arguments(parser):
     group.add_argument("--warmup", type=int, default=None, help="linear warm-up epochs")
     group.add_argument("--lr-schedule", default=None, choices=["cosine", "linear"],
                        help="decay after warm-up (default: recipe's; linear for efficientnet-quant-b4)")
+    group.add_argument("--calibration-steps", type=int, default=8,
+                       help="efficientnet-quant-*: training batches that set the activation ranges "
+                            "before fine-tuning from --pretrained-from-file; 0 skips it")
+    group.add_argument("--calibration-method", default="percentile", choices=["max", "mean", "percentile"],
+                       help="activation range from the calibration batches (percentile: mean of the "
+                            "per-batch 99.99th percentile of |x|)")
     group.add_argument("--optimizer", default=None, choices=["rmsprop", "sgd", "adam"])
     group.add_argument("--momentum", type=float, default=None)
     group.add_argument("--rmsprop-alpha", type=float, default=None)

@@ -8,14 +8,13 @@ from typing import List, Optional
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
 from common import distribution, precision
 from common.checkpoint import restore_model_only
 from common.ema import ModelEMA
 from common.optimizers import build_optimizer
 from common.runtime import setup_run
-from common.schedules import WarmupCosine
+from common.schedules import WarmupCosine, WarmupLinear
 from common.trainer import Trainer, TrainerConfig
 from efficientnet_tf2 import data as data_lib
 from efficientnet_tf2.ngc import load_pretrained_weights
@@ -86,7 +85,7 @@ def train(args, recipe) -> int:
         model = task.build_model()
         if args.pretrained_from_file:
             load_pretrained_weights(model, args.pretrained_from_file)
-        model = _quantize_if_needed(model, args.model)
+        model = _quantize_if_needed(model, args.model, fixed_ranges=bool(args.pretrained_from_file))
         optimizer = build_optimizer(_pick(args.optimizer, recipe.optimizer), schedule,
                                     momentum=_pick(args.momentum, recipe.momentum),
                                     rho=_pick(args.rmsprop_alpha, recipe.rmsprop_alpha),
@@ -105,6 +104,8 @@ def train(args, recipe) -> int:
                              "replicas": strategy.num_replicas_in_sync})
     if args.resume:
         trainer.resume(args.resume)
+    elif args.pretrained_from_file:
+        _calibrate_if_needed(model, args, task, global_batch, logger)
     if chief:
         _write_meta(task, args.workspace)
     trainer.fit(global_batch)
@@ -119,39 +120,29 @@ def _lr_schedule(kind: str, peak_lr: float, total_steps: int, warmup_steps: int)
     return WarmupCosine(peak_lr, total_steps, warmup_steps)
 
 
-class WarmupLinear(keras.optimizers.schedules.LearningRateSchedule):
-    """``lr(step)``: linear warm-up to ``peak_lr``, then linear decay to 0 at ``total_steps``.
+def _quantize_if_needed(model, model_name: str, fixed_ranges: bool = False):
+    """QAT variants: the float ``model`` (FP32 weights already loaded) wrapped for quantization.
 
-    NVIDIA's ``--lr-schedule linear`` (QAT B4). Belongs next to ``WarmupCosine``
-    in :mod:`common.schedules`.
+    ``fixed_ranges``: activation ranges stay as calibrated (fine-tuning from FP32 weights)
+    instead of following a moving average of the training batches' ``max|x|``.
     """
-
-    def __init__(self, peak_lr: float, total_steps: int, warmup_steps: int = 0):
-        super().__init__()
-        if total_steps <= 0 or warmup_steps < 0:
-            raise ValueError(f"Need total_steps > 0 and warmup_steps >= 0. Received: "
-                             f"total_steps={total_steps}, warmup_steps={warmup_steps}")
-        self.peak_lr, self.total_steps = float(peak_lr), int(total_steps)
-        self.warmup_steps = int(min(warmup_steps, total_steps))
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        warm = self.peak_lr * (step + 1.0) / max(self.warmup_steps, 1)
-        progress = tf.clip_by_value((step - self.warmup_steps) / max(self.total_steps - self.warmup_steps, 1),
-                                    0.0, 1.0)
-        return tf.where(step < self.warmup_steps, warm, self.peak_lr * (1.0 - progress))
-
-    def get_config(self):
-        return {"peak_lr": self.peak_lr, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
-
-
-def _quantize_if_needed(model, model_name: str):
-    """QAT variants: the float ``model`` (FP32 weights already loaded) wrapped for quantization."""
     from efficientnet_tf2 import qat, registry
 
     if not registry.is_quantized(model_name) or qat.is_quantized(model):
         return model
-    return qat.quantize_model(model)
+    return qat.quantize_model(model, qat.FIXED_RANGES if fixed_ranges else qat.DEFAULT_EMA_DECAY)
+
+
+def _calibrate_if_needed(model, args, task, global_batch, logger) -> None:
+    """QAT from FP32 weights: activation ranges from ``--calibration-steps`` training batches."""
+    from efficientnet_tf2 import qat
+
+    steps = getattr(args, "calibration_steps", qat.DEFAULT_CALIBRATION_BATCHES)
+    if not qat.is_quantized(model) or not steps:
+        return
+    method = getattr(args, "calibration_method", qat.DEFAULT_CALIBRATION)
+    used = qat.calibrate(model, task.build_train_dataset(global_batch, epoch=0), steps, method)
+    logger.log("PARAMETER", {"calibration_batches": used, "calibration_method": method})
 
 
 def _print_outputs(workspace, log_file, chief):

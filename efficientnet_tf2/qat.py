@@ -32,8 +32,11 @@ then copies those weights into the wrapped model (``quantize_apply`` does).
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Set
+import contextlib
+import itertools
+from typing import Dict, Iterable, List, Optional, Set
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
@@ -50,6 +53,11 @@ PASS_THROUGH_LAYERS = ("Dropout", "ZeroPadding2D")
 # Weight attribute and its output-channel axis per layer class.
 WEIGHT_AXES = {"Conv2D": ("kernel", 3), "DepthwiseConv2D": ("depthwise_kernel", 2), "Dense": ("kernel", 1)}
 DEFAULT_EMA_DECAY = 0.99
+FIXED_RANGES = 1.0  # ema_decay that keeps calibrated activation ranges during fine-tuning
+CALIBRATION_METHODS = ("max", "mean", "percentile")
+DEFAULT_CALIBRATION = "percentile"
+DEFAULT_PERCENTILE = 99.99
+DEFAULT_CALIBRATION_BATCHES = 8
 
 
 def _fake_quant(x, amax, axis=None):
@@ -101,15 +109,18 @@ class ActivationQuantizer(_tfmot_keras.quantizers.Quantizer):
     In training, ``amax`` takes the first batch's ``max|x|`` and then follows
     ``amax = decay * amax + (1 - decay) * max|x|``; inference uses the stored
     ``amax`` (a model that has seen no batch has ``amax = 0``: see :func:`calibrate`).
+    ``ema_decay = 1`` (``FIXED_RANGES``) keeps a range fixed once set, as
+    pytorch-quantization does when fine-tuning after calibration.
 
     Args:
-      ema_decay: decay of the moving average, in ``[0, 1)``.
+      ema_decay: decay of the moving average, in ``[0, 1]``.
     """
 
     def __init__(self, ema_decay: float = DEFAULT_EMA_DECAY):
-        if not 0.0 <= ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1). Received: ema_decay={ema_decay}")
+        if not 0.0 <= ema_decay <= 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1]. Received: ema_decay={ema_decay}")
         self.ema_decay = float(ema_decay)
+        self.percentile = None  # set by calibrate(): batch range = this percentile of |x|, not max|x|
 
     def build(self, tensor_shape, name, layer):
         amax = layer.add_weight(f"{name}_amax", shape=(), initializer=keras.initializers.Zeros(),
@@ -119,10 +130,18 @@ class ActivationQuantizer(_tfmot_keras.quantizers.Quantizer):
     def __call__(self, inputs, training, weights, **kwargs):
         amax = weights["amax"]
         if training:
-            batch_amax = tf.reduce_max(tf.abs(tf.stop_gradient(inputs)))
+            batch_amax = self._batch_amax(tf.abs(tf.stop_gradient(inputs)))
             ema = self.ema_decay * amax + (1.0 - self.ema_decay) * batch_amax
             amax.assign(tf.where(amax > 0.0, ema, batch_amax))
         return _fake_quant(inputs, tf.identity(amax))
+
+    def _batch_amax(self, magnitudes):
+        """``max`` of ``magnitudes`` (``|x|``), or its ``percentile`` during percentile calibration."""
+        if self.percentile is None:
+            return tf.reduce_max(magnitudes)
+        flat = tf.reshape(magnitudes, [-1])
+        above = tf.cast(tf.math.ceil((1.0 - self.percentile / 100.0) * tf.cast(tf.size(flat), tf.float32)), tf.int32)
+        return tf.reduce_min(tf.math.top_k(flat, tf.maximum(above, 1), sorted=False).values)
 
     def get_config(self):
         return {"ema_decay": self.ema_decay}
@@ -293,38 +312,89 @@ def is_quantized(model) -> bool:
     return any(isinstance(layer, (_tfmot_keras.QuantizeWrapper, QuantizeLayer)) for layer in model.layers)
 
 
+def _amax_variables(model) -> List[tf.Variable]:
+    """The ``amax`` variable of every activation quantizer, in model order."""
+    return [v for v in model.non_trainable_variables if v.name.split("/")[-1].split(":")[0].endswith("_amax")]
+
+
 def activation_ranges(model) -> Dict[str, float]:
     """Variable name -> ``amax`` of every activation quantizer (0 where uncalibrated)."""
-    return {v.name: float(v.numpy()) for v in model.non_trainable_variables
-            if v.name.split("/")[-1].split(":")[0].endswith("_amax")}
+    return {v.name: float(v.numpy()) for v in _amax_variables(model)}
 
 
-def calibrate(model, images: Iterable[tf.Tensor]) -> int:
-    """Sets the activation ranges from ``images`` without touching BN statistics.
+def _activation_quantizers(model) -> List[ActivationQuantizer]:
+    """The :class:`ActivationQuantizer` objects of the input ``QuantizeLayer`` and the wrappers' outputs."""
+    found = []
+    for layer in model.layers:
+        found += [layer.quantizer] if isinstance(layer, QuantizeLayer) else getattr(layer, "_output_quantizers", [])
+    return [q for q in found if isinstance(q, ActivationQuantizer)]
 
-    Runs the model in training mode (quantizers update ``amax``) with every
-    BatchNormalization frozen (inference statistics, no moving-average update).
-    Dropout is active during these passes.
+
+@contextlib.contextmanager
+def _calibration_mode(model, percentile: Optional[float]):
+    """Freezes every BatchNormalization (inference statistics, no update), disables dropout and
+    makes the activation quantizers measure the ``percentile`` of ``|x|`` (None: the max)."""
+    quantizers = _activation_quantizers(model)
+    for quantizer in quantizers:
+        quantizer.percentile = percentile
+    layers = [getattr(layer, "layer", layer) for layer in model.layers]  # look inside quantize wrappers
+    batchnorms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
+    dropouts = [layer for layer in layers if isinstance(layer, keras.layers.Dropout)]
+    states = [layer.trainable for layer in batchnorms], [layer.rate for layer in dropouts]
+    for layer in batchnorms:
+        layer.trainable = False
+    for layer in dropouts:
+        layer.rate = 0.0
+    try:
+        yield
+    finally:
+        for quantizer in quantizers:
+            quantizer.percentile = None
+        for layer, state in zip(batchnorms, states[0]):
+            layer.trainable = state
+        for layer, rate in zip(dropouts, states[1]):
+            layer.rate = rate
+
+
+def calibrate(model, batches: Iterable, steps: Optional[int] = None, method: str = DEFAULT_CALIBRATION,
+              percentile: float = DEFAULT_PERCENTILE) -> int:
+    """Sets every activation range from ``batches``, touching nothing else.
+
+    Each batch runs through the model in training mode (so the activation
+    quantizers measure their input) with BatchNormalization frozen and
+    dropout off. A quantizer's range is then, over the batches:
+
+    * ``max``: the max of the per-batch ``max|x|`` (pytorch-quantization's max calibrator);
+    * ``mean``: the mean of the per-batch ``max|x|``;
+    * ``percentile``: the mean of the per-batch ``percentile`` of ``|x|``
+      (clips rare outliers; EfficientNet's swish/SE activations have long tails).
+
+    Call it on a quantized model holding FP32 weights, before fine-tuning.
 
     Args:
-      images: iterable of ``[B, H, W, 3]`` float32 normalised batches.
+      batches: iterable of ``[B, H, W, 3]`` float32 normalised images, or of
+        ``(images, labels)`` pairs (a dataset).
+      steps: use at most this many batches (None: all).
+      method: one of ``CALIBRATION_METHODS``.
+      percentile: in ``(0, 100]``, for ``method="percentile"``.
     Returns:
       Number of batches used.
     """
-    layers = [getattr(layer, "layer", layer) for layer in model.layers]  # look inside quantize wrappers
-    batchnorms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
-    states = [layer.trainable for layer in batchnorms]
-    for layer in batchnorms:
-        layer.trainable = False
-    count = 0
-    try:
-        for batch in images:
-            model(batch, training=True)
-            count += 1
-    finally:
-        for layer, state in zip(batchnorms, states):
-            layer.trainable = state
-    return count
+    if method not in CALIBRATION_METHODS or not 0.0 < percentile <= 100.0:
+        raise ValueError(f"method must be one of {CALIBRATION_METHODS} and percentile in (0, 100]. "
+                         f"Received: method={method}, percentile={percentile}")
+    variables, seen = _amax_variables(model), []
+    with _calibration_mode(model, percentile if method == "percentile" else None):
+        for batch in itertools.islice(batches, steps):
+            for variable in variables:
+                variable.assign(0.0)  # an empty range takes the batch's statistic
+            model(batch[0] if isinstance(batch, (tuple, list)) else batch, training=True)
+            seen.append([float(v.numpy()) for v in variables])
+    if seen:
+        reduce = np.max if method == "max" else np.mean
+        for variable, values in zip(variables, zip(*seen)):
+            variable.assign(float(reduce(values)))
+    return len(seen)
 
 
 def quantized_layer_names(model) -> Set[str]:

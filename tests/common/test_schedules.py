@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from common.schedules import WarmupCosine, WarmupPiecewise
+from common.schedules import WarmupCosine, WarmupLinear, WarmupPiecewise
 
 
 def test_warmup_cosine_values():
@@ -26,6 +26,18 @@ def test_warmup_cosine_without_warmup_and_end_lr():
     assert float(s(100)) == pytest.approx(0.1, rel=1e-5)
 
 
+def test_warmup_linear_values():
+    s = WarmupLinear(peak_lr=0.1, total_steps=110, warmup_steps=10)
+    assert float(s(0)) == pytest.approx(0.01)
+    assert float(s(9)) == pytest.approx(0.1)
+    assert float(s(10)) == pytest.approx(0.1)
+    assert float(s(60)) == pytest.approx(0.05, rel=1e-5)
+    assert float(s(110)) == pytest.approx(0.0, abs=1e-7)
+    assert float(s(500)) == pytest.approx(0.0, abs=1e-7)
+    no_warmup = WarmupLinear(peak_lr=4.0, total_steps=4)
+    assert [float(no_warmup(i)) for i in range(5)] == pytest.approx([4.0, 3.0, 2.0, 1.0, 0.0])
+
+
 def test_warmup_piecewise_values():
     s = WarmupPiecewise(init_lr=0.0, warmup_steps=100, boundaries=[1000, 2000], values=[0.02, 0.002, 0.0002])
     assert float(s(0)) == pytest.approx(0.0)
@@ -36,7 +48,7 @@ def test_warmup_piecewise_values():
     assert float(s(2500)) == pytest.approx(0.0002)
 
 
-@pytest.mark.parametrize("schedule", [WarmupCosine(0.1, 100, 5, 0.001),
+@pytest.mark.parametrize("schedule", [WarmupCosine(0.1, 100, 5, 0.001), WarmupLinear(0.1, 100, 5),
                                       WarmupPiecewise(0.001, 10, [50, 80], [0.1, 0.01, 0.001])])
 def test_schedule_config_round_trip(schedule):
     clone = type(schedule).from_config(schedule.get_config())

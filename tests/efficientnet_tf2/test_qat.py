@@ -84,6 +84,40 @@ def test_calibrated_qat_model_tracks_the_float_model(tiny_pair):
     assert f.shape[-1] == 64
 
 
+def test_calibration_takes_the_max_over_batches_and_leaves_bn_and_dropout_alone(tiny_pair):
+    _, quantized = tiny_pair
+    batches = [tf.random.stateless_normal([2, 32, 32, 3], seed=[i, 7]) * (i + 1.0) for i in range(3)]
+    inner = [getattr(layer, "layer", layer) for layer in quantized.layers]  # inside the quantize wrappers
+    batchnorms = [layer for layer in inner if isinstance(layer, keras.layers.BatchNormalization)]
+    stats = [v.numpy() for layer in batchnorms for v in (layer.moving_mean, layer.moving_variance)]
+    rates = [layer.rate for layer in inner if isinstance(layer, keras.layers.Dropout)]
+    assert batchnorms and rates
+    input_amax = [v for v in quantized.layers[1].non_trainable_weights if v.name.endswith("_amax:0")]
+    assert len(input_amax) == 1
+
+    assert qat.calibrate(quantized, iter(batches), steps=2, method="max") == 2  # an iterator, cut at 2
+    assert float(input_amax[0]) == pytest.approx(float(tf.reduce_max(tf.abs(batches[1]))))
+    maxima = qat.activation_ranges(quantized)
+    assert qat.calibrate(quantized, ((b, 0) for b in batches[:2]), method="mean") == 2  # (images, labels)
+    means = qat.activation_ranges(quantized)
+    assert float(input_amax[0]) == pytest.approx(float(tf.reduce_mean([tf.reduce_max(tf.abs(b))
+                                                                           for b in batches[:2]])))
+    assert all(0.0 < means[k] <= maxima[k] + 1e-6 for k in maxima)
+    assert qat.calibrate(quantized, batches[:1], method="percentile", percentile=90.0) == 1
+    magnitudes = np.sort(np.abs(batches[0].numpy()).ravel())
+    assert float(input_amax[0]) == pytest.approx(magnitudes[-int(np.ceil(0.1 * magnitudes.size))])
+    assert all(0.0 < r <= maxima[k] + 1e-6 for k, r in qat.activation_ranges(quantized).items())
+    assert all(q.percentile is None for q in qat._activation_quantizers(quantized))
+    np.testing.assert_array_equal(
+        stats, [v.numpy() for layer in batchnorms for v in (layer.moving_mean, layer.moving_variance)])
+    assert [layer.rate for layer in inner if isinstance(layer, keras.layers.Dropout)] == rates
+    assert all(layer.trainable for layer in batchnorms)
+    with pytest.raises(ValueError, match="method"):
+        qat.calibrate(quantized, batches, method="entropy")
+    with pytest.raises(ValueError, match="percentile"):
+        qat.calibrate(quantized, batches, method="percentile", percentile=0.0)
+
+
 def test_weight_quantizer_is_symmetric_per_channel_int8():
     w = tf.random.stateless_normal([3, 3, 4, 6], seed=[0, 0]) * tf.range(1.0, 7.0)
     q = qat.WeightQuantizer(axis=3)(w, False, {})
@@ -104,8 +138,13 @@ def test_activation_quantizer_moving_range():
     assert float(weights["amax"]) == 3.0  # then 0.5 * 4 + 0.5 * 2
     out = quantizer(tf.constant([10.0, 0.01]), False, weights)  # inference: fixed range, clipped
     np.testing.assert_allclose(out, [3.0, 0.0], atol=1e-6)
+    fixed = qat.ActivationQuantizer(ema_decay=qat.FIXED_RANGES)
+    quantizer, weights = fixed, fixed.build(tf.TensorShape([2]), "y", layer)
+    quantizer(tf.constant([1.0, -4.0]), True, weights)
+    quantizer(tf.constant([9.0, 0.0]), True, weights)
+    assert float(weights["amax"]) == 4.0  # fixed once set (by calibration or the first batch)
     with pytest.raises(ValueError, match="ema_decay"):
-        qat.ActivationQuantizer(ema_decay=1.0)
+        qat.ActivationQuantizer(ema_decay=1.5)
 
 
 def test_configs_round_trip():
@@ -132,22 +171,34 @@ def test_float_policy_required(monkeypatch):
         qat.quantize_model(tiny_model())
 
 
-@pytest.mark.parametrize("name", ["efficientnet-quant-b0", "efficientnet-quant-b4"])
-def test_full_qat_model_builds_and_trains_a_step(name):
-    model = build_efficientnet(registry.get_config(name, num_classes=4), input_shape=(32, 32, 3))
-    quantized = qat.quantize_model(model)
+@pytest.fixture(scope="module", params=["efficientnet-quant-b0", "efficientnet-quant-b4"])
+def full_pair(request):
+    """(float model, QAT copy) of a full variant at 32 px with 4 classes (built once per variant)."""
+    tf.random.set_seed(0)
+    model = build_efficientnet(registry.get_config(request.param, num_classes=4), input_shape=(32, 32, 3))
+    return model, qat.quantize_model(model)
+
+
+def test_full_qat_model_builds_and_trains_a_step(full_pair):
+    """Every conv/dense is wrapped, gets a finite non-zero kernel gradient, and its kernel moves."""
+    model, quantized = full_pair
+    wrappers = {layer.layer.name: layer for layer in quantized.layers if isinstance(layer, qat.QuantizeWrapperV2)}
     convs = [layer.name for layer in model.layers if isinstance(layer, WEIGHT_LAYERS)]
-    wrapped = {layer.layer.name for layer in quantized.layers if isinstance(layer, qat.QuantizeWrapperV2)}
-    assert set(convs) <= wrapped
-    optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+    assert len(convs) > 60 and set(convs) <= set(wrappers)
+    kernels = [wrappers[name].trainable_weights[0] for name in convs]
+    assert all("kernel" in kernel.name for kernel in kernels)
     images, labels = tf.random.stateless_normal([2, 32, 32, 3], seed=[1, 2]), tf.constant([0, 3])
-    before = [v.numpy() for v in quantized.trainable_variables]
     with tf.GradientTape() as tape:
         logits = quantized(images, training=True)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-    grads = tape.gradient(loss, quantized.trainable_variables)
-    assert all(g is not None and bool(tf.reduce_all(tf.math.is_finite(g))) for g in grads)
-    optimizer.apply_gradients(zip(grads, quantized.trainable_variables))
-    changed = sum(not np.array_equal(b, v.numpy()) for b, v in zip(before, quantized.trainable_variables))
-    assert changed > 0.9 * len(before)  # a few BN betas may get exactly zero gradient at random init
-    assert min(qat.activation_ranges(quantized).values()) > 0.0
+    variables = quantized.trainable_variables
+    grads = dict(zip((v.ref() for v in variables), tape.gradient(loss, variables)))
+    assert all(g is not None and bool(tf.reduce_all(tf.math.is_finite(g))) for g in grads.values())
+    # The straight-through estimator lets the gradient through every weight and activation quantizer.
+    no_grad = [k.name for k in kernels if not bool(tf.reduce_any(grads[k.ref()] != 0.0))]
+    assert not no_grad, no_grad
+    before = [k.numpy() for k in kernels]
+    keras.optimizers.SGD(0.01, momentum=0.9).apply_gradients((grads[v.ref()], v) for v in variables)
+    unchanged = [k.name for k, b in zip(kernels, before) if np.array_equal(b, k.numpy())]
+    assert not unchanged, unchanged
+    assert min(qat.activation_ranges(quantized).values()) > 0.0  # the training pass set every range
