@@ -15,11 +15,18 @@ its own :class:`TensorRTQuantizeScheme` to ``tfmot.quantization.keras.quantize_a
   (every conv/dense input is quantized), the SE ``Multiply`` or a residual
   ``Add`` (both inputs quantized, as in NVIDIA's quantized EfficientNet),
   looking through Dropout (drop-connect) and ZeroPadding2D. The normalised
-  model input gets a ``QuantizeLayer``. Per-tensor symmetric int8 with
-  ``amax`` an exponential moving average of the batch ``max|x|`` during
-  training, frozen at inference (:class:`ActivationQuantizer`). The swish
-  activations need no rule of their own: their outputs are quantized where
-  they feed a depthwise conv or the SE gate.
+  model input gets a ``QuantizeLayer``. Per-tensor symmetric int8
+  (:class:`ActivationQuantizer`). The swish activations need no rule of their
+  own: their outputs are quantized where they feed a depthwise conv or the SE gate.
+
+Activation ranges (``amax``), as NVIDIA's pytorch-quantization workflow: a
+model fine-tuned from FP32 weights is first calibrated (:func:`calibrate`:
+percentile 99.99 of ``|x|`` on a few training batches, BN in inference mode,
+dropout off; the max calibrator clips nothing and loses several points of
+top-1 on EfficientNet's long-tailed activations) and its ranges then stay fixed
+(``ema_decay = FIXED_RANGES``). A model trained without calibration instead
+follows an exponential moving average of the batch ``max|x|`` in training.
+Inference always uses the stored ``amax``.
 
 Both quantizers call ``tf.quantization.quantize_and_dequantize_v2`` (the
 ``QuantizeAndDequantizeV4`` op), which tf2onnx turns into int8

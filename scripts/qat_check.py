@@ -14,7 +14,10 @@
    ``--qat-epochs`` (default 4, recipe 10), batch 32 (recipe 128, LR scaled
    linearly), ``--bn-momentum 0.9``, no AutoAugment and no label smoothing
    (as the FP32 run);
-5. evaluates both (``main.py eval``), exports both as SavedModel and ONNX
+5. trains the control: the FP32 ``model_best`` fine-tuned with the same recipe,
+   epochs and flags, unquantized, so that QAT is compared with an FP32 model
+   of the same training budget as well as with the FP32 starting point;
+6. evaluates FP32 and QAT (``main.py eval``), exports both as SavedModel and ONNX
    (``main.py export --format savedmodel|onnx``), checks the ONNX Q/DQ
    placement and onnxruntime against Keras on every val image, and times
    onnxruntime on CPU at batch 1.
@@ -112,6 +115,34 @@ def qat_before_finetune(args, data, fp32_workspace):
     return round(100.0 * float(np.mean(np.concatenate(hits))), 2)
 
 
+def finetune_fp32(args, data, workspace, fp32_workspace):
+    """Control: FP32 ``efficientnet-b0`` fine-tuned exactly as the QAT run (recipe, epochs, flags)."""
+    from efficientnet_tf2.recipe import recipe_for
+
+    r = recipe_for("efficientnet-quant-b0")
+    main_py(["train", "--model", "efficientnet-b0", data, "--workspace", workspace, *common_flags(args),
+             "--epochs", str(args.qat_epochs), "--augmentation", "none", "--label-smoothing", "0",
+             "--optimizer", r.optimizer, "--momentum", str(r.momentum), "--lr", str(r.lr), "--lr-batch",
+             str(r.lr_batch), "--lr-schedule", r.lr_schedule, "--weight-decay", str(r.weight_decay),
+             "--warmup", str(r.warmup_epochs), "--mixup", str(r.mixup),
+             "--pretrained-from-file", os.path.join(fp32_workspace, "model_best")])
+
+
+def epoch_top1(workspace):
+    """Validation top-1 after each epoch, from the workspace's DLLogger ``raport.json``."""
+    out = []
+    with open(os.path.join(workspace, "raport.json")) as f:
+        for line in f:
+            record = json.loads(line[line.index("{"):])
+            if record.get("step") and "val.top1" in record.get("data", {}):
+                out.append(round(record["data"]["val.top1"], 2))
+    return out
+
+
+def _top1(metrics):
+    return metrics.get("val.top1", metrics.get("top1"))
+
+
 def evaluate(model, data, workspace, args):
     out = main_py(["eval", "--model", model, data, "--workspace", workspace, "--checkpoint",
                    os.path.join(workspace, "model_best"), "-b", str(args.batch_size)])
@@ -188,7 +219,7 @@ def run(args):
     from dataset.make_synthetic_imagefolder import make_imagefolder
 
     work = args.workdir or tempfile.mkdtemp(prefix="qat_check_")
-    data, fp32_ws, qat_ws = (os.path.join(work, d) for d in ("shapes", "fp32", "qat"))
+    data, fp32_ws, qat_ws, control_ws = (os.path.join(work, d) for d in ("shapes", "fp32", "qat", "fp32_finetuned"))
     make_imagefolder(data, num_classes=args.num_classes, train_per_class=args.train_per_class,
                      val_per_class=args.val_per_class, image_size=args.image_size, seed=0)
     timings, start = {}, time.time()
@@ -196,7 +227,9 @@ def run(args):
         train_fp32(args, data, fp32_ws)
     timings["fp32_train_s"], start = round(time.time() - start, 1), time.time()
     train_qat(args, data, qat_ws, fp32_ws)
-    timings["qat_train_s"] = round(time.time() - start, 1)
+    timings["qat_train_s"], start = round(time.time() - start, 1), time.time()
+    finetune_fp32(args, data, control_ws, fp32_ws)
+    timings["fp32_finetune_s"] = round(time.time() - start, 1)
     crops, labels, paths = val_crops(data, args.image_size)
     result = {"setup": {**{k: v for k, v in vars(args).items() if k not in ("workdir", "out")},
                         "dataset": "dataset/make_synthetic_imagefolder.py shapes", "cpu": platform.processor(),
@@ -211,12 +244,19 @@ def run(args):
         metrics = evaluate(model, data, workspace, args)
         saved_model = export(model, workspace, "savedmodel", paths[:4])
         onnx_path = export(model, workspace, "onnx", paths[:4])
-        result[key] = {"model": model, "keras_top1": metrics.get("val.top1", metrics.get("top1")),
+        result[key] = {"model": model, "keras_top1": _top1(metrics),
                        "eval": metrics, "savedmodel_mb": round(size_mb(saved_model), 2),
                        "onnx_mb": round(size_mb(onnx_path), 2),
                        **onnx_facts(model, workspace, onnx_path, crops, labels, args)}
+    result["qat"]["val_top1_per_epoch"] = epoch_top1(qat_ws)
+    control = evaluate("efficientnet-b0", data, control_ws, args)
+    result["fp32_finetuned"] = {"model": "efficientnet-b0", "note": "FP32 model_best fine-tuned with the QAT "
+                                "recipe and epochs (same budget as QAT, no quantization)",
+                                "keras_top1": _top1(control), "eval": control,
+                                "val_top1_per_epoch": epoch_top1(control_ws)}
     result["qat_before_finetune_top1"] = qat_before_finetune(args, data, fp32_ws)
     result["qat_minus_fp32_top1"] = round(result["qat"]["keras_top1"] - result["fp32"]["keras_top1"], 2)
+    result["qat_minus_fp32_finetuned_top1"] = round(result["qat"]["keras_top1"] - _top1(control), 2)
     return result
 
 

@@ -117,8 +117,6 @@ TINY_MRCNN = {"backbone.width_multiplier": 0.25, "fpn.channels": 64, "rpn.channe
               "box_head.fc_dims": 256, "rpn.pre_nms_topk_test": 200, "rpn.post_nms_topk_test": 100}
 
 
-@pytest.mark.skipif(not os.environ.get("RUN_SLOW_DIST"),
-                    reason="~30 s of CPU (minutes on a shared machine); set RUN_SLOW_DIST=1")
 def test_mask_rcnn_coco_eval_under_mirrored_matches_single_device(tmp_path):
     """A narrow random Mask R-CNN on 3 images, eval batch 2 (the last step leaves one replica empty).
 
