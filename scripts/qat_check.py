@@ -215,6 +215,15 @@ def latency_ms(onnx_path, image, args):
             "threads": args.threads, "runs": args.latency_runs}
 
 
+def cpu_name():
+    """CPU model from /proc/cpuinfo (Linux), else ``platform.processor()``."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
 def run(args):
     from dataset.make_synthetic_imagefolder import make_imagefolder
 
@@ -232,7 +241,7 @@ def run(args):
     timings["fp32_finetune_s"] = round(time.time() - start, 1)
     crops, labels, paths = val_crops(data, args.image_size)
     result = {"setup": {**{k: v for k, v in vars(args).items() if k not in ("workdir", "out")},
-                        "dataset": "dataset/make_synthetic_imagefolder.py shapes", "cpu": platform.processor(),
+                        "dataset": "dataset/make_synthetic_imagefolder.py shapes", "cpu": cpu_name(),
                         "cpu_count": os.cpu_count(), "fp32_recipe": "adam lr 0.002/32, warmup 1, bn-momentum 0.9",
                         "qat_recipe": "efficientnet-quant-b0 recipe: sgd m 0.89, lr 0.0125/128 cosine, wd 4.5e-5; "
                                       "percentile-99.99 calibration, fixed activation ranges",
