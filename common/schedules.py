@@ -19,47 +19,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 
-class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
-    """``lr(step)``: ``peak*(step+1)/warmup`` while warming up, then cosine to ``end_lr``.
-
-    Args:
-      peak_lr: rate reached at the end of warm-up.
-      total_steps: steps of the whole run (warm-up included).
-      warmup_steps: linear warm-up length (0 disables it).
-      end_lr: final rate of the cosine.
-    """
-
-    def __init__(self, peak_lr: float, total_steps: int, warmup_steps: int = 0, end_lr: float = 0.0):
-        super().__init__()
-        if total_steps <= 0 or warmup_steps < 0:
-            raise ValueError(f"Need total_steps > 0 and warmup_steps >= 0. Received: "
-                             f"total_steps={total_steps}, warmup_steps={warmup_steps}")
-        self.peak_lr = float(peak_lr)
-        self.total_steps = int(total_steps)
-        self.warmup_steps = int(min(warmup_steps, total_steps))
-        self.end_lr = float(end_lr)
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        warm = self.peak_lr * (step + 1.0) / max(self.warmup_steps, 1)
-        decay_steps = max(self.total_steps - self.warmup_steps, 1)
-        progress = tf.clip_by_value((step - self.warmup_steps) / decay_steps, 0.0, 1.0)
-        cosine = self.end_lr + 0.5 * (self.peak_lr - self.end_lr) * (1.0 + tf.cos(math.pi * progress))
-        return tf.where(step < self.warmup_steps, warm, cosine)
-
-    def get_config(self):
-        return {"peak_lr": self.peak_lr, "total_steps": self.total_steps,
-                "warmup_steps": self.warmup_steps, "end_lr": self.end_lr}
-
-
-class WarmupLinear(keras.optimizers.schedules.LearningRateSchedule):
-    """``lr(step)``: ``peak*(step+1)/warmup`` while warming up, then linear decay to 0 at ``total_steps``.
-
-    Args:
-      peak_lr: rate reached at the end of warm-up.
-      total_steps: steps of the whole run (warm-up included).
-      warmup_steps: linear warm-up length (0 disables it).
-    """
+class _WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """``peak*(step+1)/warmup`` while warming up, then ``_decay(progress in [0, 1])``."""
 
     def __init__(self, peak_lr: float, total_steps: int, warmup_steps: int = 0):
         super().__init__()
@@ -70,15 +31,52 @@ class WarmupLinear(keras.optimizers.schedules.LearningRateSchedule):
         self.total_steps = int(total_steps)
         self.warmup_steps = int(min(warmup_steps, total_steps))
 
+    def _decay(self, progress):
+        raise NotImplementedError
+
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
         warm = self.peak_lr * (step + 1.0) / max(self.warmup_steps, 1)
         decay_steps = max(self.total_steps - self.warmup_steps, 1)
         progress = tf.clip_by_value((step - self.warmup_steps) / decay_steps, 0.0, 1.0)
-        return tf.where(step < self.warmup_steps, warm, self.peak_lr * (1.0 - progress))
+        return tf.where(step < self.warmup_steps, warm, self._decay(progress))
 
     def get_config(self):
         return {"peak_lr": self.peak_lr, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
+
+
+class WarmupCosine(_WarmupDecay):
+    """``lr(step)``: ``peak*(step+1)/warmup`` while warming up, then cosine to ``end_lr``.
+
+    Args:
+      peak_lr: rate reached at the end of warm-up.
+      total_steps: steps of the whole run (warm-up included).
+      warmup_steps: linear warm-up length (0 disables it).
+      end_lr: final rate of the cosine.
+    """
+
+    def __init__(self, peak_lr: float, total_steps: int, warmup_steps: int = 0, end_lr: float = 0.0):
+        super().__init__(peak_lr, total_steps, warmup_steps)
+        self.end_lr = float(end_lr)
+
+    def _decay(self, progress):
+        return self.end_lr + 0.5 * (self.peak_lr - self.end_lr) * (1.0 + tf.cos(math.pi * progress))
+
+    def get_config(self):
+        return dict(super().get_config(), end_lr=self.end_lr)
+
+
+class WarmupLinear(_WarmupDecay):
+    """``lr(step)``: ``peak*(step+1)/warmup`` while warming up, then linear decay to 0 at ``total_steps``.
+
+    Args:
+      peak_lr: rate reached at the end of warm-up.
+      total_steps: steps of the whole run (warm-up included).
+      warmup_steps: linear warm-up length (0 disables it).
+    """
+
+    def _decay(self, progress):
+        return self.peak_lr * (1.0 - progress)
 
 
 class WarmupPiecewise(keras.optimizers.schedules.LearningRateSchedule):
