@@ -12,17 +12,6 @@ from dataset import make_synthetic_imagefolder as msi
 SMALL = dict(num_classes=4, train_per_class=3, val_per_class=2, image_size=32, png_every=2)
 
 
-def read_tree(root):
-    """{relative path: bytes} of every file under root."""
-    files = {}
-    for parent, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(parent, name)
-            with open(path, "rb") as f:
-                files[os.path.relpath(path, root)] = f.read()
-    return files
-
-
 def test_counts_layout_and_formats(tmp_path):
     counts = msi.make_imagefolder(str(tmp_path), seed=0, **SMALL)
     assert counts == {"train": 12, "val": 8}
@@ -35,7 +24,7 @@ def test_counts_layout_and_formats(tmp_path):
     assert image.size == (32, 32) and image.mode == "RGB"
 
 
-def test_same_seed_gives_identical_bytes(tmp_path):
+def test_same_seed_gives_identical_bytes(tmp_path, read_tree):
     msi.make_imagefolder(str(tmp_path / "a"), seed=7, **SMALL)
     msi.make_imagefolder(str(tmp_path / "b"), seed=7, **SMALL)
     msi.make_imagefolder(str(tmp_path / "c"), seed=8, **SMALL)

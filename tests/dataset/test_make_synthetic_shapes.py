@@ -14,17 +14,6 @@ EDGE = dict(num_train=6, num_val=3, image_size=(40, 56), empty_fraction=0.34, cr
             zero_area=True)
 
 
-def read_tree(root):
-    """{relative path: bytes} of every file under root."""
-    files = {}
-    for parent, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(parent, name)
-            with open(path, "rb") as f:
-                files[os.path.relpath(path, root)] = f.read()
-    return files
-
-
 def load(path):
     with open(path) as f:
         return json.load(f)
@@ -49,7 +38,7 @@ def test_layout_counts_and_sizes(edge):
     assert all((i["height"], i["width"]) == (40, 56) for i in coco["images"])
 
 
-def test_same_seed_gives_identical_bytes(tmp_path):
+def test_same_seed_gives_identical_bytes(tmp_path, read_tree):
     small = dict(num_train=3, num_val=1, image_size=32, crowd=True)
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
         mss.make_dataset(str(tmp_path / name), seed=seed, **small)
