@@ -7,17 +7,12 @@ import pytest
 import tensorflow as tf
 
 from custom_ops import build, loader
-from mrcnn_tf2.config import MaskRCNNConfig
 from mrcnn_tf2.modeling.mask_rcnn import MaskRCNN
 from mrcnn_tf2.task import compute_losses
+from mrcnn_tf2.testing import tiny_config
 
 B, SIZE, SEED = 2, 128, 3
-TINY = MaskRCNNConfig().override(**{
-    "num_classes": 3, "image_size": (SIZE, SIZE), "backbone.width_multiplier": 0.25, "fpn.channels": 32,
-    "rpn.channels": 32, "rpn.pre_nms_topk_train": 100, "rpn.post_nms_topk_train": 50,
-    "rpn.pre_nms_topk_test": 100, "rpn.post_nms_topk_test": 50, "roi_sampler.batch_size_per_image": 32,
-    "box_head.fc_dims": 64, "mask_head.channels": 16, "detection.max_detections": 10,
-    "detection.score_threshold": 0.0})
+TINY = tiny_config(**{"detection.score_threshold": 0.0})
 AVAILABLE = [name for name in build.op_names() if loader.load(name) is not None]
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason="no custom op library available")
 

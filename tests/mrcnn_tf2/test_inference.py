@@ -10,16 +10,12 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from mrcnn_tf2 import inference
-from mrcnn_tf2.config import MaskRCNNConfig
 from mrcnn_tf2.data.pipeline import InputConfig
 from mrcnn_tf2.modeling.mask_rcnn import MaskRCNN
+from mrcnn_tf2.testing import tiny_config
 
 NAMES, IDS = ["background", "cat", "dog"], [0, 17, 18]
-TINY = MaskRCNNConfig().override(**{
-    "num_classes": 3, "image_size": (128, 128), "backbone.width_multiplier": 0.25, "fpn.channels": 32,
-    "rpn.channels": 32, "rpn.pre_nms_topk_test": 100, "rpn.post_nms_topk_test": 50,
-    "box_head.fc_dims": 64, "mask_head.channels": 16, "detection.max_detections": 10,
-    "detection.score_threshold": 0.0})
+TINY = tiny_config(**{"detection.score_threshold": 0.0})
 SIZES = {"000000000042.png": (100, 150), "000000000007.jpg": (90, 70)}
 
 

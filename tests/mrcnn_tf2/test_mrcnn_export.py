@@ -8,16 +8,12 @@ import tensorflow as tf
 import tf_keras as keras
 
 from mrcnn_tf2 import export
-from mrcnn_tf2.config import MaskRCNNConfig
 from mrcnn_tf2.data.pipeline import InputConfig
 from mrcnn_tf2.modeling.mask_rcnn import MaskRCNN
+from mrcnn_tf2.testing import tiny_config
 
 NAMES, IDS = ["background", "cat", "dog"], [0, 17, 18]
-TINY = MaskRCNNConfig().override(**{
-    "num_classes": 3, "image_size": (128, 128), "backbone.width_multiplier": 0.25, "fpn.channels": 32,
-    "rpn.channels": 32, "rpn.pre_nms_topk_test": 100, "rpn.post_nms_topk_test": 50,
-    "box_head.fc_dims": 64, "mask_head.channels": 16, "detection.max_detections": 10,
-    "detection.score_threshold": 0.0})
+TINY = tiny_config(**{"detection.score_threshold": 0.0})
 D = 10
 INPUT = InputConfig(image_size=(96, 128))  # padded to 128 x 128
 

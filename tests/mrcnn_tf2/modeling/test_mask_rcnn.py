@@ -4,16 +4,12 @@ import pytest
 import tensorflow as tf
 
 from mrcnn_tf2 import losses
-from mrcnn_tf2.config import MaskRCNNConfig
 from mrcnn_tf2.modeling.mask_rcnn import MaskRCNN, build_mask_rcnn
 from mrcnn_tf2.ops.anchors import AnchorGenerator
+from mrcnn_tf2.testing import tiny_config
 
 B, M, K, SIZE = 2, 3, 3, 128
-TINY = MaskRCNNConfig().override(**{
-    "num_classes": K, "image_size": (SIZE, SIZE), "backbone.width_multiplier": 0.25, "fpn.channels": 32,
-    "rpn.channels": 32, "rpn.pre_nms_topk_train": 100, "rpn.post_nms_topk_train": 50,
-    "rpn.pre_nms_topk_test": 100, "rpn.post_nms_topk_test": 50, "roi_sampler.batch_size_per_image": 32,
-    "box_head.fc_dims": 64, "mask_head.channels": 16, "detection.max_detections": 10})
+TINY = tiny_config(num_classes=K, image_size=(SIZE, SIZE))
 S, S_FG, D = 32, 8, 10
 
 
