@@ -18,6 +18,7 @@ Every step is a real ``main.py`` command, printed before it runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import os
 import subprocess
@@ -26,19 +27,12 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Mask R-CNN demo recipe: 80 from-scratch SGD steps on 128 px shapes, narrow backbone (the CI recipe of
-# scripts/convergence_check.py, shortened): it shows the workflow, not final accuracy.
-MRCNN = {
-    "train_images": 200,
-    "train_args": ["--image_size", "128", "128", "--epochs", "2", "--steps_per_epoch", "40",
-                   "--train_batch_size", "4", "--eval_batch_size", "8", "--finetune_bn",
-                   "--learning_rate_values", "0.005", "0.0005", "0.00005",
-                   "--learning_rate_boundaries", "0.5", "1.6", "1.9", "--clip_grad_norm", "5", "--log_every", "10",
-                   "--log_warmup_steps", "5",
-                   "--config", "backbone.width_multiplier=0.25", "fpn.channels=128", "rpn.channels=128",
-                   "mask_head.channels=128", "rpn.pre_nms_topk_train=500", "rpn.post_nms_topk_train=200",
-                   "rpn.pre_nms_topk_test=200", "rpn.post_nms_topk_test=100", "roi_sampler.batch_size_per_image=64"],
-}
+sys.path.insert(0, ROOT)
+from scripts.convergence_check import CI_RECIPE, train_argv  # noqa: E402  (needs ROOT on the path)
+
+# Mask R-CNN demo recipe: the CI convergence recipe (narrow ResNet-50-FPN from random weights, Adam with
+# warm-up and two decays) on 128 px images and fewer steps, so the demo ends with real detections.
+MRCNN_RECIPE = dataclasses.replace(CI_RECIPE, image_size=128, num_val=50, epochs=6)
 
 
 def run(cmd, title):
@@ -90,12 +84,15 @@ def mask_rcnn_demo(args, out, times, outputs):
     """Steps 6-9 (see the module docstring)."""
     data, work = os.path.join(out, "coco_shapes"), os.path.join(out, "mask-rcnn")
     py = sys.executable
+    recipe = MRCNN_RECIPE
     times["mrcnn data"] = run([py, "-m", "dataset.make_synthetic_shapes", "--out", data, "--num-train",
-                               str(MRCNN["train_images"]), "--num-val", "50", "--image-size", "128"],
+                               str(recipe.num_train), "--num-val", str(recipe.num_val), "--image-size",
+                               str(recipe.image_size), "--seed", str(recipe.data_seed)],
                               "6/9 generate the built-in COCO-format shapes dataset")
-    times["mrcnn train"] = run([py, "main.py", "train", "--model", "mask-rcnn", "--data_dir", data,
-                                "--model_dir", work, *MRCNN["train_args"]],
-                               "7/9 train Mask R-CNN (128 px, narrow backbone, CPU) and evaluate (pycocotools)")
+    steps = recipe.epochs * recipe.steps_per_epoch
+    times["mrcnn train"] = run([py, "main.py", *train_argv(recipe, data, work)],
+                               f"7/9 train Mask R-CNN from random weights ({steps} steps at {recipe.image_size} px, "
+                               "narrow backbone, CPU) and evaluate (pycocotools)")
     images = sorted(glob.glob(os.path.join(data, "val", "*")))[:4]
     predictions = os.path.join(work, "predictions")
     times["mrcnn infer"] = run([py, "main.py", "infer", "--model", "mask-rcnn", "--model_dir", work,

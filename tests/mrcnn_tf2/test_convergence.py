@@ -2,7 +2,7 @@
 
 The CI model is a *narrow* ResNet-50-FPN Mask R-CNN trained from random weights
 (``scripts/convergence_check.py``'s ``CI_RECIPE``): ``backbone.width_multiplier=0.25``,
-128 channels in the FPN and RPN and 64 in the mask head (256 in the real model), and
+128 channels in the FPN and RPN (256 in the real model; the mask head keeps its 256), and
 fewer proposals and RoIs than NVIDIA's defaults. Every component is the real one:
 ResNet-50 (all 16 bottleneck blocks, BatchNorm trained with ``--finetune_bn``), FPN
 P2-P6, RPN with anchor targets, NMS proposals, the RoI sampler, multilevel ROIAlign,
