@@ -32,7 +32,8 @@ from scripts.convergence_check import CI_RECIPE, train_argv  # noqa: E402  (need
 
 # Mask R-CNN demo recipe: the CI convergence recipe (narrow ResNet-50-FPN from random weights, Adam with
 # warm-up and two decays) on 128 px images, 300 steps, so the demo ends with real detections (AP50 ~0.36).
-# 400 images x 3 epochs rather than 200 x 6: each epoch boundary costs time (see the issue note).
+# 400 images x 3 epochs rather than 200 x 6: each epoch boundary stalls 10-60 s in the train iterator
+# teardown on CPU (not yet explained).
 MRCNN_RECIPE = dataclasses.replace(CI_RECIPE, image_size=128, num_train=400, num_val=50, epochs=3,
                                    steps_per_epoch=100)
 
