@@ -27,7 +27,8 @@ from common import horovod
 STRATEGIES = ("auto", "none", "one_device", "mirrored", "multiworker", "horovod")
 
 
-def create_strategy(kind: str = "auto", devices: Optional[Sequence[str]] = None) -> tf.distribute.Strategy:
+def create_strategy(kind: str = "auto", devices: Optional[Sequence[str]] = None,
+                    gpus: Optional[int] = None) -> tf.distribute.Strategy:
     """Builds a ``tf.distribute.Strategy``.
 
     Args:
@@ -35,6 +36,7 @@ def create_strategy(kind: str = "auto", devices: Optional[Sequence[str]] = None)
         strategy; ``one_device`` pins to ``devices[0]`` (or the first GPU/CPU);
         ``horovod`` initialises Horovod and returns the default strategy.
       devices: device strings for ``mirrored``/``one_device``.
+      gpus: NVIDIA's ``--gpus N``: mirrored over the first N GPUs (1: one device).
 
     Raises:
       ValueError: unknown ``kind``, or ``multiworker`` without ``TF_CONFIG``.
@@ -47,7 +49,14 @@ def create_strategy(kind: str = "auto", devices: Optional[Sequence[str]] = None)
         return tf.distribute.get_strategy()
     if kind == "multiworker" or (kind == "auto" and cluster_size() > 1):
         return _multiworker()  # before anything initialises TensorFlow's devices
-    gpus = tf.config.list_logical_devices("GPU")
+    visible = tf.config.list_logical_devices("GPU")
+    if gpus is not None and kind in ("auto", "mirrored"):
+        if gpus > max(len(visible), 1):
+            raise ValueError(f"--gpus {gpus}: this machine has {len(visible)} GPU(s)")
+        if gpus == 1:
+            return tf.distribute.get_strategy()
+        return tf.distribute.MirroredStrategy(devices=[d.name for d in visible[:gpus]])
+    gpus = visible
     if kind == "auto":
         kind = "mirrored" if len(gpus) > 1 else "none"
     if kind == "none":
@@ -72,27 +81,31 @@ def cluster_size() -> int:
     return sum(len(tasks) for tasks in cluster.values())
 
 
-def is_chief(strategy: Optional[tf.distribute.Strategy] = None) -> bool:
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """True on the process that writes checkpoints and logs.
 
-    Horovod: rank 0. ``TF_CONFIG``: the ``chief`` task, or worker 0 when the
-    cluster has no chief. Otherwise always true.
+    Horovod: rank 0. A strategy with a cluster resolver (multi-worker): its ``chief``
+    task, or worker 0 when the cluster has no chief. Otherwise (one process) always true.
     """
     if horovod.active():
         return horovod.rank() == 0
-    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
-    task = config.get("task", {})
-    if not task:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
         return True
-    return task.get("type") == "chief" or (task.get("type") == "worker" and task.get("index", 0) == 0
-                                           and "chief" not in config.get("cluster", {}))
+    jobs = resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and (resolver.task_id or 0) == 0
+                                             and "chief" not in jobs)
 
 
 def num_workers(strategy: tf.distribute.Strategy) -> int:
-    """Processes taking part in training (workers, Horovod ranks or 1)."""
+    """Processes taking part in training (cluster workers and chief, Horovod ranks, or 1)."""
     if horovod.active():
         return horovod.size()
-    return int(getattr(strategy.extended, "_num_workers", 1) or 1)
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return 1
+    jobs = resolver.cluster_spec().as_dict()
+    return max(1, len(jobs.get("worker", [])) + len(jobs.get("chief", [])))
 
 
 def global_batch_size(per_replica_batch: int, strategy: tf.distribute.Strategy) -> int:

@@ -217,3 +217,21 @@ class ProgressBar:
             self._render()
             self.stream.write("\n")
             self.stream.flush()
+
+
+class NullLogger:
+    """A logger that drops everything (benchmarks, tests): the :class:`Logger` interface."""
+
+    enabled = False
+
+    def metadata(self, metric: str, meta: Dict[str, object]) -> None:
+        pass
+
+    def log(self, step: Step, data: Dict[str, object], echo: bool = True) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -4,38 +4,12 @@ Kept out of module import time: nothing here runs until a command calls it.
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import logging
 import os
 import random
 
 import numpy as np
-
-
-# Same as common.distribution.STRATEGIES (not imported: that would load TensorFlow for --help).
-DIST_CHOICES = ("auto", "none", "one_device", "mirrored", "multiworker", "horovod")
-
-
-def add_runtime_arguments(parser: argparse.ArgumentParser, log_flag=("--raport-file", "--log-file", "--log_file")):
-    """Flags every mode understands: precision, XLA, seed, logging, distribution."""
-    group = parser.add_argument_group("runtime")
-    group.add_argument("--amp", action="store_true", help="mixed precision float16 (dynamic loss scaling)")
-    group.add_argument("--bf16", action="store_true", help="mixed precision bfloat16 (no loss scaling)")
-    group.add_argument("--static-loss-scale", "--static_loss_scale", type=float, default=None,
-                       help="static loss scale for --amp (default: dynamic)")
-    group.add_argument("--no-tf32", dest="tf32", action="store_false", default=True,
-                       help="disable TensorFloat-32 math on Ampere+ GPUs")
-    group.add_argument("--xla", action="store_true", help="compile train/eval steps with XLA (jit_compile)")
-    group.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
-    group.add_argument(*log_flag, dest="log_file", default=None,
-                       help="DLLogger JSON lines file (default: <workspace>/raport.json)")
-    group.add_argument("--log-tensorboard", "--log_tensorboard", dest="log_tensorboard", default=None,
-                       metavar="DIR", help="also write TensorBoard summaries to DIR")
-    group.add_argument("--dist", default="auto", choices=DIST_CHOICES,
-                       help="distribution strategy: auto (mirrored over >1 GPU), none, one_device, mirrored "
-                            "(all local GPUs), multiworker (TF_CONFIG; see scripts/launch.py), horovod "
-                            "(one process per GPU under horovodrun)")
-    return group
 
 
 def set_seeds(seed: int) -> None:
@@ -53,39 +27,89 @@ def set_seeds(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
-def quiet_tensorflow() -> None:
-    """Hides TensorFlow's C++ start-up chatter unless the user set TF_CPP_MIN_LOG_LEVEL."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+def quiet_tensorflow(verbose: bool = False) -> None:
+    """Hides TensorFlow's C++/absl start-up chatter (CUDA probing on CPU machines) unless ``verbose``.
 
-
-def setup_run(args, workspace: str):
-    """Seeds, precision policy, strategy and logger shared by every training/eval command.
-
-    Reads ``args.seed``, ``args.amp``, ``args.bf16``, ``args.tf32``, ``args.dist``,
-    ``args.log_file`` and ``args.log_tensorboard`` (see :func:`add_runtime_arguments`).
-
-    Returns:
-      ``(policy, strategy, is_chief, logger, log_file)``.
+    Must run before TensorFlow is imported; a user-set ``TF_CPP_MIN_LOG_LEVEL`` wins.
     """
-    from common import distribution, precision
-    from common.logger import setup_logger
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    for name in ("tensorflow", "absl", "h5py", "tf2onnx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
-    set_seeds(0 if args.seed is None else args.seed)
-    policy = precision.resolve_precision(args.amp, args.bf16, getattr(args, "precision", None))
-    precision.configure_precision(policy, tf32=args.tf32)
-    if getattr(args, "eagerly", False):
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow and tf_keras with file descriptor 2 pointed at /dev/null.
+
+    TensorFlow's C++ start-up lines (oneDNN notice, "Could not find cuda drivers") are
+    written before absl logging is initialised, so no log level hides them; errors raised
+    by the import itself still surface as Python exceptions.
+    """
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+        import tf_keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+@dataclasses.dataclass
+class RunContext:
+    """What :func:`setup_run` made: Keras policy name, strategy, chief flag, logger, log file."""
+
+    policy: str
+    strategy: object
+    is_chief: bool
+    logger: object
+    log_file: str
+
+
+def configure_runtime(runtime) -> str:
+    """Seeds, precision policy and TF32 of a :class:`common.config.RuntimeConfig`; returns the policy."""
+    from common import precision
+
+    set_seeds(runtime.seed)
+    policy = precision.resolve_precision(precision=runtime.precision)
+    precision.configure_precision(policy, tf32=runtime.tf32 and runtime.precision != "FP32")
+    if runtime.eagerly:
         import tensorflow as tf
 
         tf.config.run_functions_eagerly(True)
+    return policy
+
+
+def setup_run(runtime, workspace: str) -> RunContext:
+    """Seeds, precision, strategy and logger of a training/evaluation command.
+
+    Args:
+      runtime: a :class:`common.config.RuntimeConfig`.
+      workspace: the run's folder (created); the log goes to ``<workspace>/raport.json``
+        unless ``runtime.log_file`` says otherwise.
+    """
+    from common import distribution
+    from common.logger import setup_logger
+
+    policy = configure_runtime(runtime)
     try:
-        strategy = distribution.create_strategy(args.dist)
-    except ImportError as err:  # --dist horovod without Horovod
-        raise SystemExit(f"error: {err}") from err
+        strategy = distribution.create_strategy(runtime.dist, gpus=runtime.gpus)
+    except (ImportError, ValueError) as err:  # --dist horovod without Horovod, --gpus beyond the machine
+        raise SystemExit(f"error: {err}") from None
     chief = distribution.is_chief(strategy)
     os.makedirs(workspace, exist_ok=True)
-    log_file = args.log_file or os.path.join(workspace, "raport.json")
-    logger = setup_logger(log_file=log_file, tensorboard_dir=args.log_tensorboard, is_chief=chief)
-    return policy, strategy, chief, logger, log_file
-
+    log_file = runtime.log_file or os.path.join(workspace, "raport.json")
+    logger = setup_logger(log_file=log_file, tensorboard_dir=runtime.log_tensorboard, is_chief=chief)
+    return RunContext(policy, strategy, chief, logger, log_file)

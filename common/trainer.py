@@ -11,8 +11,7 @@ Metrics follow NVIDIA's recipe: ``train.loss``, ``train.total_ips``,
 """
 from __future__ import annotations
 
-import dataclasses
-import os
+import math
 import time
 from typing import Dict, Optional
 
@@ -22,62 +21,28 @@ import tensorflow as tf
 from common import distribution, horovod
 from common import precision as prec
 from common.checkpoint import CheckpointManager, restore_rng_state, save_rng_state
+from common.config import TrainerConfig
 from common.logger import ProgressBar
 from common.optimizers import l2_loss
-
-
-@dataclasses.dataclass
-class TrainerConfig:
-    """Loop settings (all models).
-
-    Attributes:
-      epochs: total epochs of the run (a resumed run continues to this).
-      steps_per_epoch: cap on steps per epoch (``None``: the whole dataset).
-      eval_steps: cap on validation batches (``None``: the whole split).
-      prof: NVIDIA's ``--prof N``: stop each epoch after N steps (benchmarks).
-      log_every: iterations between DLLogger iteration lines.
-      weight_decay: L2 coefficient on kernels (not BN/bias).
-      xla: compile train/eval steps with XLA.
-      workspace: where checkpoints go.
-      save_checkpoints: ``False`` for ``--no-checkpoints``.
-      best_metric: validation metric that selects ``model_best`` (higher is better).
-      evaluate_every: epochs between validations (0 disables).
-      grad_accum_steps: batches whose gradients are averaged into one update.
-      log_warmup_steps: first steps of the run left out of throughput figures.
-      clip_grad_norm: clip gradients to this global norm (None: no clipping).
-    """
-
-    epochs: int = 1
-    steps_per_epoch: Optional[int] = None
-    eval_steps: Optional[int] = None
-    prof: Optional[int] = None
-    log_every: int = 20
-    weight_decay: float = 0.0
-    xla: bool = False
-    workspace: str = "./workspace"
-    save_checkpoints: bool = True
-    best_metric: str = "top1"
-    evaluate_every: int = 1
-    grad_accum_steps: int = 1
-    log_warmup_steps: int = 0
-    clip_grad_norm: Optional[float] = None
 
 
 class Trainer:
     """Runs ``task`` under ``strategy``; see the module docstring."""
 
     def __init__(self, task, model, optimizer, config: TrainerConfig, logger, strategy=None,
-                 ema=None, policy: str = "float32", is_chief: bool = True):
+                 ema=None, workspace: Optional[str] = None, xla: bool = False):
+        """``workspace``: where checkpoints go (None: none); ``xla``: compile the replica steps."""
         self.task, self.model, self.optimizer, self.config = task, model, optimizer, config
-        self.logger, self.ema, self.policy, self.is_chief = logger, ema, policy, is_chief
+        self.logger, self.ema = logger, ema
         self.strategy = strategy or tf.distribute.get_strategy()
+        self.is_chief = distribution.is_chief(self.strategy)
         with self.strategy.scope():
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.best = tf.Variable(-np.inf, dtype=tf.float64, trainable=False, name="best_metric")
         # The outer functions run strategy.run; the per-replica bodies are XLA-compiled when asked.
         if config.grad_accum_steps < 1:
             raise ValueError(f"grad_accum_steps must be >= 1. Received: {config.grad_accum_steps}")
-        self._train_step = tf.function(self._distributed_train_step)
+        self.train_step = tf.function(self._distributed_train_step)
         self._accum_step = tf.function(self._distributed_accum_step)
         self._apply_accum = tf.function(self._distributed_apply_accum)
         self._accum = None
@@ -87,13 +52,12 @@ class Trainer:
         self._eval_step = tf.function(self._distributed_eval_step)
         # Without XLA the bodies are traced inline: a nested tf.function cannot hold the
         # cross-replica all-reduce of synchronised BatchNorm (merge_call inside it fails).
-        self._replica_grads = prec.compile_step(self._replica_gradients, True) if config.xla \
-            else self._replica_gradients
+        self._replica_grads = prec.compile_step(self._replica_gradients, True) if xla else self._replica_gradients
         eval_body = lambda batch: self.task.validation_step(self.model, batch)  # noqa: E731
-        self._replica_eval = prec.compile_step(eval_body, True) if config.xla else eval_body
+        self._replica_eval = prec.compile_step(eval_body, True) if xla else eval_body
         self.checkpoints = None
-        if config.workspace:
-            self.checkpoints = CheckpointManager(config.workspace, self._trackables(), is_chief=is_chief)
+        if workspace:
+            self.checkpoints = CheckpointManager(workspace, self._trackables(), is_chief=self.is_chief)
 
     # ----------------------------------------------------------------- state
     def _trackables(self) -> Dict[str, object]:
@@ -210,7 +174,7 @@ class Trainer:
     def _step(self, batch):
         """One batch: a full update, or (``grad_accum_steps > 1``) accumulate and update every N."""
         if self.config.grad_accum_steps == 1:
-            return self._train_step(batch)
+            return self.train_step(batch)
         self._accumulators()
         logs = self._accum_step(batch)
         self._steps_done += 1
@@ -305,10 +269,11 @@ class Trainer:
         dataset = self._dataset(lambda ctx: self.task.build_eval_dataset(global_batch, ctx))
         totals: Dict[str, float] = {}
         stats = _Timer()
-        bar = ProgressBar(self.config.eval_steps, desc=prefix, unit="img", enabled=self.is_chief)
+        limit = self._eval_limit(global_batch)
+        bar = ProgressBar(limit, desc=prefix, unit="img", enabled=self.is_chief)
         if self._concat_validation:
             self.task.begin_validation()
-        for _, batch, data_time in _timed_iter(dataset, self.config.eval_steps):
+        for _, batch, data_time in _timed_iter(dataset, limit):
             t0 = time.perf_counter()
             count = self._accumulate(self._eval_step(batch), totals, global_batch)
             stats.add(count, data_time, time.perf_counter() - t0, 0.0)
@@ -334,7 +299,7 @@ class Trainer:
         final: Dict[str, float] = {}
         for epoch in range(int(self.epoch.numpy()), self.config.epochs):
             final = self.train_epoch(epoch, global_batch)
-            if self.config.evaluate_every and (epoch + 1) % self.config.evaluate_every == 0:
+            if self._evaluates_after(epoch):
                 final.update(self.evaluate(eval_batch or global_batch, epoch))
             self.epoch.assign(epoch + 1)
             self.logger.log((epoch + 1,), {k: v for k, v in final.items() if k.startswith("train.")})
@@ -360,6 +325,21 @@ class Trainer:
             variables += list(self.ema.shadow)
         horovod.broadcast_variables(variables, root_rank=0)
         self._state_broadcast = True
+
+    def _evaluates_after(self, epoch: int) -> bool:
+        """Validation after ``epoch`` (0-based): every ``eval_every`` epochs, else after the last."""
+        if not self.config.evaluate:
+            return False
+        every = self.config.eval_every
+        return (epoch + 1) % every == 0 if every else epoch + 1 == self.config.epochs
+
+    def _eval_limit(self, global_batch: int) -> Optional[int]:
+        """Cap on validation batches from ``eval_steps`` and ``eval_samples``."""
+        limits = [self.config.eval_steps]
+        if self.config.eval_samples:
+            limits.append(math.ceil(self.config.eval_samples / global_batch))
+        limits = [x for x in limits if x]
+        return min(limits) if limits else None
 
     def _checkpoint(self, metrics: Dict[str, float]):
         if not (self.config.save_checkpoints and self.checkpoints):

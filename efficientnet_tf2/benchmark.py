@@ -1,5 +1,5 @@
-"""Benchmark steps for EfficientNet: the real training step of the shared trainer and
-the real inference forward, on synthetic device-resident batches.
+"""Benchmark steps for EfficientNet (``main.py benchmark``): the real training step of the
+shared trainer and the real inference forward, on synthetic device-resident batches.
 
 ``keras-efficientnetb0`` (``tf_keras.applications.EfficientNetB0(weights=None)``)
 is accepted as a reference model measured through the very same step.
@@ -10,26 +10,15 @@ import tensorflow as tf
 import tf_keras as keras
 
 from common import precision
+from common.config import TrainerConfig
+from common.logger import NullLogger
 from common.optimizers import build_optimizer
-from common.trainer import Trainer, TrainerConfig
+from common.trainer import Trainer
 from efficientnet_tf2 import registry
 from efficientnet_tf2.task import ClassificationConfig, ImageClassificationTask
 
 REFERENCE_MODELS = {"keras-efficientnetb0": lambda size, classes: keras.applications.EfficientNetB0(
     weights=None, input_shape=(size, size, 3), classes=classes, classifier_activation=None)}
-
-
-def list_models():
-    """Models the benchmark scripts accept for this family."""
-    return registry.list_models() + sorted(REFERENCE_MODELS)
-
-
-class _NullLogger:
-    def log(self, *args, **kwargs):
-        pass
-
-    def flush(self):
-        pass
 
 
 def _task_and_model(name: str, image_size: int, num_classes):
@@ -48,18 +37,23 @@ def _synthetic_batch(batch: int, image_size: int, num_classes: int):
     return images, labels
 
 
-def make_train_step(name, batch, image_size, policy="float32", xla=False, num_classes=None):
-    """Returns a zero-argument callable running one full training step (blocking)."""
+def make_train_step(name, batch, image_size, xla=False, num_classes=None):
+    """Returns a zero-argument callable running one full training step (blocking), in the global policy."""
     num_classes = num_classes or 1000
     task, model = _task_and_model(name, image_size, num_classes)
+    policy = tf_keras_policy()
     optimizer = precision.wrap_optimizer(build_optimizer("rmsprop", 0.01), policy)
-    trainer = Trainer(task, model, optimizer, TrainerConfig(weight_decay=1e-5, xla=xla, workspace=None,
-                                                             save_checkpoints=False), _NullLogger())
+    trainer = Trainer(task, model, optimizer, TrainerConfig(weight_decay=1e-5), NullLogger(), xla=xla)
     data = _synthetic_batch(batch, image_size, num_classes)
-    return lambda: trainer._train_step(data)["loss"].numpy()
+    return lambda: trainer.train_step(data)["loss"].numpy()
 
 
-def make_infer_step(name, batch, image_size, policy="float32", xla=False, num_classes=None):
+def tf_keras_policy() -> str:
+    """Name of the global Keras dtype policy (set by the command's runtime set-up)."""
+    return keras.mixed_precision.global_policy().name
+
+
+def make_infer_step(name, batch, image_size, xla=False, num_classes=None):
     """Returns a zero-argument callable running one inference forward pass (blocking)."""
     num_classes = num_classes or 1000
     _, model = _task_and_model(name, image_size, num_classes)
@@ -67,8 +61,3 @@ def make_infer_step(name, batch, image_size, policy="float32", xla=False, num_cl
                           jit_compile=xla)
     images, _ = _synthetic_batch(batch, image_size, num_classes)
     return lambda: forward(images).numpy()
-
-
-def default_image_size(name: str) -> int:
-    """The variant's resolution (224 for the Keras reference)."""
-    return registry.get_config(name).resolution if name in registry.list_models() else 224

@@ -14,6 +14,7 @@ import tensorflow as tf
 from common.task import Task
 from efficientnet_tf2 import data as data_lib
 from efficientnet_tf2 import registry
+from efficientnet_tf2.config import EfficientNetConfig
 from efficientnet_tf2.mixup import mixup, smooth_labels
 from efficientnet_tf2.model import build_efficientnet
 
@@ -40,6 +41,7 @@ class ClassificationConfig:
       label_smoothing: smoothing of one-hot targets.
       seed: base seed of shuffling/augmentation (epoch ``e`` uses ``seed + e``).
       model_overrides: extra :class:`EfficientNetConfig` fields (e.g. padding).
+      model_config: the whole architecture config (wins over ``model`` + ``model_overrides``).
     """
 
     model: str = "efficientnet-b0"
@@ -52,6 +54,7 @@ class ClassificationConfig:
     label_smoothing: float = 0.0
     seed: int = 0
     model_overrides: Dict = dataclasses.field(default_factory=dict)
+    model_config: Optional[EfficientNetConfig] = None
 
 
 class ImageClassificationTask(Task):
@@ -61,8 +64,11 @@ class ImageClassificationTask(Task):
 
     def __init__(self, config: ClassificationConfig):
         self.config = config
-        self.model_config = registry.get_config(config.model, num_classes=config.num_classes,
-                                                **config.model_overrides)
+        if config.model_config is not None:
+            self.model_config = config.model_config.replace(num_classes=config.num_classes)
+        else:
+            self.model_config = registry.get_config(config.model, num_classes=config.num_classes,
+                                                    **config.model_overrides)
         self.image_size = config.image_size or self.model_config.resolution
         self.class_names = None
         self._num_train = None

@@ -15,17 +15,15 @@ Deliberate differences from NVIDIA's values are marked "deviation" below.
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
-from typing import Any, Dict, Iterable, Mapping, Tuple
+from typing import Any, Dict, Mapping, Tuple
+
+from common.config import check as _check
+from common.config import flatten, from_dict, parse_overrides, replace_flat  # noqa: F401  (config API)
 
 ASPECT_RATIOS = ((1.0, 1.0), (1.4, 0.7), (0.7, 1.4))
-
-
-def _check(condition: bool, message: str) -> None:
-    """Raises ``ValueError(message)`` unless ``condition``."""
-    if not condition:
-        raise ValueError(message)
+DEFAULT_IMAGE_SIZE = (832, 1344)  # NVIDIA's network input (short side, long side max)
+COCO_NUM_CLASSES = 91  # COCO category ids 1..90 plus background
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,7 +235,8 @@ class LossConfig:
       rpn_score_weight / rpn_box_weight: RPN objectness and box losses.
       fast_rcnn_class_weight / fast_rcnn_box_weight: box-head losses.
       mask_weight: mask loss (``mrcnn_weight_loss_mask``).
-      l2_weight_decay: L2 on trainable kernels (not BN, not biases); the trainer applies it.
+
+    L2 weight decay is the trainer's (``trainer.weight_decay``, ``--weight-decay``).
     """
 
     rpn_score_weight: float = 1.0
@@ -245,7 +244,6 @@ class LossConfig:
     fast_rcnn_class_weight: float = 1.0
     fast_rcnn_box_weight: float = 1.0
     mask_weight: float = 1.0
-    l2_weight_decay: float = 1e-4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,14 +253,12 @@ class MaskRCNNConfig:
     Attributes:
       num_classes: classes including background (COCO: 91 category ids incl. 0).
       image_size: ``(H, W)`` network input (padded) size, multiples of 64.
-      gt_mask_size: side of the GT mask crops fed to the mask targets.
       anchors, backbone, fpn, rpn, roi_sampler, roi_align, box_head, mask_head,
       detection, losses: component configs.
     """
 
-    num_classes: int = 91
-    image_size: Tuple[int, int] = (832, 1344)
-    gt_mask_size: int = 112
+    num_classes: int = COCO_NUM_CLASSES
+    image_size: Tuple[int, int] = DEFAULT_IMAGE_SIZE
     anchors: AnchorConfig = AnchorConfig()
     backbone: BackboneConfig = BackboneConfig()
     fpn: FpnConfig = FpnConfig()
@@ -290,11 +286,11 @@ class MaskRCNNConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "MaskRCNNConfig":
         """Builds a config from :meth:`to_dict` output (JSON lists become tuples)."""
-        return _from_dict(cls, values)
+        return from_dict(cls, values)
 
     def flat_dict(self) -> Dict[str, Any]:
         """``{"rpn.pre_nms_topk_train": 2000, "num_classes": 91, ...}``: every leaf field."""
-        return dict(_flatten(self))
+        return dict(flatten(self))
 
     def override(self, **flat: Any) -> "MaskRCNNConfig":
         """Copy with fields replaced by dotted name, e.g. ``**{"rpn.min_size": 1.0}``.
@@ -302,94 +298,3 @@ class MaskRCNNConfig:
         ``__`` also separates levels, so ``override(rpn__min_size=1.0)`` works too.
         """
         return replace_flat(self, {key.replace("__", "."): value for key, value in flat.items()})
-
-
-def _coerce(value: Any, like: Any) -> Any:
-    """Converts a JSON/CLI value to the type of the default ``like`` (lists -> tuples)."""
-    if isinstance(like, bool):
-        _check(isinstance(value, bool), f"Expected a bool. Received: {value!r}")
-        return value
-    if isinstance(like, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(like, tuple) or isinstance(value, list):
-        _check(isinstance(value, (list, tuple)), f"Expected a sequence like {like!r}. Received: {value!r}")
-        items = list(value)
-        inner = like[0] if isinstance(like, tuple) and like else None
-        return tuple(_coerce(v, inner) if inner is not None else _to_tuples(v) for v in items)
-    return value
-
-
-def _to_tuples(value: Any) -> Any:
-    """Nested lists -> nested tuples."""
-    return tuple(_to_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
-
-
-def _from_dict(cls, values: Mapping[str, Any]):
-    """Recursive ``from_dict`` for any config dataclass ``cls``."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    _check(not unknown, f"Unknown {cls.__name__} fields {unknown}. Known: {sorted(fields)}")
-    defaults = cls()
-    kwargs = {}
-    for name, value in values.items():
-        default = getattr(defaults, name)
-        if dataclasses.is_dataclass(default):
-            kwargs[name] = value if isinstance(value, type(default)) else _from_dict(type(default), value)
-        else:
-            kwargs[name] = _coerce(value, default)
-    return cls(**kwargs)
-
-
-def _flatten(config, prefix: str = "") -> Iterable[Tuple[str, Any]]:
-    """Yields ``(dotted_name, value)`` for every leaf field of a nested config."""
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        if dataclasses.is_dataclass(value):
-            yield from _flatten(value, f"{prefix}{field.name}.")
-        else:
-            yield f"{prefix}{field.name}", value
-
-
-def replace_flat(config, overrides: Mapping[str, Any]):
-    """Copy of a (nested) config dataclass with fields replaced by dotted name.
-
-    Args:
-      config: any config dataclass, usually a :class:`MaskRCNNConfig`.
-      overrides: ``{"rpn.pre_nms_topk_train": 1000, "backbone.width_multiplier": 0.25}``;
-        lists become tuples and ints become floats where the default is a float.
-
-    Returns:
-      A new config (validated by the dataclasses' ``__post_init__``).
-
-    Raises:
-      ValueError: an unknown dotted name (the message lists the valid ones).
-    """
-    nested: Dict[str, Any] = {}
-    known = dict(_flatten(config))
-    for key, value in overrides.items():
-        _check(key in known, f"Unknown config field {key!r}. Known fields: {', '.join(sorted(known))}")
-        head, _, rest = key.partition(".")
-        if rest:
-            nested.setdefault(head, {})[rest] = value
-        else:
-            nested[head] = _coerce(value, known[key])
-    for head, sub in list(nested.items()):
-        if isinstance(sub, dict):
-            nested[head] = replace_flat(getattr(config, head), sub)
-    return dataclasses.replace(config, **nested)
-
-
-def parse_overrides(items: Iterable[str]) -> Dict[str, Any]:
-    """Command-line ``["rpn.min_size=1.0", "backbone.finetune_bn=True"]`` -> dict.
-
-    Values are Python literals (``ast.literal_eval``); anything else stays a string.
-    """
-    parsed = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        _check(bool(sep) and bool(key), f"Overrides look like 'name=value'. Received: {item!r}")
-        try:
-            parsed[key.strip()] = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
-            parsed[key.strip()] = text.strip()
-    return parsed

@@ -4,7 +4,7 @@ Shape glossary
   B        images in a request
   H, W     original image size (``serving_default``: one size for the whole batch)
   Hc, Wc   mask canvas: ``(H, W)`` for ``serving_default``, the largest original height
-           and width of the batch for ``image_bytes`` (images may differ in size)
+           and width of the batch for ``serving_bytes`` (images may differ in size)
   Hp, Wp   fixed network input size, ``InputConfig.batch_padded_size()`` (static)
   D        detection slots per image (``detection.max_detections``); m mask side (28)
   K        classes including background
@@ -44,14 +44,14 @@ import numpy as np
 import tensorflow as tf
 
 from custom_ops import loader as custom_ops_loader
-from mrcnn_tf2.data.pipeline import InputConfig
+from mrcnn_tf2.data.inputs import InputConfig
 from mrcnn_tf2.data.preprocessing import decode_image, preprocess_image
 from mrcnn_tf2.evaluation import MASK_THRESHOLD
 from mrcnn_tf2.ops import box_ops
 from mrcnn_tf2.ops.paste_masks import paste_masks
 
 LABELS_FILE = "labels.json"
-SIGNATURES = ("serving_default", "image_bytes")
+SIGNATURES = ("serving_default", "serving_bytes")
 OUTPUT_KEYS = ("num_detections", "detection_boxes", "detection_classes",
                "detection_class_names", "detection_scores", "detection_masks")
 DEFAULT_TOLERANCE = 1e-4
@@ -246,7 +246,7 @@ class DetectionModule(tf.Module):
         return self.detect(inputs, image_info, tf.shape(images)[1:3])
 
     def _serve_bytes(self, image_bytes: tf.Tensor) -> Dict[str, tf.Tensor]:
-        """``image_bytes`` body: ``[B] string`` JPEG/PNG (any sizes) -> outputs, masks on the max H, W."""
+        """``serving_bytes`` body: ``[B] string`` JPEG/PNG (any sizes) -> outputs, masks on the max H, W."""
         inputs, image_info = preprocess_encoded(image_bytes, self.input_config, self.padded_size)
         canvas_hw = tf.reduce_max(original_hw(image_info), axis=0)
         return self.detect(inputs, image_info, canvas_hw)
@@ -255,7 +255,7 @@ class DetectionModule(tf.Module):
         """The two serving ``tf.function``s (plain Python bodies, so no autograph)."""
         return {"serving_default": tf.function(self._serve, autograph=False, input_signature=[
                     tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")]),
-                "image_bytes": tf.function(self._serve_bytes, autograph=False, input_signature=[
+                "serving_bytes": tf.function(self._serve_bytes, autograph=False, input_signature=[
                     tf.TensorSpec([None], tf.string, name="image_bytes")])}
 
     def serve(self, images) -> Dict[str, tf.Tensor]:
@@ -263,11 +263,11 @@ class DetectionModule(tf.Module):
         return self._functions.value["serving_default"](images)
 
     def serve_bytes(self, image_bytes) -> Dict[str, tf.Tensor]:
-        """Traced ``image_bytes``: ``[B] string`` encoded images -> outputs."""
-        return self._functions.value["image_bytes"](image_bytes)
+        """Traced ``serving_bytes``: ``[B] string`` encoded images -> outputs."""
+        return self._functions.value["serving_bytes"](image_bytes)
 
     def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
-        """``{"serving_default": ..., "image_bytes": ...}`` concrete functions for saving."""
+        """``{"serving_default": ..., "serving_bytes": ...}`` concrete functions for saving."""
         return {name: function.get_concrete_function() for name, function in self._functions.value.items()}
 
 
@@ -292,7 +292,7 @@ def _move_into_place(tmp_dir: str, export_dir: str, overwrite: bool) -> None:
         os.rename(tmp_dir, export_dir)
         return
     if not overwrite:
-        raise FileExistsError(f"Export directory {export_dir} exists; pass overwrite=True to replace it")
+        raise FileExistsError(f"Export directory {export_dir} exists; pass --overwrite to replace it")
     old = tempfile.mkdtemp(prefix=".old-export-", dir=os.path.dirname(export_dir))
     os.rename(export_dir, os.path.join(old, "model"))
     os.rename(tmp_dir, export_dir)
@@ -301,7 +301,7 @@ def _move_into_place(tmp_dir: str, export_dir: str, overwrite: bool) -> None:
 
 def export_saved_model(model, export_dir: str, input_config: InputConfig, class_names: Sequence[str],
                        category_ids: Sequence[int], overwrite: bool = False) -> str:
-    """Writes the SavedModel (signatures ``serving_default``, ``image_bytes``) and ``labels.json``.
+    """Writes the SavedModel (signatures ``serving_default``, ``serving_bytes``) and ``labels.json``.
 
     The model is saved into a temporary sibling directory that is renamed to
     ``export_dir`` at the end, so a failed export never leaves a partial model.
@@ -317,7 +317,7 @@ def export_saved_model(model, export_dir: str, input_config: InputConfig, class_
     """
     export_dir = os.path.abspath(export_dir)
     if os.path.exists(export_dir) and not overwrite:
-        raise FileExistsError(f"Export directory {export_dir} exists; pass overwrite=True to replace it")
+        raise FileExistsError(f"Export directory {export_dir} exists; pass --overwrite to replace it")
     module = DetectionModule(model, input_config, class_names, category_ids)
     os.makedirs(os.path.dirname(export_dir), exist_ok=True)
     tmp_dir = tempfile.mkdtemp(prefix=".export-", dir=os.path.dirname(export_dir))
@@ -376,9 +376,9 @@ def _encode_png(image: np.ndarray) -> bytes:
 
 
 def _check_bytes_signature(loaded, images, references, tolerance: float) -> float:
-    """Runs ``image_bytes`` on all images at once; compares each with its reference."""
+    """Runs ``serving_bytes`` on all images at once; compares each with its reference."""
     batch = tf.constant([_encode_png(image) for image in images])
-    out = {k: v.numpy() for k, v in loaded.signatures["image_bytes"](image_bytes=batch).items()}
+    out = {k: v.numpy() for k, v in loaded.signatures["serving_bytes"](image_bytes=batch).items()}
     canvas = out["detection_masks"].shape[2:]
     delta = 0.0
     for b, (image, want) in enumerate(zip(images, references)):
@@ -397,7 +397,7 @@ def verify_export(model, export_dir: str, images: List[np.ndarray], input_config
                   tolerance: float = DEFAULT_TOLERANCE) -> float:
     """Reloads an export and checks both signatures against the eager Keras path.
 
-    ``serving_default`` runs each image alone; ``image_bytes`` runs all of them in one
+    ``serving_default`` runs each image alone; ``serving_bytes`` runs all of them in one
     batch (PNG-encoded, so decoding is lossless).
 
     Args:

@@ -21,7 +21,7 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from mrcnn_tf2.data.pipeline import InputConfig
+from mrcnn_tf2.data.inputs import InputConfig
 from mrcnn_tf2.data.preprocessing import decode_image
 from mrcnn_tf2.evaluation import encode_masks
 from mrcnn_tf2.export import DetectionModule

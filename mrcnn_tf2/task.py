@@ -21,7 +21,8 @@ import tensorflow as tf
 from common.task import Task
 from mrcnn_tf2 import losses
 from mrcnn_tf2.config import MaskRCNNConfig
-from mrcnn_tf2.data.pipeline import InputConfig, build_dataset
+from mrcnn_tf2.data.inputs import InputConfig
+from mrcnn_tf2.data.pipeline import build_dataset
 from mrcnn_tf2.data.sources import DataSources
 from mrcnn_tf2.data.synthetic import synthetic_dataset
 from mrcnn_tf2.modeling.mask_rcnn import MaskRCNN

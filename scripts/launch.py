@@ -11,6 +11,9 @@ with ``[worker i]``. If a worker fails, the others are stopped and the
 launcher exits with that worker's status; Ctrl-C stops all of them.
 A command starting with a ``.py`` file runs with this Python interpreter.
 ``--pin-gpus`` gives worker i only GPU i (``CUDA_VISIBLE_DEVICES=i``).
+
+Seed 003's benchmark launcher spelling (``launch.py --model efficientnet-b0 --precision AMP
+--mode benchmark_training ...``, no ``--nproc``) runs ``main.py benchmark`` instead.
 """
 from __future__ import annotations
 
@@ -123,7 +126,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
+def is_nvidia_benchmark_launch(argv: Sequence[str]) -> bool:
+    """Seed 003's ``launch.py --model X --mode benchmark_training ...`` (a benchmark, not workers)."""
+    return "--mode" in argv and not any(a.split("=")[0] in ("--nproc", "--nproc_per_node", "--nproc-per-node")
+                                        for a in argv)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if is_nvidia_benchmark_launch(argv):
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from main import main as run_main
+
+        return run_main(argv)
     args = parse_args(argv)
     procs = start_workers(args.command, args.nproc, args.host, args.pin_gpus)
     try:

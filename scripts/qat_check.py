@@ -178,11 +178,10 @@ def onnx_facts(model_name, workspace, onnx_path, crops, labels, args):
     import numpy as np
 
     from efficientnet_tf2 import onnx_export
-    from efficientnet_tf2.commands import load_model_for_inference
+    from common import cli, commands
 
-    ns = argparse.Namespace(model=model_name, workspace=workspace, checkpoint=os.path.join(workspace, "model_best"),
-                            num_classes=None, image_size=None, padding="same", pretrained_from_file=None)
-    model, _ = load_model_for_inference(ns)
+    model = commands.load_model(cli.parse(["export", "--model", model_name, "--workspace", workspace,
+                                           "--checkpoint", os.path.join(workspace, "model_best")]))
     parity = onnx_export.compare_with_keras(model, onnx_path, crops)
     probs = onnx_export.run_onnx(onnx_path, crops)["probabilities"]
     coverage = onnx_export.qdq_coverage(onnx_path)

@@ -13,7 +13,6 @@ the batched ``(features, labels)`` documented in :func:`build_dataset`.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 
@@ -22,6 +21,7 @@ import tensorflow as tf
 
 from mrcnn_tf2.data import preprocessing as prep
 from mrcnn_tf2.data.coco import CocoDataset
+from mrcnn_tf2.data.inputs import InputConfig
 from mrcnn_tf2.ops import box_ops
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -41,51 +41,6 @@ TFRECORD_FEATURES = {
     "image/object/is_crowd": tf.io.VarLenFeature(tf.int64),
     "image/object/mask": tf.io.VarLenFeature(tf.string),
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class InputConfig:
-    """Input pipeline settings (NVIDIA Mask R-CNN defaults).
-
-    Attributes:
-      image_size: (short side target, long side max) of the aspect-keeping resize.
-      padded_size: fixed (Hp, Wp) of batched images; None -> ``image_size`` rounded
-        up to ``pad_multiple``.
-      pad_multiple: 2**max_level of the FPN.
-      max_instances: GT rows per image (extra instances are truncated).
-      gt_mask_size: side of the box-aligned GT masks.
-      mean, std: per-channel RGB normalisation in pixel scale (ImageNet).
-      flip: random horizontal flip when training.
-      skip_crowd: remove crowd instances from the GT.
-    """
-    image_size: tuple = (832, 1344)
-    padded_size: tuple | None = None
-    pad_multiple: int = 64
-    max_instances: int = 100
-    gt_mask_size: int = 112
-    mean: tuple = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-    std: tuple = (0.229 * 255, 0.224 * 255, 0.225 * 255)
-    flip: bool = True
-    skip_crowd: bool = True
-
-    def __post_init__(self):
-        """Validates sizes and counts ("Received: name=value; expected ...")."""
-        sizes = [("image_size", self.image_size)]
-        if self.padded_size is not None:
-            sizes.append(("padded_size", self.padded_size))
-        for name, value in sizes:
-            if len(value) != 2 or min(value) <= 0:
-                raise ValueError(f"Received: {name}={value}; expected two positive ints.")
-        for name in ("pad_multiple", "max_instances", "gt_mask_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"Received: {name}={getattr(self, name)}; expected > 0.")
-
-    def batch_padded_size(self) -> tuple[int, int]:
-        """(Hp, Wp) of batched images: ``padded_size`` or ``image_size`` rounded up."""
-        if self.padded_size is not None:
-            return int(self.padded_size[0]), int(self.padded_size[1])
-        m = self.pad_multiple
-        return tuple(int(math.ceil(s / m) * m) for s in self.image_size)
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:

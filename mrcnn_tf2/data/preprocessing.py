@@ -16,12 +16,11 @@ Conventions
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import tensorflow as tf
 
-if TYPE_CHECKING:
-    from mrcnn_tf2.data.pipeline import InputConfig
+from mrcnn_tf2.data.inputs import InputConfig
 
 
 def decode_image(image_bytes: tf.Tensor) -> tf.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from mrcnn_tf2.config import MaskRCNNConfig
-from mrcnn_tf2.data.pipeline import InputConfig
+from mrcnn_tf2.data.inputs import InputConfig
 
 
 def synthetic_batch(model_config: MaskRCNNConfig, inputs: InputConfig, batch_size: int, seed: int = 0,

@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
+from common.logger import NullLogger  # noqa: E402
 from common.task import Task  # noqa: E402
 
 NUM_EXAMPLES, SIZE, CLASSES = 32, 8, 4
@@ -114,21 +115,13 @@ class TinyConcat(TinyClassifier):
         return {"loss": float(np.mean(losses)), "count": float(len(losses))}
 
 
-class NullLogger:
-    def log(self, *args, **kwargs):
-        pass
-
-    def flush(self):
-        pass
-
-
 def initial_weights(task):
     keras.utils.set_random_seed(0)
     return task.build_model().get_weights()
 
 
 def train_tiny(strategy, weights, global_batch=8, epochs=2, sync_bn=True, logger=None, workspace=None,
-               is_chief=True, lr=0.1, evaluate_every=0, **config):
+               lr=0.1, eval_every=None, **config):
     """Trains the tiny classifier from ``weights``; returns ``(weights, trainer)``."""
     from common.trainer import Trainer, TrainerConfig
 
@@ -137,9 +130,9 @@ def train_tiny(strategy, weights, global_batch=8, epochs=2, sync_bn=True, logger
         model = task.build_model()
         model.set_weights(weights)
         optimizer = keras.optimizers.SGD(lr, momentum=0.9)
-    cfg = TrainerConfig(epochs=epochs, workspace=workspace, save_checkpoints=workspace is not None,
-                        evaluate_every=evaluate_every, weight_decay=1e-3, log_every=1, **config)
-    trainer = Trainer(task, model, optimizer, cfg, logger or NullLogger(), strategy=strategy, is_chief=is_chief)
+    cfg = TrainerConfig(epochs=epochs, save_checkpoints=workspace is not None, evaluate=eval_every is not None,
+                        eval_every=eval_every, weight_decay=1e-3, log_every=1, **config)
+    trainer = Trainer(task, model, optimizer, cfg, logger or NullLogger(), strategy=strategy, workspace=workspace)
     trainer.fit(global_batch, eval_batch=6)
     return model.get_weights(), trainer
 
@@ -187,7 +180,7 @@ def efficientnet_eval(single, mirrored, data_dir):
         with strategy.scope():
             model = task.build_model()
             model.set_weights(weights)
-        trainer = Trainer(task, model, None, TrainerConfig(workspace=None), NullLogger(), strategy=strategy)
+        trainer = Trainer(task, model, None, TrainerConfig(), NullLogger(), strategy=strategy)
         metrics.append({k: v for k, v in trainer.evaluate(4).items() if k in ("val.loss", "val.top1", "val.top5")})
     return metrics
 
@@ -207,12 +200,12 @@ def run_worker(out):
     logger = setup_logger(log_file=os.path.join(out["workspace"], "raport.json"), is_chief=chief)
     logger.log("PARAMETER", {"global_batch": global_batch, "lr": lr, "replicas": strategy.num_replicas_in_sync})
     weights, trainer = train_tiny(strategy, initial_weights(TinyClassifier()), global_batch=global_batch,
-                                  logger=logger, workspace=out["workspace"], is_chief=chief, lr=lr,
-                                  clip_grad_norm=0.5, evaluate_every=1)
+                                  logger=logger, workspace=out["workspace"], lr=lr,
+                                  clip_grad_norm=0.5, eval_every=1)
     logger.flush()
     np.savez(os.path.join(out["out_dir"], f"weights_{index}.npz"), *weights)
-    concat = Trainer(TinyConcat(), trainer.model, None, TrainerConfig(workspace=None), NullLogger(),
-                     strategy=strategy, is_chief=chief)
+    concat = Trainer(TinyConcat(), trainer.model, None, TrainerConfig(), NullLogger(),
+                     strategy=strategy)
     return {"index": index, "chief": chief, "replicas": strategy.num_replicas_in_sync,
             "global_batch": global_batch, "lr": lr, "eval": trainer.evaluate(6), "concat_eval": concat.evaluate(6)}
 
@@ -222,7 +215,7 @@ def run_mrcnn_eval(out):
     two_logical_cpus()
     from common.trainer import Trainer, TrainerConfig
     from mrcnn_tf2.config import MaskRCNNConfig
-    from mrcnn_tf2.data.pipeline import InputConfig
+    from mrcnn_tf2.data.inputs import InputConfig
     from mrcnn_tf2.data.sources import resolve_sources
     from mrcnn_tf2.task import DetectionTaskConfig, InstanceSegmentationTask
 
@@ -247,7 +240,7 @@ def run_mrcnn_eval(out):
             model = task.build_model()
             model.set_weights(weights)
         task.seen = {}
-        trainer = Trainer(task, model, None, TrainerConfig(workspace=None), NullLogger(), strategy=strategy)
+        trainer = Trainer(task, model, None, TrainerConfig(), NullLogger(), strategy=strategy)
         results.append(trainer.evaluate(2))
         seen.append(task.seen)
     diff = max(max_diff(seen[0][k], seen[1][k]) for k in seen[0])

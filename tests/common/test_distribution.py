@@ -17,9 +17,10 @@ import subprocess
 import sys
 
 import pytest
+import tensorflow as tf
 
 from common import distribution, horovod
-from common.runtime import add_runtime_arguments
+from common import cli
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HELPER = os.path.join(HERE, "dist_helpers.py")
@@ -54,11 +55,16 @@ def test_multiworker_needs_tf_config(monkeypatch):
     ({"cluster": {"chief": ["c:0"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}, True),
 ])
 def test_chief_is_worker_zero_or_the_chief_task(monkeypatch, config, chief):
-    if config is None:
-        monkeypatch.delenv("TF_CONFIG", raising=False)
-    else:
+    """``is_chief`` reads the strategy's cluster resolver (here one built from TF_CONFIG)."""
+    class _Strategy:
+        cluster_resolver = None
+
+    strategy = _Strategy()
+    if config is not None:
         monkeypatch.setenv("TF_CONFIG", json.dumps(config))
-    assert distribution.is_chief() is chief
+        strategy.cluster_resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    assert distribution.is_chief(strategy) is chief
+    assert distribution.num_workers(strategy) == (1 if config is None else sum(map(len, config["cluster"].values())))
 
 
 def test_global_batch_and_linear_lr_scaling():
@@ -73,12 +79,10 @@ def test_global_batch_and_linear_lr_scaling():
 
 
 def test_dist_flag_offers_every_strategy():
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    add_runtime_arguments(parser)
+    assert cli.DIST_CHOICES == distribution.STRATEGIES
     for kind in distribution.STRATEGIES:
-        assert parser.parse_args(["--dist", kind]).dist == kind
+        invocation = cli.parse(["train", "--model", "efficientnet-b0", "--data-backend", "synthetic", "--dist", kind])
+        assert invocation.experiment.runtime.dist == kind
 
 
 @pytest.mark.skipif(horovod.available(), reason="Horovod is installed here")

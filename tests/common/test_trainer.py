@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
+from common.logger import NullLogger
 from common.task import Task
 from common.trainer import Trainer, TrainerConfig
 
@@ -38,19 +39,11 @@ class _Regression(Task):
         return {"mse": sums["sse"] / sums["count"]}
 
 
-class _Null:
-    def log(self, *a, **k):
-        pass
-
-    def flush(self):
-        pass
-
-
 def _fit(batch, **config):
     task = _Regression()
     model = task.build_model()
-    trainer = Trainer(task, model, keras.optimizers.SGD(0.1), TrainerConfig(epochs=1, workspace=None,
-                                                                            evaluate_every=0, **config), _Null())
+    trainer = Trainer(task, model, keras.optimizers.SGD(0.1), TrainerConfig(epochs=1, evaluate=False, **config),
+                      NullLogger())
     trainer.fit(batch)
     return model.get_weights(), trainer
 
@@ -107,7 +100,7 @@ class _Concat(_Regression):
 def test_concat_validation_sees_every_example_once():
     task = _Concat()
     model = task.build_model()
-    trainer = Trainer(task, model, None, TrainerConfig(workspace=None), _Null())
+    trainer = Trainer(task, model, None, TrainerConfig(), NullLogger())
     metrics = trainer.evaluate(3)
     expected = float(np.mean((model(X).numpy() - Y) ** 2))
     assert metrics["val.mse"] == pytest.approx(expected, rel=1e-5)

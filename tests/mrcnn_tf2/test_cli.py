@@ -33,7 +33,7 @@ def trained(tmp_path_factory):
 
 def test_train_writes_checkpoints_meta_and_coco_metrics(trained):
     _, model_dir = trained
-    for name in ("checkpoint-latest", "model_best", "model_meta.json", "raport.json"):
+    for name in ("checkpoint-latest", "model_best", "config.json", "raport.json"):
         assert os.path.exists(os.path.join(model_dir, name)), name
     records = read_dllogger(os.path.join(model_dir, "raport.json"))
     final = [r for r in records if r["step"] == []][-1]["data"]
@@ -41,8 +41,9 @@ def test_train_writes_checkpoints_meta_and_coco_metrics(trained):
             ("AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax1", "ARmax10", "ARmax100", "ARs", "ARm", "ARl")]
     assert all(k in final for k in keys)
     assert any("train.loss" in r["data"] for r in records if isinstance(r["step"], list) and len(r["step"]) == 2)
-    meta = json.load(open(os.path.join(model_dir, "model_meta.json")))
-    assert meta["class_names"] == ["background", "circle", "square", "triangle"]
+    config = json.load(open(os.path.join(model_dir, "config.json")))
+    assert config["data"]["class_names"] == ["background", "circle", "square", "triangle"]
+    assert config["model"] == "mask-rcnn" and config["task"]["model"]["backbone"]["width_multiplier"] == 0.25
 
 
 def test_eval_infer_export(trained, tmp_path, capsys):
@@ -68,5 +69,5 @@ def test_info_reports_parameter_counts(capsys):
 
 
 def test_unknown_override_is_a_clear_error():
-    with pytest.raises(ValueError, match="Unknown config field 'rpn.nope'"):
+    with pytest.raises(SystemExit, match="Unknown config field 'task.model.rpn.nope'"):
         cli.main(["info", "--model", "mask-rcnn", "--config", "rpn.nope=1"])

@@ -17,7 +17,7 @@ import tf_keras as keras
 
 from dataset.make_synthetic_shapes import make_dataset
 from mrcnn_tf2.config import MaskRCNNConfig
-from mrcnn_tf2.data.pipeline import InputConfig
+from mrcnn_tf2.data.inputs import InputConfig
 from mrcnn_tf2.data.sources import resolve_sources
 from mrcnn_tf2.task import DetectionTaskConfig, InstanceSegmentationTask
 

@@ -10,7 +10,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from mrcnn_tf2 import inference
-from mrcnn_tf2.data.pipeline import InputConfig
+from mrcnn_tf2.data.inputs import InputConfig
 from mrcnn_tf2.modeling.mask_rcnn import MaskRCNN
 from mrcnn_tf2.testing import tiny_config
 

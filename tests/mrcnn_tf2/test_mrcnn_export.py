@@ -8,7 +8,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from mrcnn_tf2 import export
-from mrcnn_tf2.data.pipeline import InputConfig
+from mrcnn_tf2.data.inputs import InputConfig
 from mrcnn_tf2.modeling.mask_rcnn import MaskRCNN
 from mrcnn_tf2.testing import tiny_config
 
@@ -68,7 +68,7 @@ def test_image_bytes_pads_masks_to_largest_image(exported):
     _, _, loaded = exported
     images = make_images()
     encoded = tf.constant([tf.io.encode_png(image).numpy() for image in images])
-    out = run(loaded, "image_bytes", image_bytes=encoded)
+    out = run(loaded, "serving_bytes", image_bytes=encoded)
     assert out["detection_masks"].shape == (2, D, 100, 150)
     assert not out["detection_masks"][1, :, 90:].any() and not out["detection_masks"][1, :, :, 70:].any()
     num = int(out["num_detections"][1])

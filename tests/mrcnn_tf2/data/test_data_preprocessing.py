@@ -11,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 from mrcnn_tf2.data import preprocessing as prep
-from mrcnn_tf2.data.pipeline import InputConfig
+from mrcnn_tf2.data.inputs import InputConfig
 
 SMALL = InputConfig(image_size=(4, 6), pad_multiple=4, mean=(10.0, 20.0, 30.0),
                     std=(2.0, 4.0, 5.0))

@@ -1,0 +1,229 @@
+"""The flows of every mode, written once for every family: train, eval, infer, export, info, benchmark.
+
+Each takes a parsed :class:`common.cli.Invocation`; the family (``invocation.family``)
+supplies only its task, model, optimizer, predictions writer and exporter.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import platform
+from typing import Dict, List, Optional, Sequence
+
+from common import cli, registry
+from common.config import save_config
+
+_log = logging.getLogger(__name__)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+CHECKPOINT_NAMES = ("model_best", "checkpoint-latest")
+BENCHMARK_COLUMNS = ("model", "mode", "precision", "xla", "batch", "image_size", "throughput",
+                     "latency_mean", "latency_p50", "latency_p90", "latency_p95", "latency_p99")
+FALLBACK_STEPS = 100  # steps per epoch when the data cannot say (synthetic inputs, TFRecords)
+
+
+def run(invocation: cli.Invocation) -> int:
+    """Runs the invocation's mode; returns the exit status."""
+    if invocation.options.get("pretrained"):
+        raise SystemExit("error: --pretrained downloads NVIDIA's published weights, and nothing is downloaded "
+                         "here: fetch the NGC checkpoint yourself, convert it with scripts/convert_ngc_checkpoint.py "
+                         "and pass --pretrained-from-file FILE")
+    flows = {"train": train, "eval": evaluate, "infer": infer, "export": export, "info": info,
+             "benchmark": benchmark}
+    return int(flows[invocation.mode](invocation) or 0)
+
+
+# ------------------------------------------------------------------- helpers
+def expand_images(items: Sequence[str]) -> List[str]:
+    """Files as given; folders expanded recursively to their JPEG/PNG files (sorted).
+
+    Raises:
+      SystemExit: an item is neither a file nor a folder, or no image was found (one line).
+    """
+    paths: List[str] = []
+    for item in items:
+        if os.path.isdir(item):
+            paths += sorted(os.path.join(root, f) for root, _, files in os.walk(item) for f in files
+                            if f.lower().endswith(IMAGE_EXTENSIONS))
+        elif os.path.isfile(item):
+            paths.append(item)
+        else:
+            raise SystemExit(f"error: no such image file or folder: {item}")
+    if not paths:
+        raise SystemExit(f"error: no JPEG/PNG images found in {', '.join(items)}")
+    return paths
+
+
+def find_checkpoint(checkpoint: Optional[str], workspace: str) -> Optional[str]:
+    """``--checkpoint``, else ``<workspace>/model_best``, else ``<workspace>/checkpoint-latest`` (None: none)."""
+    if checkpoint:
+        return checkpoint
+    for name in CHECKPOINT_NAMES:
+        folder = os.path.join(workspace, name)
+        if os.path.isdir(folder):
+            return folder
+    return None
+
+
+def _steps_per_epoch(experiment, task, global_batch: int) -> int:
+    """Smallest of the data's steps, ``--steps-per-epoch`` and ``--prof`` (100 if none is known)."""
+    limits = [x for x in (task.steps_per_epoch(global_batch), experiment.trainer.steps_per_epoch,
+                          experiment.trainer.prof) if x]
+    return min(limits) if limits else FALLBACK_STEPS
+
+
+# --------------------------------------------------------------------- train
+def train(invocation: cli.Invocation) -> int:
+    """``main.py train``: the family's recipe through the shared trainer; writes ``config.json``."""
+    from common import distribution, precision
+    from common.ema import ModelEMA
+    from common.runtime import setup_run
+    from common.trainer import Trainer
+
+    family, experiment, options = invocation.family, invocation.experiment, invocation.options
+    family.configure(experiment, "train")
+    run = setup_run(experiment.runtime, experiment.workspace)
+    task, experiment = family.build_task(experiment, training=True)
+    global_batch = distribution.global_batch_size(experiment.trainer.batch_size, run.strategy)
+    steps = _steps_per_epoch(experiment, task, global_batch)
+    experiment = dataclasses.replace(experiment, trainer=dataclasses.replace(experiment.trainer, steps_per_epoch=steps))
+    with run.strategy.scope():
+        model = family.build_model(experiment, task)
+        optimizer = precision.wrap_optimizer(family.build_optimizer(experiment, global_batch, steps), run.policy,
+                                             experiment.runtime.static_loss_scale)
+        ema = ModelEMA(model, experiment.trainer.ema_decay) if experiment.trainer.use_ema else None
+    trainer = Trainer(task, model, optimizer, experiment.trainer, run.logger, strategy=run.strategy, ema=ema,
+                      workspace=experiment.workspace, xla=experiment.runtime.xla)
+    run.logger.log("PARAMETER", {"model": experiment.model, "precision": run.policy, "global_batch": global_batch,
+                                 "epochs": experiment.trainer.epochs, "steps_per_epoch": steps,
+                                 "xla": experiment.runtime.xla, "replicas": run.strategy.num_replicas_in_sync,
+                                 **family.describe(experiment)})
+    if options.get("resume"):
+        trainer.resume(options["resume"])
+    family.before_training(experiment, model, task, global_batch, run.logger, resumed=bool(options.get("resume")))
+    if run.is_chief:
+        save_config(experiment, experiment.workspace)
+    eval_batch = distribution.global_batch_size(experiment.trainer.validation_batch_size, run.strategy)
+    trainer.fit(global_batch, eval_batch=eval_batch)
+    if run.is_chief:
+        print(f"checkpoints: {os.path.abspath(experiment.workspace)}/checkpoint-latest, model_best\n"
+              f"config: {os.path.abspath(os.path.join(experiment.workspace, 'config.json'))}\n"
+              f"DLLogger log: {os.path.abspath(run.log_file)}")
+    return 0
+
+
+# ---------------------------------------------------------------------- eval
+def evaluate(invocation: cli.Invocation) -> int:
+    """``main.py eval``: the family's validation metrics, as DLLogger lines and printed JSON."""
+    from common import distribution
+    from common.runtime import setup_run
+    from common.trainer import Trainer
+
+    family, experiment, options = invocation.family, invocation.experiment, invocation.options
+    family.configure(experiment, "eval")
+    run = setup_run(experiment.runtime, experiment.workspace)
+    task, experiment = family.build_task(experiment, training=False)
+    checkpoint = find_checkpoint(options.get("checkpoint"), experiment.workspace)
+    with run.strategy.scope():
+        model = family.load_model(experiment, checkpoint, use_ema=bool(options.get("use_ema")))
+    trainer = Trainer(task, model, None, experiment.trainer, run.logger, strategy=run.strategy)
+    metrics = trainer.evaluate(distribution.global_batch_size(experiment.trainer.validation_batch_size, run.strategy))
+    run.logger.flush()
+    print(json.dumps({k: round(v, 4) for k, v in metrics.items()}, indent=1))
+    return 0
+
+
+# --------------------------------------------------------------------- infer
+def load_model(invocation: cli.Invocation):
+    """Precision of the run, then the family's trained model (eval/infer/export)."""
+    from common.runtime import configure_runtime
+
+    experiment, options = invocation.experiment, invocation.options
+    invocation.family.configure(experiment, invocation.mode)
+    configure_runtime(experiment.runtime)
+    checkpoint = find_checkpoint(options.get("checkpoint"), experiment.workspace)
+    return invocation.family.load_model(experiment, checkpoint, use_ema=bool(options.get("use_ema")))
+
+
+def infer(invocation: cli.Invocation) -> int:
+    """``main.py infer IMAGE|FOLDER ...``: the family's predictions for each image."""
+    paths = expand_images(invocation.options["images"])
+    model = load_model(invocation)
+    invocation.family.predict(invocation.experiment, model, paths, invocation.options)
+    return 0
+
+
+def export(invocation: cli.Invocation) -> int:
+    """``main.py export``: the family's deployable model (``--format``), verified on ``--verify`` images."""
+    options = dict(invocation.options)
+    formats = invocation.family.export_formats
+    options.setdefault("format", formats[0])
+    if options["format"] not in formats:
+        raise SystemExit(f"error: --format {options['format']!r} is not available for {invocation.experiment.model}; "
+                         f"choose {' or '.join(formats)}")
+    if options.get("verify"):
+        options["verify"] = expand_images(options["verify"])
+    model = load_model(invocation)
+    invocation.family.export(invocation.experiment, model, options.get("export_dir"), options)
+    return 0
+
+
+def info(invocation: cli.Invocation) -> int:
+    """``main.py info``: model facts as JSON (parameter counts, input size, classes)."""
+    invocation.family.configure(invocation.experiment, "info")
+    print(json.dumps(invocation.family.info(invocation.experiment), indent=1))
+    return 0
+
+
+# ----------------------------------------------------------------- benchmark
+def benchmark(invocation: cli.Invocation) -> int:
+    """``main.py benchmark --kind training|inference --model A [B ...] -b 1 8 32``.
+
+    For each (model, batch): the family's real step, ``--warmup-steps`` untimed runs, then
+    ``--iters`` timed one by one; img/s and true latency percentiles as DLLogger lines and
+    a markdown table.
+    """
+    import tensorflow as tf
+
+    from common.benchmark import format_table, summarize, time_steps
+    from common.logger import setup_logger
+    from common.runtime import configure_runtime
+
+    options, runtime = invocation.options, invocation.experiment.runtime
+    policy = configure_runtime(runtime)
+    log_file = runtime.log_file or "benchmark.json"
+    logger = setup_logger(log_file=log_file)
+    device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)"
+    logger.log("PARAMETER", {"mode": options["kind"], "device": device, "tensorflow": tf.__version__,
+                             "machine": platform.machine(), "platform": options.get("platform") or "",
+                             "warmup": options["warmup_steps"], "iters": options["iters"]})
+    rows = [_benchmark_row(invocation, name, batch, policy, logger)
+            for name in invocation.models for batch in options["batch_sizes"]]
+    logger.flush()
+    table = format_table(rows, BENCHMARK_COLUMNS)
+    print(f"\n{device}, TensorFlow {tf.__version__}; throughput img/s, latency ms\n{table}")
+    if options.get("table_file"):
+        with open(options["table_file"], "w") as f:
+            f.write(table + "\n")
+    print(f"DLLogger results: {os.path.abspath(log_file)}")
+    return 0
+
+
+def _benchmark_row(invocation, name: str, batch: int, policy: str, logger) -> Dict[str, object]:
+    from common.benchmark import summarize, time_steps
+
+    options, kind = invocation.options, invocation.options["kind"]
+    family = registry.get_family(name, benchmark=True)
+    experiment = cli.apply_flags(family.default_experiment(name), family, invocation.values)
+    family.configure(experiment, "benchmark")
+    size = family.default_benchmark_size(experiment)
+    label = "x".join(map(str, size)) if isinstance(size, tuple) else size
+    print(f"[{kind}] {name} batch {batch} @ {label}px: {options['warmup_steps']} warm-up + {options['iters']} "
+          "timed steps", flush=True)
+    step = family.benchmark_step(experiment, kind, batch)
+    row = dict(model=name, mode=kind, precision=experiment.runtime.precision, xla=experiment.runtime.xla,
+               batch=batch, image_size=label,
+               **summarize(time_steps(step, options["warmup_steps"], options["iters"]), batch))
+    logger.log((name, batch), {k: v for k, v in row.items() if isinstance(v, (int, float))})
+    return row

@@ -1,0 +1,278 @@
+"""Experiment configuration: frozen dataclasses, dotted overrides, ``config.json``.
+
+An experiment is one nested frozen dataclass (Model Garden style)::
+
+    Experiment
+      model       registered model name ("efficientnet-b0", "mask-rcnn", ...)
+      workspace   checkpoints, logs, config.json and exports
+      runtime     RuntimeConfig: precision, XLA, distribution, seed, logging
+      trainer     TrainerConfig: epochs, batch sizes, evaluation, checkpoints, logging cadence
+      data        the family's data config (where the data is, image size, classes)
+      task        the family's task config (``task.model`` is the architecture config)
+
+Each model family subclasses :class:`Experiment` with its own ``data``/``task`` types.
+The command line is parsed once (:mod:`common.cli`) and applied last, by dotted name,
+with :func:`replace_flat`; nothing below the command layer sees argparse.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import os
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+
+CONFIG_FILE = "config.json"
+PRECISIONS = ("FP32", "TF32", "AMP", "BF16")
+
+
+def check(condition: bool, message: str) -> None:
+    """Raises ``ValueError(message)`` unless ``condition``."""
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+    """Process-wide settings of a run (every mode).
+
+    Attributes:
+      precision: ``TF32`` (float32, TensorFloat-32 math allowed: TensorFlow's default) | ``FP32``
+        (strict float32) | ``AMP`` (mixed float16, loss scaling) | ``BF16`` (mixed bfloat16).
+      tf32: allow TensorFloat-32 math on Ampere+ GPUs (``--no-tf32`` turns it off).
+      static_loss_scale: fixed loss scale for AMP (None: dynamic).
+      xla: compile the steps with XLA.
+      seed: seed of Python, NumPy, TensorFlow and the data order.
+      dist: distribution strategy kind (:data:`common.distribution.STRATEGIES`).
+      gpus: NVIDIA's ``--gpus N``: mirrored over the first N GPUs (None: ``dist`` decides).
+      eagerly: run tf.functions eagerly (debugging).
+      log_file: DLLogger JSON-lines file (None: ``<workspace>/raport.json``).
+      log_tensorboard: also write TensorBoard summaries here.
+    """
+
+    precision: str = "TF32"
+    tf32: bool = True
+    static_loss_scale: Optional[float] = None
+    xla: bool = False
+    seed: int = 0
+    dist: str = "auto"
+    gpus: Optional[int] = None
+    eagerly: bool = False
+    log_file: Optional[str] = None
+    log_tensorboard: Optional[str] = None
+
+    def __post_init__(self):
+        check(self.precision in PRECISIONS,
+              f"precision must be one of {PRECISIONS}. Received: precision={self.precision!r}")
+        check(self.gpus is None or self.gpus >= 1, f"--gpus must be >= 1. Received: {self.gpus}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+    """Loop settings (every family; see :class:`common.trainer.Trainer`).
+
+    Attributes:
+      epochs: total epochs of the run (a resumed run continues to this).
+      steps_per_epoch: cap on steps per epoch (None: the whole training split).
+      batch_size: training images per replica (the global batch is this times the replicas).
+      eval_batch_size: validation images per replica (None: ``batch_size``).
+      eval_steps: cap on validation batches (None: the whole split).
+      eval_samples: cap on validated images (None: all).
+      evaluate: validate during/after training (``--no-eval`` turns it off).
+      eval_every: epochs between validations (None: once, after the last epoch).
+      best_metric: validation metric that selects ``model_best`` (higher is better).
+      weight_decay: L2 coefficient on kernels (not BN/bias).
+      grad_accum_steps: batches whose gradients are averaged into one update.
+      clip_grad_norm: clip gradients to this global norm (None: no clipping).
+      prof: NVIDIA's ``--prof N``: stop each epoch after N steps (benchmarks).
+      log_every: iterations between DLLogger iteration lines.
+      log_warmup_steps: first steps of the run left out of throughput figures.
+      save_checkpoints: ``False`` for ``--no-checkpoints``.
+      use_ema: keep an exponential moving average of the weights (evaluated and checkpointed).
+      ema_decay: its decay.
+    """
+
+    epochs: int = 1
+    steps_per_epoch: Optional[int] = None
+    batch_size: int = 32
+    eval_batch_size: Optional[int] = None
+    eval_steps: Optional[int] = None
+    eval_samples: Optional[int] = None
+    evaluate: bool = True
+    eval_every: Optional[int] = 1
+    best_metric: str = "top1"
+    weight_decay: float = 0.0
+    grad_accum_steps: int = 1
+    clip_grad_norm: Optional[float] = None
+    prof: Optional[int] = None
+    log_every: int = 20
+    log_warmup_steps: int = 0
+    save_checkpoints: bool = True
+    use_ema: bool = False
+    ema_decay: float = 0.9999
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "grad_accum_steps", "log_every"):
+            value = getattr(self, name)
+            check(isinstance(value, int) and value >= 1, f"{name} must be an integer >= 1. Received: {value!r}")
+        for name in ("steps_per_epoch", "eval_batch_size", "eval_steps", "eval_samples", "prof", "eval_every"):
+            value = getattr(self, name)
+            check(value is None or value >= 1, f"{name} must be >= 1 (or unset). Received: {value!r}")
+
+    @property
+    def validation_batch_size(self) -> int:
+        """Per-replica validation batch."""
+        return self.eval_batch_size or self.batch_size
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """A whole run; families subclass it with their ``data`` and ``task`` types."""
+
+    model: str = ""
+    workspace: str = "./workspace"
+    runtime: RuntimeConfig = RuntimeConfig()
+    trainer: TrainerConfig = TrainerConfig()
+
+    def override(self, overrides: Mapping[str, Any]) -> "Experiment":
+        """Copy with fields replaced by dotted name (see :func:`replace_flat`)."""
+        return replace_flat(self, overrides)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "Experiment":
+        return from_dict(cls, values)
+
+
+# ------------------------------------------------------------------- config.json
+def save_config(experiment: Experiment, folder: str) -> str:
+    """Writes ``<folder>/config.json`` (the resolved experiment); returns its path."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, CONFIG_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(experiment.to_dict(), f, indent=1)
+    os.replace(tmp, path)
+    return path
+
+
+def find_config(*paths: Optional[str]) -> Optional[str]:
+    """``config.json`` in the first of ``paths`` (or its parent: checkpoint folders) holding one."""
+    for path in paths:
+        if not path:
+            continue
+        folder = path if os.path.isdir(path) else os.path.dirname(path)
+        for candidate in (folder, os.path.dirname(os.path.abspath(folder.rstrip("/")))):
+            file = os.path.join(candidate, CONFIG_FILE)
+            if os.path.isfile(file):
+                return file
+    return None
+
+
+def read_config_dict(path: str) -> Dict[str, Any]:
+    """The raw dict of a ``config.json`` (raises ``ValueError`` naming a broken file)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); delete it or pass the flags again") from err
+
+
+# ------------------------------------------------------------------ dotted names
+def coerce(value: Any, like: Any) -> Any:
+    """Converts a JSON/CLI value to the type of the default ``like`` (lists -> tuples)."""
+    if isinstance(like, bool):
+        check(isinstance(value, bool), f"Expected a bool. Received: {value!r}")
+        return value
+    if isinstance(like, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(like, tuple) or isinstance(value, list):
+        check(isinstance(value, (list, tuple)), f"Expected a sequence like {like!r}. Received: {value!r}")
+        inner = like[0] if isinstance(like, tuple) and like else None
+        return tuple(coerce(v, inner) if inner is not None else _to_tuples(v) for v in value)
+    return value
+
+
+def _to_tuples(value: Any) -> Any:
+    """Nested lists -> nested tuples."""
+    return tuple(_to_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def from_dict(cls, values: Mapping[str, Any]):
+    """Builds the config dataclass ``cls`` from ``dataclasses.asdict`` output (recursively)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    check(not unknown, f"Unknown {cls.__name__} fields {unknown}. Known: {sorted(fields)}")
+    defaults = cls()
+    kwargs = {}
+    for name, value in values.items():
+        default = getattr(defaults, name)
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = value if isinstance(value, type(default)) else from_dict(type(default), value)
+        else:
+            kwargs[name] = coerce(value, default)
+    return cls(**kwargs)
+
+
+def flatten(config, prefix: str = "") -> Iterable[Tuple[str, Any]]:
+    """Yields ``(dotted_name, value)`` for every leaf field of a nested config."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            yield from flatten(value, f"{prefix}{field.name}.")
+        else:
+            yield f"{prefix}{field.name}", value
+
+
+def get_path(config, path: str) -> Any:
+    """Value at dotted ``path`` (``"trainer.epochs"``)."""
+    for part in path.split("."):
+        config = getattr(config, part)
+    return config
+
+
+def replace_flat(config, overrides: Mapping[str, Any]):
+    """Copy of a (nested) config dataclass with fields replaced by dotted name.
+
+    Args:
+      config: any config dataclass.
+      overrides: ``{"rpn.pre_nms_topk_train": 1000, "backbone.width_multiplier": 0.25}``;
+        lists become tuples and ints become floats where the default is a float.
+
+    Returns:
+      A new config (validated by the dataclasses' ``__post_init__``).
+
+    Raises:
+      ValueError: an unknown dotted name (the message lists the valid ones).
+    """
+    nested: Dict[str, Any] = {}
+    known = dict(flatten(config))
+    for key, value in overrides.items():
+        check(key in known, f"Unknown config field {key!r}. Known fields: {', '.join(sorted(known))}")
+        head, _, rest = key.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            nested[head] = coerce(value, known[key])
+    for head, sub in list(nested.items()):
+        if isinstance(sub, dict):
+            nested[head] = replace_flat(getattr(config, head), sub)
+    return dataclasses.replace(config, **nested)
+
+
+def parse_overrides(items: Iterable[str]) -> Dict[str, Any]:
+    """Command-line ``["rpn.min_size=1.0", "backbone.finetune_bn=True"]`` -> dict.
+
+    Values are Python literals (``ast.literal_eval``); anything else stays a string.
+    """
+    parsed = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        check(bool(sep) and bool(key), f"Overrides look like 'name=value'. Received: {item!r}")
+        try:
+            parsed[key.strip()] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            parsed[key.strip()] = text.strip()
+    return parsed

@@ -1,0 +1,99 @@
+"""What a model family supplies to the one command layer (:mod:`common.commands`).
+
+The command layer owns every flow (train, eval, infer, export, info, benchmark): run
+set-up, strategy, logger, trainer, checkpoints, ``config.json``, output. A family
+supplies only what differs: its experiment type and defaults, its extra flags, its
+task, model and optimizer builders, and its predictions writer and exporter.
+See ``tests/common/test_third_family.py`` for a complete two-layer example.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from common.config import Experiment
+
+
+class Family(abc.ABC):
+    """Base class of model families (one instance per family, registered by name)."""
+
+    #: family name (logs, errors).
+    name: str = "family"
+    #: model names this family answers to.
+    models: Tuple[str, ...] = ()
+    #: models accepted by ``main.py benchmark`` only (reference implementations).
+    benchmark_references: Tuple[str, ...] = ()
+    #: the family's :class:`~common.config.Experiment` subclass.
+    experiment_class = Experiment
+    #: export formats (the first is the default).
+    export_formats: Tuple[str, ...] = ("savedmodel",)
+
+    # ---------------------------------------------------------------- config
+    def flags(self, mode: str) -> List[Any]:
+        """Family-only :class:`common.cli.Flag` entries of ``mode`` (shared ones live in common.cli)."""
+        return []
+
+    @abc.abstractmethod
+    def default_experiment(self, model: str) -> Experiment:
+        """The recipe defaults of ``model`` (before flags)."""
+
+    def image_size_value(self, height: int, width: int) -> Any:
+        """``--image-size`` as stored in ``data.image_size`` (default: square side)."""
+        if height != width:
+            raise SystemExit(f"error: {self.name} takes square images; received --image-size {height}x{width}")
+        return height
+
+    def configure(self, experiment: Experiment, mode: str) -> None:
+        """Hook at the start of every flow (e.g. switch optional kernels, reject unsupported flags)."""
+
+    def config_prefix(self) -> str:
+        """Where ``--config name=value`` keys that are not experiment sections go."""
+        return "task.model."
+
+    # ------------------------------------------------------------ training
+    @abc.abstractmethod
+    def build_task(self, experiment: Experiment, training: bool) -> Tuple[Any, Experiment]:
+        """``(task, resolved experiment)``: the task, and the experiment with what the data
+        decided filled in (number of classes, class names, image size)."""
+
+    @abc.abstractmethod
+    def build_model(self, experiment: Experiment, task) -> Any:
+        """The model to train (under the strategy scope), initial weights loaded."""
+
+    @abc.abstractmethod
+    def build_optimizer(self, experiment: Experiment, global_batch: int, steps_per_epoch: int) -> Any:
+        """The optimizer with its LR schedule (the command layer adds loss scaling)."""
+
+    def before_training(self, experiment: Experiment, model, task, global_batch: int, logger,
+                        resumed: bool) -> None:
+        """Hook after the model exists and before the first step (e.g. QAT calibration)."""
+
+    def describe(self, experiment: Experiment) -> Dict[str, Any]:
+        """Family facts for the run's ``PARAMETER`` log line."""
+        return {}
+
+    # ----------------------------------------------------------- inference
+    @abc.abstractmethod
+    def load_model(self, experiment: Experiment, checkpoint: Optional[str], use_ema: bool = False) -> Any:
+        """The trained model for eval/infer/export (``checkpoint``: a resolved path or None)."""
+
+    @abc.abstractmethod
+    def predict(self, experiment: Experiment, model, paths: Sequence[str], options: Dict[str, Any]) -> None:
+        """Runs the model on image files and writes/prints the predictions."""
+
+    @abc.abstractmethod
+    def export(self, experiment: Experiment, model, export_dir: str, options: Dict[str, Any]) -> str:
+        """Writes the export (``options["format"]``) and verifies it on ``options["verify"]``."""
+
+    @abc.abstractmethod
+    def info(self, experiment: Experiment) -> Dict[str, Any]:
+        """Model facts printed by ``main.py info``."""
+
+    # ----------------------------------------------------------- benchmark
+    @abc.abstractmethod
+    def benchmark_step(self, experiment: Experiment, kind: str, batch: int) -> Callable[[], Any]:
+        """A zero-argument callable running one real ``kind`` (training|inference) step, blocking."""
+
+    def default_benchmark_size(self, experiment: Experiment) -> Any:
+        """Image size reported by the benchmark table."""
+        return experiment.data.image_size

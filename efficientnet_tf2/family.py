@@ -1,0 +1,412 @@
+"""The EfficientNet family on the one command layer: experiment config, flags, builders.
+
+Every flag of seed 003 that applies keeps its spelling (``--epochs``, ``-b/--batch-size``,
+``--lr``, ``--warmup``, ``--label-smoothing``, ``--mixup``, ``--amp``, ``--static-loss-scale``,
+``--workspace``, ``--raport-file``, ``--resume``, ``--pretrained-from-file``, ``--no-checkpoints``,
+``--num-classes``, ``--data-backend``, ``--prof``, ``--seed``, ``--image-size``); unset recipe
+values come from :mod:`efficientnet_tf2.recipe`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from common import registry
+from common.cli import flag
+from common.config import Experiment, check
+from common.family import Family
+from efficientnet_tf2 import registry as variants
+from efficientnet_tf2.config import EfficientNetConfig
+from efficientnet_tf2.recipe import LR_SCHEDULES, recipe_for
+
+_log = logging.getLogger(__name__)
+BACKENDS = ("tfdata", "dali-cpu", "dali-gpu", "synthetic")
+AUGMENTATIONS = ("autoaugment", "none")
+DEFAULT_NUM_CLASSES = 1000  # ImageNet
+KERAS_REFERENCE = "keras-efficientnetb0"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationData:
+    """ImageFolder data of a classification run.
+
+    Attributes:
+      data_dir: root with ``train/`` and ``val/`` class folders (unused for synthetic data).
+      backend: ``tfdata`` | ``dali-cpu`` | ``dali-gpu`` | ``synthetic``.
+      image_size: square training/eval resolution (None: the variant's).
+      num_classes: classifier width (None: the number of class folders, else 1000).
+      augment: ``autoaugment`` | ``none`` on top of crop + flip.
+      class_names: class folder names (filled in from the data; used by infer/export).
+    """
+
+    data_dir: Optional[str] = None
+    backend: str = "tfdata"
+    image_size: Optional[int] = None
+    num_classes: Optional[int] = None
+    augment: str = "autoaugment"
+    class_names: Tuple[str, ...] = ()
+
+    def __post_init__(self):
+        check(self.backend in BACKENDS, f"--data-backend must be one of {BACKENDS}. Received: {self.backend!r}")
+        check(self.augment in AUGMENTATIONS, f"--augmentation must be one of {AUGMENTATIONS}. Received: {self.augment!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationTaskConfig:
+    """Architecture and optimisation of a classification run (seed 003's recipe).
+
+    Attributes:
+      model: the EfficientNet architecture.
+      optimizer: ``rmsprop`` | ``sgd`` | ``adam``.
+      lr: learning rate for ``lr_batch`` images (linear scaling with the global batch).
+      lr_schedule: ``cosine`` | ``linear`` decay after ``warmup_epochs`` of linear warm-up.
+      momentum, rmsprop_alpha, rmsprop_eps: optimizer settings.
+      label_smoothing, mixup: training targets (MixUp alpha; 0 disables).
+      pretrained_from_file: initial weights (Keras, TF checkpoint or NGC PyTorch state_dict).
+      calibration_steps, calibration_method: QAT activation ranges from FP32 weights.
+    """
+
+    model: EfficientNetConfig = EfficientNetConfig()
+    optimizer: str = "rmsprop"
+    lr: float = 0.08
+    lr_batch: int = 4096
+    lr_schedule: str = "cosine"
+    warmup_epochs: int = 16
+    momentum: float = 0.9
+    rmsprop_alpha: float = 0.9
+    rmsprop_eps: float = 1e-3
+    label_smoothing: float = 0.1
+    mixup: float = 0.2
+    pretrained_from_file: Optional[str] = None
+    calibration_steps: int = 8
+    calibration_method: str = "percentile"
+
+    def __post_init__(self):
+        check(self.optimizer in ("rmsprop", "sgd", "adam"),
+              f"EfficientNet --optimizer must be rmsprop, sgd or adam. Received: {self.optimizer!r}")
+        check(self.lr_schedule in LR_SCHEDULES, f"--lr-schedule must be one of {LR_SCHEDULES}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationExperiment(Experiment):
+    model: str = "efficientnet-b0"
+    workspace: str = "./workspace"
+    data: ClassificationData = ClassificationData()
+    task: ClassificationTaskConfig = ClassificationTaskConfig()
+
+
+def _train(*names, dest, help, **kwargs):  # noqa: A002
+    return flag(*names, dest=dest, help=help, modes=("train",), group="training", **kwargs)
+
+
+_MODEL_MODES = ("train", "eval", "infer", "export", "info")
+FLAGS = (
+    flag("--padding", dest="task.model.padding", choices=("same", "symmetric"), modes=_MODEL_MODES, group="model",
+         help="'symmetric' = k//2 on every side as NVIDIA's PyTorch model (for NGC weights)"),
+    flag("--bn-momentum", dest="task.model.bn_momentum", type=float, modes=("train", "info"), group="model",
+         help="BatchNorm moving-average momentum, Keras convention (0.9 suits short runs on small data)"),
+    flag("--pretrained-from-file", dest="task.pretrained_from_file", modes=_MODEL_MODES, group="model",
+         help="initial weights: Keras .weights.h5/.h5, TF checkpoint, or an NGC PyTorch state_dict "
+              "(.pth needs torch, or .npz; use --padding symmetric)"),
+    flag("--augmentation", dest="data.augment", choices=AUGMENTATIONS, modes=("train",), group="data",
+         help="training augmentation on top of crop + flip"),
+    _train("--lr", dest="task.lr", type=float, help="learning rate for --lr-batch images"),
+    _train("--lr-batch", dest="task.lr_batch", type=int, help="batch size --lr refers to"),
+    _train("--warmup", dest="task.warmup_epochs", type=int, help="linear warm-up epochs"),
+    _train("--lr-schedule", dest="task.lr_schedule", choices=LR_SCHEDULES, help="decay after warm-up"),
+    _train("--rmsprop-alpha", dest="task.rmsprop_alpha", type=float, help="RMSprop decay"),
+    _train("--rmsprop-eps", dest="task.rmsprop_eps", type=float, help="RMSprop epsilon"),
+    _train("--label-smoothing", dest="task.label_smoothing", type=float, help="label smoothing"),
+    _train("--mixup", dest="task.mixup", type=float, help="MixUp alpha (0 disables)"),
+    _train("--calibration-steps", dest="task.calibration_steps", type=int,
+           help="efficientnet-quant-*: training batches that set the activation ranges before fine-tuning "
+                "from --pretrained-from-file; 0 skips it"),
+    _train("--calibration-method", dest="task.calibration_method", choices=("max", "mean", "percentile"),
+           help="activation range from the calibration batches"),
+    flag("--top-k", dest="opt.top_k", type=int, default=5, modes=("infer",), group="inference",
+         help="classes printed per image"),
+    flag("--class-names", dest="opt.class_names", modes=("infer", "export"), group="inference",
+         help="file with one class name per line (default: the training run's class folders)"),
+)
+
+
+class EfficientNetFamily(Family):
+    """EfficientNet-B0/B4, WideSE and QAT variants (seed 003) on ImageFolder data."""
+
+    name = "efficientnet"
+    models = tuple(variants.list_models())
+    benchmark_references = (KERAS_REFERENCE,)
+    experiment_class = ClassificationExperiment
+    export_formats = ("savedmodel", "onnx")
+
+    def flags(self, mode: str) -> List[Any]:
+        return list(FLAGS)
+
+    def default_experiment(self, model: str) -> ClassificationExperiment:
+        """Seed 003's recipe for ``model`` (QAT variants: the QAT rows)."""
+        recipe = recipe_for(model)
+        architecture = variants.get_config(model if model in variants.list_models() else "efficientnet-b0")
+        base = ClassificationExperiment()
+        return dataclasses.replace(
+            base, model=model,
+            trainer=dataclasses.replace(base.trainer, epochs=recipe.epochs, batch_size=recipe.batch_size,
+                                        weight_decay=recipe.weight_decay, best_metric="top1", eval_every=1),
+            data=dataclasses.replace(base.data, augment=recipe.augment),
+            task=ClassificationTaskConfig(
+                model=architecture, optimizer=recipe.optimizer, lr=recipe.lr, lr_batch=recipe.lr_batch,
+                lr_schedule=recipe.lr_schedule, warmup_epochs=recipe.warmup_epochs, momentum=recipe.momentum,
+                rmsprop_alpha=recipe.rmsprop_alpha, rmsprop_eps=recipe.rmsprop_eps,
+                label_smoothing=recipe.label_smoothing, mixup=recipe.mixup))
+
+    # ------------------------------------------------------------- training
+    def _num_classes(self, experiment) -> int:
+        from efficientnet_tf2 import data as data_lib
+
+        data = experiment.data
+        if data.num_classes is not None:
+            return data.num_classes
+        if data.backend == "synthetic" or not data.data_dir:
+            return DEFAULT_NUM_CLASSES
+        return len(data_lib.list_class_folders(os.path.join(data.data_dir, "train")))
+
+    def build_task(self, experiment, training: bool):
+        from efficientnet_tf2.task import ClassificationConfig, DataBackendError, ImageClassificationTask
+
+        data, task_cfg = experiment.data, experiment.task
+        if data.backend != "synthetic" and not data.data_dir:
+            raise SystemExit("error: no data: pass the ImageFolder root (positional DATA or --data-dir), "
+                             "or --data-backend synthetic")
+        num_classes = self._num_classes(experiment)
+        config = ClassificationConfig(
+            model=experiment.model, data_dir=data.data_dir, data_backend=data.backend, num_classes=num_classes,
+            image_size=data.image_size, seed=experiment.runtime.seed, augment=data.augment,
+            mixup=task_cfg.mixup if training else 0.0,
+            label_smoothing=task_cfg.label_smoothing if training else 0.0, model_config=task_cfg.model)
+        try:
+            task = ImageClassificationTask(config)
+        except DataBackendError as error:  # e.g. dali-gpu without a GPU: one line, no traceback
+            raise SystemExit(f"error: {error}") from None
+        resolved = experiment.override({
+            "data.num_classes": num_classes, "data.image_size": task.image_size,
+            "data.class_names": tuple(task.class_names or data.class_names),
+            "task.model.num_classes": num_classes})
+        return task, resolved
+
+    def build_model(self, experiment, task):
+        from efficientnet_tf2.ngc import load_pretrained_weights
+
+        model = task.build_model()
+        if experiment.task.pretrained_from_file:
+            load_pretrained_weights(model, experiment.task.pretrained_from_file)
+        return _quantize_if_needed(model, experiment.model, fixed_ranges=bool(experiment.task.pretrained_from_file))
+
+    def build_optimizer(self, experiment, global_batch: int, steps_per_epoch: int):
+        from common import distribution
+        from common.optimizers import build_optimizer
+
+        t = experiment.task
+        lr = distribution.scale_learning_rate(t.lr, global_batch, t.lr_batch)
+        schedule = _lr_schedule(t.lr_schedule, lr, experiment.trainer.epochs * steps_per_epoch,
+                                t.warmup_epochs * steps_per_epoch)
+        return build_optimizer(t.optimizer, schedule, momentum=t.momentum, rho=t.rmsprop_alpha, epsilon=t.rmsprop_eps)
+
+    def before_training(self, experiment, model, task, global_batch, logger, resumed: bool) -> None:
+        """QAT from FP32 weights: activation ranges from ``--calibration-steps`` training batches."""
+        from efficientnet_tf2 import qat
+
+        steps = experiment.task.calibration_steps
+        if resumed or not experiment.task.pretrained_from_file or not qat.is_quantized(model) or not steps:
+            return
+        method = experiment.task.calibration_method
+        used = qat.calibrate(model, task.build_train_dataset(global_batch, epoch=0), steps, method)
+        logger.log("PARAMETER", {"calibration_batches": used, "calibration_method": method})
+
+    def describe(self, experiment) -> Dict[str, Any]:
+        return {"image_size": experiment.data.image_size, "num_classes": experiment.data.num_classes,
+                "lr": experiment.task.lr, "lr_batch": experiment.task.lr_batch}
+
+    # ------------------------------------------------------------ inference
+    def _architecture(self, experiment) -> Tuple[EfficientNetConfig, int]:
+        config = experiment.task.model
+        config = config.replace(num_classes=experiment.data.num_classes or DEFAULT_NUM_CLASSES)
+        return config, experiment.data.image_size or config.resolution
+
+    def load_model(self, experiment, checkpoint: Optional[str], use_ema: bool = False):
+        from common.checkpoint import restore_model_only
+        from efficientnet_tf2.model import build_efficientnet
+        from efficientnet_tf2.ngc import load_pretrained_weights
+
+        config, size = self._architecture(experiment)
+        model = build_efficientnet(config, input_shape=(size, size, 3), name=experiment.model.replace("-", "_"))
+        if checkpoint:
+            model = _quantize_if_needed(model, experiment.model)
+            restore_model_only(checkpoint, model, use_ema=use_ema)
+        elif experiment.task.pretrained_from_file:
+            load_pretrained_weights(model, experiment.task.pretrained_from_file)
+        else:
+            _log.warning("no checkpoint in %s and no --pretrained-from-file: using randomly initialised weights",
+                         experiment.workspace)
+        if not checkpoint and variants.is_quantized(experiment.model):
+            _log.warning("%s without a QAT checkpoint: activation ranges are uncalibrated", experiment.model)
+        return _quantize_if_needed(model, experiment.model)
+
+    def _class_names(self, experiment, options) -> List[str]:
+        if options.get("class_names"):
+            with open(options["class_names"]) as f:
+                return [line.strip() for line in f if line.strip()]
+        config, _ = self._architecture(experiment)
+        return list(experiment.data.class_names) or [str(i) for i in range(config.num_classes)]
+
+    def predict(self, experiment, model, paths: Sequence[str], options: Dict[str, Any]) -> None:
+        """Prints the top-k classes of each image; writes ``predictions.json`` to ``--output-dir``."""
+        import json
+
+        from efficientnet_tf2.inference import Classifier, format_predictions
+
+        _, size = self._architecture(experiment)
+        classifier = Classifier(model, size, self._class_names(experiment, options))
+        results = []
+        for path, preds in classifier.classify_files(paths, top_k=options.get("top_k", 5)):
+            print(format_predictions(path, preds))
+            results.append({"file": path, "top_k": [{"class": n, "probability": p} for n, p in preds]})
+        out_dir = options.get("output_dir") or os.path.join(experiment.workspace, "predictions")
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, "predictions.json"), "w") as f:
+            json.dump(results, f, indent=1)
+        print(f"predictions: {os.path.abspath(os.path.join(out_dir, 'predictions.json'))}")
+
+    def export(self, experiment, model, export_dir: Optional[str], options: Dict[str, Any]) -> str:
+        """SavedModel (uint8 images or encoded bytes in, preprocessing inside) or ONNX (centre crops in)."""
+        _, size = self._architecture(experiment)
+        names = self._class_names(experiment, options)
+        if options["format"] == "onnx":
+            return _export_onnx(model, export_dir or experiment.workspace, size, names, options,
+                                variants.is_quantized(experiment.model))
+        from efficientnet_tf2.export import export_saved_model
+
+        out = export_dir or os.path.join(experiment.workspace, "saved_model")
+        _prepare_export_dir(out, options.get("overwrite", False))
+        export_saved_model(model, out, image_size=size, class_names=names)
+        print(f"SavedModel written to {os.path.abspath(out)} (signatures: serving_default, serving_bytes)")
+        if options.get("verify"):
+            _verify_saved_model(model, out, size, options["verify"])
+        return out
+
+    def info(self, experiment) -> Dict[str, Any]:
+        import numpy as np
+
+        from efficientnet_tf2.model import build_efficientnet
+
+        config, size = self._architecture(experiment)
+        model = build_efficientnet(config, input_shape=(size, size, 3))
+        trainable = int(sum(np.prod(v.shape) for v in model.trainable_weights))
+        return {"model": experiment.model, "trainable_params": trainable, "total_params": int(model.count_params()),
+                "input_size": size, "num_classes": config.num_classes, "dropout": config.dropout_rate,
+                "drop_connect": config.drop_connect_rate, "padding": config.padding, "wide_se": config.wide_se,
+                "width_coefficient": config.width_coefficient, "depth_coefficient": config.depth_coefficient}
+
+    # ------------------------------------------------------------ benchmark
+    def default_benchmark_size(self, experiment) -> int:
+        return experiment.data.image_size or experiment.task.model.resolution
+
+    def benchmark_step(self, experiment, kind: str, batch: int):
+        """The shared trainer's real training step, or the real inference forward, on device-resident batches."""
+        from efficientnet_tf2 import benchmark
+
+        size = self.default_benchmark_size(experiment)
+        classes = experiment.data.num_classes or DEFAULT_NUM_CLASSES
+        make = benchmark.make_train_step if kind == "training" else benchmark.make_infer_step
+        return make(experiment.model, batch, size, xla=experiment.runtime.xla, num_classes=classes)
+
+
+# ---------------------------------------------------------------- helpers
+def _lr_schedule(kind: str, peak_lr: float, total_steps: int, warmup_steps: int):
+    """Per-step LR: ``cosine`` (float recipes, QAT B0) or ``linear`` decay to 0 (QAT B4)."""
+    from common.schedules import WarmupCosine, WarmupLinear
+
+    if kind == "linear":
+        return WarmupLinear(peak_lr, total_steps, warmup_steps)
+    return WarmupCosine(peak_lr, total_steps, warmup_steps)
+
+
+def _quantize_if_needed(model, model_name: str, fixed_ranges: bool = False):
+    """QAT variants: the float ``model`` (FP32 weights already loaded) wrapped for quantization.
+
+    ``fixed_ranges``: activation ranges stay as calibrated (fine-tuning from FP32 weights)
+    instead of following a moving average of the training batches' ``max|x|``.
+    """
+    from efficientnet_tf2 import qat
+
+    if model_name not in variants.list_models() or not variants.is_quantized(model_name) or qat.is_quantized(model):
+        return model
+    return qat.quantize_model(model, qat.FIXED_RANGES if fixed_ranges else qat.DEFAULT_EMA_DECAY)
+
+
+def _prepare_export_dir(path: str, overwrite: bool) -> None:
+    """Refuses to write into an existing non-empty folder unless ``--overwrite`` (then empties it)."""
+    if os.path.isdir(path) and os.listdir(path):
+        if not overwrite:
+            raise SystemExit(f"error: export folder {path} exists and is not empty; pass --overwrite to replace it")
+        shutil.rmtree(path)
+
+
+def _export_onnx(model, folder: str, image_size: int, names, options, quantized: bool) -> str:
+    """Writes ``<folder>/model.onnx``; ``--verify`` compares onnxruntime with Keras."""
+    from efficientnet_tf2 import onnx_export
+
+    out = os.path.join(folder, "model.onnx")
+    if os.path.exists(out) and not options.get("overwrite"):
+        raise SystemExit(f"error: {out} exists; pass --overwrite to replace it")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    opset = options.get("opset", 13)
+    onnx_export.export_onnx(model, out, image_size, names, opset=opset)
+    print(f"ONNX written to {os.path.abspath(out)} (opset {opset}; input uint8 [B, {image_size}, {image_size}, 3] "
+          "centre crops; outputs probabilities, classes)")
+    if options.get("verify"):
+        _verify_onnx(model, out, image_size, options["verify"], quantized)
+    return out
+
+
+def _verify_onnx(model, path, image_size, paths, quantized: bool) -> dict:
+    """onnxruntime vs Keras on ``paths``: FP32 needs max |dprob| <= 1e-4, QAT the same top-1."""
+    import numpy as np
+
+    from efficientnet_tf2 import data as data_lib
+    from efficientnet_tf2.onnx_export import compare_with_keras
+    from efficientnet_tf2.preprocessing import eval_resize_crop
+
+    crops = np.stack([eval_resize_crop(data_lib.decode_image_file(p), image_size).numpy() for p in paths])
+    result = compare_with_keras(model, path, crops)
+    print(f"verified {len(paths)} image(s): max |ONNX - Keras| probability difference = "
+          f"{result['max_abs_diff']:.2e}, top-1 agreement {100 * result['top1_agreement']:.1f}%")
+    if quantized and result["top1_agreement"] < 1.0:
+        raise SystemExit("error: quantized ONNX model disagrees with Keras on the top-1 class")
+    if not quantized and result["max_abs_diff"] > 1e-4:
+        raise SystemExit(f"error: exported model differs from Keras by {result['max_abs_diff']:.2e} (> 1e-4)")
+    return result
+
+
+def _verify_saved_model(model, export_dir, image_size, paths) -> float:
+    """Max |probability difference| between the reloaded SavedModel and Keras on ``paths``."""
+    import numpy as np
+    import tensorflow as tf
+
+    from efficientnet_tf2.inference import Classifier
+
+    loaded = tf.saved_model.load(export_dir)
+    classifier = Classifier(model, image_size, [])
+    worst = 0.0
+    for path in paths:
+        with open(path, "rb") as f:
+            served = loaded.signatures["serving_bytes"](image_bytes=tf.constant([f.read()]))
+        worst = max(worst, float(np.max(np.abs(served["probabilities"].numpy()[0] - classifier.probabilities(path)))))
+    print(f"verified {len(paths)} image(s): max |SavedModel - Keras| probability difference = {worst:.2e}")
+    if worst > 1e-4:
+        raise SystemExit(f"error: exported model differs from Keras by {worst:.2e} (> 1e-4)")
+    return worst
+
+
+FAMILY = registry.register(EfficientNetFamily())

@@ -1,0 +1,301 @@
+"""The Mask R-CNN family on the one command layer: experiment config, flags, builders.
+
+NVIDIA's TF2 spellings stay as aliases of the shared flags (``--data_dir``, ``--model_dir``,
+``--train_batch_size``, ``--eval_batch_size``, ``--eval_samples``, ``--steps_per_epoch``,
+``--l2_weight_decay``, ``--use_synthetic_data``, ``--log_file``, ``--log_every``,
+``--log_warmup_steps``, ``--log_tensorboard``, ``--no_eval``) or of this family's own
+(``--backbone_checkpoint``, ``--eval_file``, ``--init_learning_rate``,
+``--learning_rate_values``, ``--learning_rate_boundaries``, ``--finetune_bn``). Any model
+field can be set with ``--config name=value`` (dotted names of
+:class:`mrcnn_tf2.config.MaskRCNNConfig`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from common import registry
+from common.cli import flag
+from common.config import Experiment, check, find_config
+from common.family import Family
+from mrcnn_tf2.config import COCO_NUM_CLASSES, DEFAULT_IMAGE_SIZE, MaskRCNNConfig
+
+BACKENDS = ("tfdata", "synthetic")
+BEST_METRIC = "segm/AP"
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectionData:
+    """COCO-format data of a Mask R-CNN run.
+
+    Attributes:
+      data_dir: TFRecords (``train*``/``val*.tfrecord``) or a COCO layout (``annotations/`` + images).
+      backend: ``tfdata`` | ``synthetic`` (random inputs of the right shapes).
+      eval_file, eval_images: validation annotation JSON and image folder (custom layouts).
+      train_annotations, train_images: training annotation JSON and image folder.
+      image_size: ``(short side target, long side max)`` of the aspect-keeping resize.
+      num_classes: classes including background (None: from the annotations, else 91).
+      class_names, category_ids: filled in from the annotations (infer/export labels).
+    """
+
+    data_dir: Optional[str] = None
+    backend: str = "tfdata"
+    eval_file: Optional[str] = None
+    eval_images: Optional[str] = None
+    train_annotations: Optional[str] = None
+    train_images: Optional[str] = None
+    image_size: Tuple[int, int] = DEFAULT_IMAGE_SIZE
+    num_classes: Optional[int] = None
+    class_names: Tuple[str, ...] = ()
+    category_ids: Tuple[int, ...] = ()
+
+    def __post_init__(self):
+        check(self.backend in BACKENDS, f"mask-rcnn --data-backend must be one of {BACKENDS}. Received: {self.backend!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentationTaskConfig:
+    """Architecture and optimisation of a Mask R-CNN run (NVIDIA's TF2 recipe).
+
+    Attributes:
+      model: the whole Mask R-CNN config (``--config`` overrides land here).
+      optimizer: ``sgd`` (NVIDIA, with ``momentum``) | ``adam`` (trains faster from random weights).
+      init_learning_rate: warm-up start.
+      learning_rate_values: per-image rates (times the global batch): after warm-up, then each decay.
+      learning_rate_boundaries: epochs: end of warm-up, then each decay.
+      backbone_checkpoint: ImageNet ResNet-50 weights (Keras .h5 or TF checkpoint).
+      custom_ops: the fused C++/CUDA kernels of :mod:`custom_ops` (plain-TF ops when False).
+    """
+
+    model: MaskRCNNConfig = MaskRCNNConfig()
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    init_learning_rate: float = 0.0
+    learning_rate_values: Tuple[float, ...] = (1e-2, 1e-3, 1e-4)
+    learning_rate_boundaries: Tuple[float, ...] = (0.3, 8.0, 10.0)
+    backbone_checkpoint: Optional[str] = None
+    custom_ops: bool = True
+
+    def __post_init__(self):
+        check(self.optimizer in ("sgd", "adam"), f"mask-rcnn --optimizer must be sgd or adam. Received: {self.optimizer!r}")
+        check(len(self.learning_rate_values) == len(self.learning_rate_boundaries),
+              "--learning_rate_values and --learning_rate_boundaries need the same length (warm-up end + decays). "
+              f"Received: {list(self.learning_rate_values)}, {list(self.learning_rate_boundaries)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentationExperiment(Experiment):
+    model: str = "mask-rcnn"
+    workspace: str = "./results"
+    data: DetectionData = DetectionData()
+    task: SegmentationTaskConfig = SegmentationTaskConfig()
+
+
+_MODEL_MODES = ("train", "eval", "infer", "export", "info")
+FLAGS = (
+    flag("--eval-file", "--eval_file", dest="data.eval_file", modes=("train", "eval"), group="data",
+         help="validation annotation JSON (COCO ground truth)"),
+    flag("--eval-images", "--eval_images", dest="data.eval_images", modes=("train", "eval"), group="data",
+         help="validation image folder (COCO JSON input)"),
+    flag("--train-annotations", "--train_annotations", dest="data.train_annotations", modes=("train",),
+         group="data", help="training annotation JSON (custom data)"),
+    flag("--train-images", "--train_images", dest="data.train_images", modes=("train",), group="data",
+         help="training image folder (custom data)"),
+    flag("--finetune-bn", "--finetune_bn", dest="task.model.backbone.finetune_bn", modes=("train", "info"),
+         group="model", help="train BatchNorm (default: frozen)", action="store_const", const=True),
+    flag("--no-custom-ops", "--no_custom_ops", dest="task.custom_ops", modes=_MODEL_MODES, group="model",
+         help="plain-TF ops instead of the fused custom_ops kernels (also: MRCNN_NO_CUSTOM_OPS=1)",
+         action="store_const", const=False),
+    flag("--backbone-checkpoint", "--backbone_checkpoint", dest="task.backbone_checkpoint", modes=("train",),
+         group="model", help="ImageNet ResNet-50 weights: Keras .h5 (keras.applications names) or TF checkpoint"),
+    flag("--init-learning-rate", "--init_learning_rate", dest="task.init_learning_rate", type=float,
+         modes=("train",), group="training", help="warm-up starts here"),
+    flag("--learning-rate-values", "--learning_rate_values", dest="task.learning_rate_values", type=float,
+         nargs="+", modes=("train",), group="training", help="per-image rates, multiplied by the global batch"),
+    flag("--learning-rate-boundaries", "--learning_rate_boundaries", dest="task.learning_rate_boundaries",
+         type=float, nargs="+", modes=("train",), group="training", help="epochs: end of warm-up, then each decay"),
+    flag("--score-threshold", "--score_threshold", dest="opt.score_threshold", type=float, default=0.5,
+         modes=("infer",), group="inference", help="detections drawn in the PNGs"),
+)
+
+
+class MaskRCNNFamily(Family):
+    """Mask R-CNN ResNet-50-FPN (NVIDIA's TF2 recipe) on COCO-format data."""
+
+    name = "mask-rcnn"
+    models = ("mask-rcnn", "mask-rcnn-r50-fpn")
+
+    experiment_class = SegmentationExperiment
+
+    def flags(self, mode: str) -> List[Any]:
+        return list(FLAGS)
+
+    def default_experiment(self, model: str) -> SegmentationExperiment:
+        """NVIDIA's defaults: 12 epochs, 4 images per GPU, eval batch 8, weight decay 1e-4."""
+        base = SegmentationExperiment()
+        return dataclasses.replace(base, model=model, trainer=dataclasses.replace(
+            base.trainer, epochs=12, batch_size=4, eval_batch_size=8, eval_every=None, best_metric=BEST_METRIC,
+            weight_decay=1e-4, log_every=100, log_warmup_steps=100))
+
+    def image_size_value(self, height: int, width: int) -> Tuple[int, int]:
+        return (height, width)
+
+    def configure(self, experiment, mode: str) -> None:
+        """Custom ops on unless ``--no-custom-ops`` or export (its SavedModel must load without them)."""
+        from custom_ops import loader as custom_ops_loader
+
+        if not experiment.task.custom_ops or mode == "export":
+            custom_ops_loader.set_enabled(False)
+        if experiment.runtime.xla:
+            raise SystemExit("error: --xla is not supported for mask-rcnn yet: proposal NMS and multilevel "
+                             "ROIAlign use dynamic shapes. Run without --xla.")
+
+    # ------------------------------------------------------------- training
+    def _sources(self, experiment, training: bool):
+        from mrcnn_tf2.data.sources import resolve_sources
+
+        data = experiment.data
+        if data.backend == "synthetic":
+            return None
+        if not data.data_dir and not data.eval_file:
+            raise SystemExit("error: no data: pass --data-dir (TFRecords or a COCO layout), or --use-synthetic-data")
+        try:
+            return resolve_sources(data.data_dir, eval_file=data.eval_file, train_annotations=data.train_annotations,
+                                   train_images=data.train_images, eval_images=data.eval_images,
+                                   need_train=training)
+        except FileNotFoundError as err:
+            raise SystemExit(f"error: {err}") from None
+
+    def _inputs(self, experiment):
+        from mrcnn_tf2.data.inputs import InputConfig
+
+        return InputConfig(image_size=tuple(experiment.data.image_size))
+
+    def _resolve(self, experiment, sources):
+        """Classes from the annotations (else the flags or 91), network size from the input size."""
+        data = experiment.data
+        classes = data.num_classes or (sources.num_classes if sources else COCO_NUM_CLASSES)
+        names = tuple(sources.class_names) if sources else (data.class_names or tuple(str(i) for i in range(classes)))
+        ids = tuple(sources.category_ids) if sources else (data.category_ids or tuple(range(classes)))
+        return experiment.override({"data.num_classes": classes, "data.class_names": names, "data.category_ids": ids,
+                                    "task.model.num_classes": classes,
+                                    "task.model.image_size": self._inputs(experiment).batch_padded_size()})
+
+    def build_task(self, experiment, training: bool):
+        from mrcnn_tf2.task import DetectionTaskConfig, InstanceSegmentationTask
+
+        sources = self._sources(experiment, training)
+        experiment = self._resolve(experiment, sources)
+        config = DetectionTaskConfig(experiment.task.model, self._inputs(experiment), sources,
+                                     experiment.data.backend == "synthetic", experiment.trainer.eval_samples,
+                                     experiment.runtime.seed)
+        try:
+            return InstanceSegmentationTask(config), experiment
+        except ValueError as err:
+            raise SystemExit(f"error: {err}") from None
+
+    def build_model(self, experiment, task):
+        model = task.build_model()
+        if experiment.task.backbone_checkpoint:
+            from mrcnn_tf2.modeling.resnet import load_backbone_weights
+
+            load_backbone_weights(model.backbone, experiment.task.backbone_checkpoint)
+        return model
+
+    def build_optimizer(self, experiment, global_batch: int, steps_per_epoch: int):
+        """NVIDIA's schedule (linear warm-up for ``boundaries[0]`` epochs, then piecewise constant).
+
+        SGD with ``momentum`` (NVIDIA's), or Adam with Keras' epsilon (1e-7): Adam suits training
+        from random weights (the box head's inputs are large, so SGD steps that are stable for
+        its logits barely move the rest).
+        """
+        from common.optimizers import build_optimizer
+        from common.schedules import WarmupPiecewise
+
+        t = experiment.task
+        bounds = [int(round(b * steps_per_epoch)) for b in t.learning_rate_boundaries]
+        values = [v * global_batch for v in t.learning_rate_values]
+        schedule = WarmupPiecewise(t.init_learning_rate, bounds[0], bounds[1:], values)
+        if t.optimizer == "adam":
+            return build_optimizer("adam", schedule, epsilon=1e-7)
+        return build_optimizer("sgd", schedule, momentum=t.momentum)
+
+    def describe(self, experiment) -> Dict[str, Any]:
+        inputs = self._inputs(experiment)
+        return {"image_size": list(inputs.image_size), "padded_size": list(inputs.batch_padded_size()),
+                "num_classes": experiment.task.model.num_classes,
+                "grad_accum_steps": experiment.trainer.grad_accum_steps}
+
+    # ------------------------------------------------------------ inference
+    def load_model(self, experiment, checkpoint: Optional[str], use_ema: bool = False):
+        from common.checkpoint import resolve, restore_model_only
+        from mrcnn_tf2.task import built_model
+
+        if not find_config(checkpoint, experiment.workspace):
+            raise SystemExit(f"error: no config.json in {experiment.workspace}: --workspace must be the folder of a "
+                             "Mask R-CNN training run")
+        if checkpoint is None:
+            raise SystemExit(f"error: no checkpoint in {experiment.workspace} (expected model_best/ or "
+                             "checkpoint-latest/); pass --checkpoint")
+        model = built_model(self._resolve(experiment, None).task.model)
+        restore_model_only(checkpoint, model, use_ema=use_ema)
+        print(f"loaded weights from {resolve(checkpoint)}")
+        return model
+
+    def predict(self, experiment, model, paths: Sequence[str], options: Dict[str, Any]) -> None:
+        """COCO results JSON + drawn PNGs in ``--output-dir`` (default ``<workspace>/predictions``)."""
+        from mrcnn_tf2.inference import Detector
+
+        data = experiment.data
+        detector = Detector(model, self._inputs(experiment), list(data.class_names), list(data.category_ids),
+                            score_threshold=options.get("score_threshold", 0.5))
+        out_dir = options.get("output_dir") or os.path.join(experiment.workspace, "predictions")
+        results, pngs = detector.run_on_files(list(paths), out_dir)
+        print(f"COCO results: {os.path.abspath(results)}\ndrawn predictions: {os.path.abspath(out_dir)} ({len(pngs)} PNG)")
+
+    def export(self, experiment, model, export_dir: Optional[str], options: Dict[str, Any]) -> str:
+        """SavedModel with ``serving_default`` (uint8 images) and ``serving_bytes`` (encoded images)."""
+        from mrcnn_tf2.export import export_saved_model, verify_export
+        from mrcnn_tf2.inference import load_image
+
+        data, inputs = experiment.data, self._inputs(experiment)
+        out = export_dir or os.path.join(experiment.workspace, "saved_model")
+        try:
+            export_saved_model(model, out, inputs, list(data.class_names), list(data.category_ids),
+                               overwrite=options.get("overwrite", False))
+        except FileExistsError as err:
+            raise SystemExit(f"error: {err}") from None
+        print(f"SavedModel written to {os.path.abspath(out)} (signatures: serving_default, serving_bytes)")
+        if options.get("verify"):
+            images = [load_image(p) for p in options["verify"]]
+            worst = verify_export(model, out, images, inputs, list(data.class_names), list(data.category_ids))
+            print(f"verified {len(images)} image(s): max |SavedModel - Keras| = {worst:.2e}")
+        return out
+
+    def info(self, experiment) -> Dict[str, Any]:
+        import numpy as np
+
+        from mrcnn_tf2.task import built_model
+
+        config = self._resolve(experiment, None).task.model
+        model = built_model(config)
+        trainable = int(sum(np.prod(v.shape) for v in model.trainable_variables))
+        return {"model": experiment.model, "trainable_params": trainable,
+                "total_params": int(sum(np.prod(v.shape) for v in model.variables)),
+                "input_size": list(config.image_size), "num_classes": config.num_classes,
+                "backbone": f"resnet{config.backbone.depth}-fpn"}
+
+    # ------------------------------------------------------------ benchmark
+    def default_benchmark_size(self, experiment) -> Tuple[int, int]:
+        return tuple(experiment.data.image_size)
+
+    def benchmark_step(self, experiment, kind: str, batch: int):
+        from mrcnn_tf2 import benchmark
+
+        config = self._resolve(experiment, None).task.model
+        make = benchmark.make_train_step if kind == "training" else benchmark.make_infer_step
+        return make(config, self._inputs(experiment), batch, xla=experiment.runtime.xla)
+
+
+FAMILY = registry.register(MaskRCNNFamily())
