@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -221,6 +222,10 @@ def translate_legacy(argv: Sequence[str]) -> List[str]:
     argv = list(argv)
     if not argv or argv[0] in MODES or argv[0] in ("-h", "--help"):
         return argv
+    first = argv[0]
+    if not (first.startswith("-") or "/" in first or os.path.exists(first)):
+        raise SystemExit(f"error: unknown mode {first!r}; expected one of {', '.join(MODES)} "
+                         "(or NVIDIA's mode-less flags, e.g. --arch NAME --evaluate DATA)")
     mode = "eval" if "--evaluate" in argv else "train"
     argv = [a for a in argv if a != "--evaluate"]
     if "--mode" in argv:
@@ -378,9 +383,9 @@ def parse(argv: Sequence[str]) -> Invocation:
     return Invocation(mode, family, experiment, options, models, values)
 
 
-def print_overview(stream=sys.stdout) -> None:
+def print_overview(stream=None) -> None:
     """``main.py -h``: modes and models."""
-    stream.write(
+    (stream or sys.stdout).write(
         "usage: main.py MODE --model NAME [flags]\n\n"
         f"MODE: {' | '.join(MODES)}\n"
         f"NAME: {', '.join(registry.list_models())}\n"

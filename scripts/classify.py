@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from main import main  # noqa: E402
 
 
-def _translate(argv):
+def translate(argv):
     """Turns ``--image A B`` into positional image paths for ``main.py infer``."""
     out, images, take = [], [], False
     for arg in argv:
@@ -30,4 +30,4 @@ def _translate(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main(["infer"] + _translate(sys.argv[1:])))
+    sys.exit(main(["infer"] + translate(sys.argv[1:])))

@@ -9,7 +9,7 @@ from mrcnn_tf2.config import MaskRCNNConfig, parse_overrides, replace_flat
 
 def test_defaults_are_nvidias():
     c = MaskRCNNConfig()
-    assert (c.num_classes, c.image_size, c.gt_mask_size) == (91, (832, 1344), 112)
+    assert (c.num_classes, c.image_size) == (91, (832, 1344))
     assert (c.anchors.min_level, c.anchors.max_level, c.anchors.num_scales, c.anchors.anchor_scale) == (2, 6, 1, 8.0)
     assert c.anchors.aspect_ratios == ((1.0, 1.0), (1.4, 0.7), (0.7, 1.4))
     assert c.anchors.anchors_per_location == 3
@@ -29,7 +29,6 @@ def test_defaults_are_nvidias():
     assert (c.detection.max_detections, c.detection.nms_threshold, c.detection.score_threshold) == (100, 0.5, 0.0)
     assert (c.backbone.depth, c.backbone.finetune_bn, c.backbone.freeze_at, c.backbone.width_multiplier) == \
         (50, False, 2, 1.0)
-    assert c.losses.l2_weight_decay == 1e-4
 
 
 def test_dict_and_json_round_trip():
