@@ -102,7 +102,12 @@ def tiny_imagefolder(tmp_path_factory):
 
 
 def test_mirrored_matches_single_device(tiny_imagefolder, tmp_path):
-    result = run_helper("mirrored", tmp_path / "mirrored.json", {"data": tiny_imagefolder})
+    # oneDNN off: on some CPUs (seen on AMD EPYC, TF 2.21) its fused conv+BN kernel rejects the empty
+    # per-replica batch that MirroredStrategy hands the second CPU "device" at the end of an uneven
+    # validation split ("Incompatible shapes: [6] vs. [0,8,8,3]"), also at the previous commit. The
+    # test is about the strategy's arithmetic, not that kernel; GPUs do not use oneDNN.
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0")
+    result = run_helper("mirrored", tmp_path / "mirrored.json", {"data": tiny_imagefolder}, env=env)
     assert result["replicas"] == 2 and result["steps"] == [8, 8]
     assert result["weights_moved"] > 0.1
     assert result["train_max_abs_diff"] < 1e-5, result  # measured 1.2e-7
