@@ -16,7 +16,6 @@ from common import cli, registry
 from common.config import save_config
 
 _log = logging.getLogger(__name__)
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 CHECKPOINT_NAMES = ("model_best", "checkpoint-latest")
 BENCHMARK_COLUMNS = ("model", "mode", "precision", "xla", "batch", "image_size", "throughput",
                      "latency_mean", "latency_p50", "latency_p90", "latency_p95", "latency_p99")
@@ -36,23 +35,13 @@ def run(invocation: cli.Invocation) -> int:
 
 # ------------------------------------------------------------------- helpers
 def expand_images(items: Sequence[str]) -> List[str]:
-    """Files as given; folders expanded recursively to their JPEG/PNG files (sorted).
+    """:func:`common.images.list_images` with a one-line error instead of a traceback."""
+    from common.images import list_images
 
-    Raises:
-      SystemExit: an item is neither a file nor a folder, or no image was found (one line).
-    """
-    paths: List[str] = []
-    for item in items:
-        if os.path.isdir(item):
-            paths += sorted(os.path.join(root, f) for root, _, files in os.walk(item) for f in files
-                            if f.lower().endswith(IMAGE_EXTENSIONS))
-        elif os.path.isfile(item):
-            paths.append(item)
-        else:
-            raise SystemExit(f"error: no such image file or folder: {item}")
-    if not paths:
-        raise SystemExit(f"error: no JPEG/PNG images found in {', '.join(items)}")
-    return paths
+    try:
+        return list_images(items)
+    except FileNotFoundError as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 def find_checkpoint(checkpoint: Optional[str], workspace: str) -> Optional[str]:

@@ -42,9 +42,9 @@ import sys
 
 import tensorflow as tf
 
+from common.images import IMAGE_EXTENSIONS, list_images
 from efficientnet_tf2 import preprocessing
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 TRAIN_SPLIT = "train"
 SKIP_MODES = ("fast", "exact")
 AUTOTUNE = tf.data.AUTOTUNE
@@ -60,12 +60,7 @@ def list_class_folders(split_dir):
 
 def _list_images(class_dir):
     """Sorted image paths under `class_dir` (recursive, by extension)."""
-    paths = []
-    for parent, dirs, files in os.walk(class_dir, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        paths += [os.path.join(parent, f) for f in files
-                  if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
-    return sorted(paths)
+    return list_images([class_dir], allow_empty=True) if os.path.isdir(class_dir) else []
 
 
 def _train_class_names(root, split_dir):

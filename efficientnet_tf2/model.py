@@ -16,16 +16,11 @@ from typing import Dict
 
 import tf_keras as keras
 
+from common.initializers import CONV_INIT, DENSE_INIT
 from efficientnet_tf2.config import BlockArgs, EfficientNetConfig
 
 layers = keras.layers
 
-# Initializers as configs: every layer deserialises its own (unseeded) instance,
-# so no two layers share one and get identical values.
-CONV_INIT = {"class_name": "VarianceScaling",
-             "config": {"scale": 2.0, "mode": "fan_out", "distribution": "truncated_normal"}}
-DENSE_INIT = {"class_name": "VarianceScaling",
-              "config": {"scale": 1.0 / 3.0, "mode": "fan_out", "distribution": "uniform"}}
 
 # Endpoint level -> name of the layer whose output is that pyramid level.
 ENDPOINT_LEVELS = (1, 2, 3, 4, 5)

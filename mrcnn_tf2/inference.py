@@ -27,27 +27,8 @@ from mrcnn_tf2.evaluation import encode_masks
 from mrcnn_tf2.export import DetectionModule
 from mrcnn_tf2.visualize import save_detections_png
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 RESULTS_FILE = "detections.json"
 IMAGES_FILE = "images.json"
-
-
-def expand_image_paths(items: Sequence[str]) -> List[str]:
-    """Files as given; folders expanded to their JPEG/PNG files (sorted, not recursive).
-
-    Raises:
-      FileNotFoundError: an item is neither a file nor a folder (the message names it).
-    """
-    paths: List[str] = []
-    for item in items:
-        if os.path.isdir(item):
-            names = sorted(n for n in os.listdir(item) if n.lower().endswith(IMAGE_SUFFIXES))
-            paths += [os.path.join(item, n) for n in names if os.path.isfile(os.path.join(item, n))]
-        elif os.path.isfile(item):
-            paths.append(item)
-        else:
-            raise FileNotFoundError(f"No such image file or folder: {item}")
-    return paths
 
 
 def load_image(path: str) -> np.ndarray:

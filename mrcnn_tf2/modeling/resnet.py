@@ -34,6 +34,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from common.initializers import CONV_INIT
+
 layers = keras.layers
 
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
@@ -41,8 +43,6 @@ STAGE_FILTERS = (64, 128, 256, 512)  # bottleneck widths of stages 2..5; outputs
 STEM_FILTERS = 64
 BN_EPSILON = 1.001e-5  # keras.applications
 BN_MOMENTUM = 0.9  # NVIDIA
-CONV_INIT = {"class_name": "VarianceScaling",
-             "config": {"scale": 2.0, "mode": "fan_out", "distribution": "truncated_normal"}}
 
 
 @keras.utils.register_keras_serializable(package="mrcnn_tf2")

@@ -9,6 +9,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from common.images import list_images
 from mrcnn_tf2 import inference
 from mrcnn_tf2.data.inputs import InputConfig
 from mrcnn_tf2.modeling.mask_rcnn import MaskRCNN
@@ -38,7 +39,7 @@ def image_dir(tmp_path):
 
 
 def test_run_on_files_writes_coco_results_and_pngs(detector, image_dir, tmp_path, capsys):
-    paths = inference.expand_image_paths([str(image_dir)])
+    paths = list_images([str(image_dir)])
     results_path, pngs = detector.run_on_files(paths, str(tmp_path / "out"))
     with open(results_path) as f:
         results = json.load(f)
@@ -79,11 +80,14 @@ def test_image_ids_from_names_or_indices():
     assert inference.image_ids_for(["a/cat.jpg", "b/7.png"]) == [0, 1]
 
 
-def test_expand_image_paths(image_dir):
-    listed = inference.expand_image_paths([str(image_dir), str(image_dir / "notes.txt")])
-    assert [os.path.basename(p) for p in listed] == ["000000000007.jpg", "000000000042.png", "notes.txt"]
+def test_list_images_is_recursive_and_names_what_is_missing(image_dir):
+    (image_dir / "sub").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image_dir / "sub" / "deep.png")
+    listed = list_images([str(image_dir), str(image_dir / "notes.txt")])
+    assert [os.path.basename(p) for p in listed] == ["000000000007.jpg", "000000000042.png", "deep.png",
+                                                      "notes.txt"]
     with pytest.raises(FileNotFoundError, match="missing.jpg"):
-        inference.expand_image_paths([str(image_dir / "missing.jpg")])
+        list_images([str(image_dir / "missing.jpg")])
 
 
 def test_unreadable_image_names_the_file(detector, image_dir, tmp_path):
