@@ -6,8 +6,9 @@ what Horovod needs around the shared trainer:
 
 * :func:`init`: ``hvd.init()`` and pins the process to the GPU of its local rank;
 * :func:`input_context`: this rank's ``tf.distribute.InputContext`` (data shard, per-rank batch);
-* :func:`allreduce_gradients`: averages the gradients over ranks (what
-  ``hvd.DistributedGradientTape`` / ``DistributedOptimizer`` do), called in the train step;
+* :func:`allreduce_average`: averages the gradients over ranks (what
+  ``hvd.DistributedGradientTape`` / ``DistributedOptimizer`` do), called through
+  :class:`common.collectives.HorovodCollectives`;
 * :func:`broadcast_variables`: rank 0's initial state (model, optimizer slots, EMA) to all ranks;
 * :func:`allreduce_sum` / :func:`allgather`: validation sums and concatenated outputs.
 
@@ -20,7 +21,7 @@ so this path has not been run here; it follows Horovod's documented TF2 API.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import tensorflow as tf
 
@@ -89,18 +90,13 @@ def input_context() -> tf.distribute.InputContext:
                                       num_replicas_in_sync=size())
 
 
-def allreduce_gradients(grads: Sequence[Optional[tf.Tensor]]) -> List[Optional[tf.Tensor]]:
-    """Averages each gradient over ranks (``None`` stays ``None``).
+def allreduce_average(tensors: Sequence[tf.Tensor]) -> List[tf.Tensor]:
+    """Each tensor averaged over ranks, in one grouped all-reduce (gradients).
 
     Each rank's gradient is that of its local mean loss, so the average is the
     gradient of the global-batch mean (equal per-rank batches).
     """
-    present = [i for i, g in enumerate(grads) if g is not None]
-    reduced = _HVD.grouped_allreduce([grads[i] for i in present], op=_HVD.Average)
-    out = list(grads)
-    for i, g in zip(present, reduced):
-        out[i] = g
-    return out
+    return _HVD.grouped_allreduce(list(tensors), op=_HVD.Average)
 
 
 def allreduce_sum(value: tf.Tensor) -> tf.Tensor:

@@ -99,7 +99,7 @@ def test_move_into_place_replaces_only_with_overwrite(tmp_path):
     (tmp_path / "new").mkdir()
     (tmp_path / "new" / "saved_model.pb").write_text("new")
     (tmp_path / "model").mkdir()
-    with pytest.raises(FileExistsError, match="overwrite=True"):
+    with pytest.raises(FileExistsError, match="--overwrite"):
         export._move_into_place(str(tmp_path / "new"), str(tmp_path / "model"), overwrite=False)
     export._move_into_place(str(tmp_path / "new"), str(tmp_path / "model"), overwrite=True)
     assert sorted(os.listdir(tmp_path)) == ["model"]

@@ -1,0 +1,60 @@
+"""Per-step timing of the training and validation loops (NVIDIA's throughput metrics)."""
+from __future__ import annotations
+
+import time
+from typing import Iterator, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+
+def timed_iter(dataset, limit: Optional[int]) -> Iterator[Tuple[int, object, float]]:
+    """Yields ``(step, batch, seconds waited for the batch)``, at most ``limit`` times."""
+    iterator = iter(dataset)
+    step = 0
+    while limit is None or step < limit:
+        t0 = time.perf_counter()
+        try:
+            batch = next(iterator)
+        except (StopIteration, tf.errors.OutOfRangeError):
+            return
+        yield step, batch, time.perf_counter() - t0
+        step += 1
+
+
+class StepTimer:
+    """Accumulates NVIDIA-style throughput metrics over an epoch and a log window."""
+
+    def __init__(self):
+        self.epoch = np.zeros(5)  # images, data_time, compute_time, loss_sum, steps
+        self.win = np.zeros(5)
+
+    @property
+    def steps(self) -> int:
+        return int(self.epoch[4])
+
+    def add(self, images, data_time, compute_time, loss, timed: bool = True):
+        """Adds a step; untimed (warm-up) steps count for the loss only."""
+        row = np.array([images, data_time, compute_time, loss, 1.0]) if timed else \
+            np.array([0.0, 0.0, 0.0, loss, 1.0])
+        self.epoch += row
+        self.win += row
+
+    @staticmethod
+    def _metrics(acc, prefix):
+        images, data_t, compute_t, loss_sum, steps = acc
+        steps = max(steps, 1.0)
+        return {f"{prefix}.loss": loss_sum / steps,
+                f"{prefix}.total_ips": images / max(data_t + compute_t, 1e-9),
+                f"{prefix}.compute_ips": images / max(compute_t, 1e-9),
+                f"{prefix}.data_time": data_t / steps,
+                f"{prefix}.compute_time": compute_t / steps}
+
+    def window(self, prefix):
+        """Metrics since the last call (the log window), then a new window."""
+        out, self.win = self._metrics(self.win, prefix), np.zeros(5)
+        return out
+
+    def summary(self, prefix):
+        """Metrics of the whole epoch."""
+        return self._metrics(self.epoch, prefix)
