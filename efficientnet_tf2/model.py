@@ -144,11 +144,12 @@ def build_efficientnet(config: EfficientNetConfig, input_shape=None, name="effic
 
 
 def build_backbone(config: EfficientNetConfig, input_shape=(None, None, 3), name="efficientnet_backbone"):
-    """Feature extractor for detectors: ``[B, H, W, 3]`` -> ``{"2": .., "3": .., "4": .., "5": ..}``.
+    """Feature extractor for detectors: ``[B, H, W, 3]`` -> ``{2: .., 3: .., 4: .., 5: ..}``.
 
-    Level ``l`` has stride ``2**l``, as FPN-style heads expect.
+    Integer level ``l`` has stride ``2**l``: the interface of every backbone (ResNet's too),
+    so the Mask R-CNN FPN takes either (``--config backbone.name=efficientnet-b0``).
     """
     inputs = keras.Input(shape=input_shape, name="image")
     endpoints = efficientnet_features(inputs, config)
-    outputs = {str(level): endpoints[level] for level in (2, 3, 4, 5)}
+    outputs = {level: endpoints[level] for level in (2, 3, 4, 5)}
     return keras.Model(inputs, outputs, name=name)

@@ -57,9 +57,14 @@ class AnchorConfig:
 
 @dataclasses.dataclass(frozen=True)
 class BackboneConfig:
-    """ResNet backbone (see :func:`mrcnn_tf2.modeling.resnet.build_resnet`).
+    """Backbone: ResNet (:func:`mrcnn_tf2.modeling.resnet.build_resnet`) or an EfficientNet variant.
+
+    Every backbone returns ``{level: [B, H/2**level, W/2**level, C_level]}`` for levels 2..5.
 
     Attributes:
+      name: ``resnet`` (NVIDIA's), or a registered EfficientNet name such as ``efficientnet-b0``
+        (:func:`efficientnet_tf2.model.build_backbone`; ``depth``, ``freeze_at`` and
+        ``stride_in_1x1`` are ResNet's and ignored; ``--backbone-checkpoint`` is ResNet-only).
       depth: 50 (NVIDIA), 101 or 152.
       width_multiplier: channel multiplier; < 1 only for CI convergence tests.
       finetune_bn: train BatchNorm (batch statistics and gamma/beta); NVIDIA: False.
@@ -70,6 +75,7 @@ class BackboneConfig:
         checkpoint loaded here is Keras' ImageNet ResNet-50, trained that way.
     """
 
+    name: str = "resnet"
     depth: int = 50
     width_multiplier: float = 1.0
     finetune_bn: bool = False
@@ -77,6 +83,8 @@ class BackboneConfig:
     stride_in_1x1: bool = True
 
     def __post_init__(self):
+        _check(self.name == "resnet" or self.name.startswith("efficientnet-"),
+               f"backbone.name must be 'resnet' or an EfficientNet model name. Received: {self.name!r}")
         _check(self.depth in (50, 101, 152), f"depth must be 50, 101 or 152. Received: depth={self.depth}")
         _check(self.width_multiplier > 0, f"width_multiplier must be > 0. Received: {self.width_multiplier}")
         _check(0 <= self.freeze_at <= 5, f"freeze_at must be in [0, 5]. Received: freeze_at={self.freeze_at}")

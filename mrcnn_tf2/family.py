@@ -200,6 +200,10 @@ class MaskRCNNFamily(Family):
         if experiment.task.backbone_checkpoint:
             from mrcnn_tf2.modeling.resnet import load_backbone_weights
 
+            if experiment.task.model.backbone.name != "resnet":
+                raise SystemExit("error: --backbone-checkpoint holds ResNet-50 weights; "
+                                 f"backbone.name is {experiment.task.model.backbone.name}")
+
             load_backbone_weights(model.backbone, experiment.task.backbone_checkpoint)
         return model
 
@@ -284,7 +288,8 @@ class MaskRCNNFamily(Family):
         return {"model": experiment.model, "trainable_params": trainable,
                 "total_params": int(sum(np.prod(v.shape) for v in model.variables)),
                 "input_size": list(config.image_size), "num_classes": config.num_classes,
-                "backbone": f"resnet{config.backbone.depth}-fpn"}
+                "backbone": (f"resnet{config.backbone.depth}" if config.backbone.name == "resnet"
+                             else config.backbone.name) + "-fpn"}
 
     # ------------------------------------------------------------ benchmark
     def default_benchmark_size(self, experiment) -> Tuple[int, int]:

@@ -45,6 +45,20 @@ from mrcnn_tf2.ops.mask_targets import mask_targets
 from mrcnn_tf2.ops.proposals import Proposals, generate_proposals
 
 BACKBONE_MAX_LEVEL = 5  # C5; higher pyramid levels are pooled from P5
+
+
+def build_backbone(config) -> "keras.Model":
+    """``images [B, H, W, 3] -> {2: C2, 3: C3, 4: C4, 5: C5}`` of a :class:`BackboneConfig`."""
+    if config.name == "resnet":
+        return build_resnet(config.depth, config.width_multiplier, config.finetune_bn, config.freeze_at,
+                            config.stride_in_1x1, name="resnet")
+    from efficientnet_tf2 import registry as efficientnet_variants
+    from efficientnet_tf2.model import build_backbone as build_efficientnet_backbone
+
+    variant = efficientnet_variants.get_config(config.name)
+    if config.width_multiplier != 1.0:
+        variant = variant.replace(width_coefficient=variant.width_coefficient * config.width_multiplier)
+    return build_efficientnet_backbone(variant, name=config.name.replace("-", "_"))
 TRAINING_KEYS = ("gt_boxes", "gt_classes", "gt_masks")
 
 
@@ -88,9 +102,7 @@ class MaskRCNN(keras.Model):
         a = config.anchors
         self.anchor_generator = AnchorGenerator(a.min_level, a.max_level, a.num_scales, a.aspect_ratios,
                                                 a.anchor_scale)
-        b = config.backbone
-        self.backbone = build_resnet(b.depth, b.width_multiplier, b.finetune_bn, b.freeze_at, b.stride_in_1x1,
-                                     name="resnet")
+        self.backbone = build_backbone(config.backbone)
         self.fpn = Fpn(a.min_level, a.max_level, BACKBONE_MAX_LEVEL, config.fpn.channels, name="fpn")
         self.rpn_head = RpnHead(a.anchors_per_location, config.rpn.channels, name="rpn_head")
         self.box_head = BoxHead(config.num_classes, config.box_head.fc_dims, config.box_head.num_fcs,

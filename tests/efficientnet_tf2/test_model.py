@@ -93,7 +93,7 @@ def test_backbone_exposes_pyramid_levels():
     backbone = build_backbone(registry.get_config("efficientnet-b0"), input_shape=(128, 128, 3))
     outputs = backbone(tf.zeros([1, 128, 128, 3]))
     assert {k: tuple(v.shape) for k, v in outputs.items()} == {
-        "2": (1, 32, 32, 24), "3": (1, 16, 16, 40), "4": (1, 8, 8, 112), "5": (1, 4, 4, 1280)}
+        2: (1, 32, 32, 24), 3: (1, 16, 16, 40), 4: (1, 8, 8, 112), 5: (1, 4, 4, 1280)}
 
 
 def test_unknown_model_lists_available():
