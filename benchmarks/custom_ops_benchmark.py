@@ -34,13 +34,14 @@ from custom_ops import loader  # noqa: E402
 from custom_ops.box_matcher import ops as box_matcher_ops  # noqa: E402
 from custom_ops.proposals import ops as proposals_ops  # noqa: E402
 from custom_ops.roi_align import ops as roi_align_ops  # noqa: E402
+from mrcnn_tf2.config import DEFAULT_IMAGE_SIZE  # noqa: E402
 from mrcnn_tf2.ops import box_ops, matcher  # noqa: E402
 from mrcnn_tf2.ops import proposals as plain_proposals  # noqa: E402
 from mrcnn_tf2.ops import roi_align as plain_roi_align  # noqa: E402
 from mrcnn_tf2.ops.anchors import AnchorGenerator  # noqa: E402
 
 DEFAULT_OUT = os.path.join(ROOT, "benchmarks", "custom_ops_cpu.json")
-IMAGE_SIZE = (832, 1344)
+IMAGE_SIZE = DEFAULT_IMAGE_SIZE
 LEVELS = (2, 3, 4, 5)  # P2..P5: 208x336, 104x168, 52x84, 26x42
 
 
