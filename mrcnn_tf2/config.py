@@ -45,9 +45,18 @@ class AnchorConfig:
     anchor_scale: float = 8.0
 
     def __post_init__(self):
-        _check(2 <= self.min_level <= 5 and self.min_level <= self.max_level <= 6,
-               "Need 2 <= min_level <= 5 and min_level <= max_level <= 6 (ResNet C2..C5 plus a "
-               f"pooled P6). Received: min_level={self.min_level}, max_level={self.max_level}")
+        _check(0 <= self.min_level <= self.max_level,
+               f"Need 0 <= min_level <= max_level. Received: min_level={self.min_level}, max_level={self.max_level}")
+        _check(self.num_scales >= 1 and self.anchor_scale > 0, "Need num_scales >= 1 and anchor_scale > 0. "
+               f"Received: num_scales={self.num_scales}, anchor_scale={self.anchor_scale}")
+        _check(bool(self.aspect_ratios) and all(len(r) == 2 and min(r) > 0 for r in self.aspect_ratios),
+               f"aspect_ratios must be non-empty positive (w, h) pairs. Received: aspect_ratios={self.aspect_ratios}")
+        object.__setattr__(self, "aspect_ratios", tuple(tuple(map(float, r)) for r in self.aspect_ratios))
+
+    @property
+    def levels(self) -> range:
+        """``min_level..max_level`` inclusive."""
+        return range(self.min_level, self.max_level + 1)
 
     @property
     def anchors_per_location(self) -> int:
@@ -279,6 +288,10 @@ class MaskRCNNConfig:
     losses: LossConfig = LossConfig()
 
     def __post_init__(self):
+        a = self.anchors
+        _check(2 <= a.min_level <= 5 and a.min_level <= a.max_level <= 6,
+               "Need 2 <= anchors.min_level <= 5 and min_level <= max_level <= 6 (backbone C2..C5 plus a "
+               f"pooled P6). Received: min_level={a.min_level}, max_level={a.max_level}")
         _check(self.num_classes >= 2, f"num_classes counts background, need >= 2. Received: {self.num_classes}")
         stride = 2 ** self.anchors.max_level
         _check(all(s % stride == 0 for s in self.image_size),

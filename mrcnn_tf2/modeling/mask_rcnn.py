@@ -27,6 +27,7 @@ The RoI and anchor samplers draw a fresh stateless seed each training step from 
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Dict, Optional, Tuple
 
@@ -100,8 +101,7 @@ class MaskRCNN(keras.Model):
         super().__init__(name=name, **kwargs)
         self.config, self.seed = config, seed
         a = config.anchors
-        self.anchor_generator = AnchorGenerator(a.min_level, a.max_level, a.num_scales, a.aspect_ratios,
-                                                a.anchor_scale)
+        self.anchor_generator = AnchorGenerator(**dataclasses.asdict(a))
         self.backbone = build_backbone(config.backbone)
         self.fpn = Fpn(a.min_level, a.max_level, BACKBONE_MAX_LEVEL, config.fpn.channels, name="fpn")
         self.rpn_head = RpnHead(a.anchors_per_location, config.rpn.channels, name="rpn_head")

@@ -34,7 +34,8 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-ASPECT_RATIOS = ((1.0, 1.0), (1.4, 0.7), (0.7, 1.4))
+from mrcnn_tf2.config import ASPECT_RATIOS, AnchorConfig  # noqa: F401  (ASPECT_RATIOS: re-exported)
+
 
 
 def concat_levels(per_level: Dict[int, tf.Tensor], axis: int = 0) -> tf.Tensor:
@@ -51,44 +52,12 @@ def concat_levels(per_level: Dict[int, tf.Tensor], axis: int = 0) -> tf.Tensor:
 
 
 @dataclasses.dataclass(frozen=True)
-class AnchorGenerator:
+class AnchorGenerator(AnchorConfig):
     """Anchors of every pyramid level for an image size (NVIDIA config defaults).
 
-    Args:
-      min_level: lowest pyramid level (stride ``2**min_level``).
-      max_level: highest pyramid level.
-      num_scales: octave scales per level (``2**(k / num_scales)``, k < num_scales).
-      aspect_ratios: ``(w, h)`` multiplier pairs, see the module docstring.
-      anchor_scale: base anchor size in units of the level stride.
+    The fields and their checks are :class:`mrcnn_tf2.config.AnchorConfig`'s (one source):
+    ``AnchorGenerator(**dataclasses.asdict(config.anchors))`` builds the model's generator.
     """
-
-    min_level: int = 2
-    max_level: int = 6
-    num_scales: int = 1
-    aspect_ratios: Tuple[Tuple[float, float], ...] = ASPECT_RATIOS
-    anchor_scale: float = 8.0
-
-    def __post_init__(self):
-        if not 0 <= self.min_level <= self.max_level:
-            raise ValueError("Need 0 <= min_level <= max_level. Received: "
-                             f"min_level={self.min_level}, max_level={self.max_level}")
-        if self.num_scales < 1 or self.anchor_scale <= 0:
-            raise ValueError("Need num_scales >= 1 and anchor_scale > 0. Received: "
-                             f"num_scales={self.num_scales}, anchor_scale={self.anchor_scale}")
-        if not self.aspect_ratios or any(len(r) != 2 or min(r) <= 0 for r in self.aspect_ratios):
-            raise ValueError("aspect_ratios must be non-empty positive (w, h) pairs. "
-                             f"Received: aspect_ratios={self.aspect_ratios}")
-        object.__setattr__(self, "aspect_ratios", tuple(tuple(map(float, r)) for r in self.aspect_ratios))
-
-    @property
-    def levels(self) -> range:
-        """The pyramid levels, ``min_level..max_level``."""
-        return range(self.min_level, self.max_level + 1)
-
-    @property
-    def anchors_per_location(self) -> int:
-        """``A = num_scales * len(aspect_ratios)``."""
-        return self.num_scales * len(self.aspect_ratios)
 
     def feature_size(self, image_size: Sequence[int], level: int) -> Tuple[int, int]:
         """``(H_l, W_l) = (ceil(H / 2**l), ceil(W / 2**l))`` for ``image_size = (H, W)``."""

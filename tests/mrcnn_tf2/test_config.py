@@ -60,6 +60,8 @@ def test_flat_dict_names_every_leaf():
 def test_bad_overrides_are_rejected():
     with pytest.raises(ValueError, match="rpn.pre_nms_topk_train"):
         MaskRCNNConfig().override(**{"rpn.pre_nms_top_k_train": 1})
+    with pytest.raises(ValueError, match="Need 2 <= anchors.min_level"):
+        MaskRCNNConfig().override(**{"anchors.min_level": 1})
     with pytest.raises(ValueError, match="multiples of 64"):
         MaskRCNNConfig().override(image_size=(100, 128))
     with pytest.raises(ValueError, match="Unknown"):
