@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from common import registry
 from common.cli import flag
-from common.config import Experiment, check
+from common.config import Experiment, TrainerConfig, check
 from common.family import Family
 from efficientnet_tf2 import registry as variants
 from efficientnet_tf2.config import EfficientNetConfig
@@ -92,8 +92,12 @@ class ClassificationTaskConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ClassificationExperiment(Experiment):
+    """Seed 003's float B0 recipe: 400 epochs of 256 images per GPU, weight decay 1e-5, eval every epoch."""
+
     model: str = "efficientnet-b0"
     workspace: str = "./workspace"
+    trainer: TrainerConfig = TrainerConfig(epochs=400, batch_size=256, weight_decay=1e-5, best_metric="top1",
+                                           eval_every=1)
     data: ClassificationData = ClassificationData()
     task: ClassificationTaskConfig = ClassificationTaskConfig()
 
@@ -147,19 +151,10 @@ class EfficientNetFamily(Family):
 
     def default_experiment(self, model: str) -> ClassificationExperiment:
         """Seed 003's recipe for ``model`` (QAT variants: the QAT rows)."""
-        recipe = recipe_for(model)
         architecture = variants.get_config(model if model in variants.list_models() else "efficientnet-b0")
         base = ClassificationExperiment()
-        return dataclasses.replace(
-            base, model=model,
-            trainer=dataclasses.replace(base.trainer, epochs=recipe.epochs, batch_size=recipe.batch_size,
-                                        weight_decay=recipe.weight_decay, best_metric="top1", eval_every=1),
-            data=dataclasses.replace(base.data, augment=recipe.augment),
-            task=ClassificationTaskConfig(
-                model=architecture, optimizer=recipe.optimizer, lr=recipe.lr, lr_batch=recipe.lr_batch,
-                lr_schedule=recipe.lr_schedule, warmup_epochs=recipe.warmup_epochs, momentum=recipe.momentum,
-                rmsprop_alpha=recipe.rmsprop_alpha, rmsprop_eps=recipe.rmsprop_eps,
-                label_smoothing=recipe.label_smoothing, mixup=recipe.mixup))
+        base = dataclasses.replace(base, model=model, task=dataclasses.replace(base.task, model=architecture))
+        return base.override(recipe_for(model))
 
     # ------------------------------------------------------------- training
     def _num_classes(self, experiment) -> int:

@@ -1,4 +1,4 @@
-"""Seed 003's training recipe defaults per variant (NVIDIA EfficientNet for PyTorch).
+"""Seed 003's training recipe per variant (NVIDIA EfficientNet for PyTorch), as config overrides.
 
 Float models: RMSprop (momentum 0.9), LR 0.08 (B0) / 0.16 (B4) per 4096
 images scaled linearly with the global batch, cosine schedule with 16
@@ -13,42 +13,25 @@ README gives none for QAT); label smoothing and AutoAugment as for training.
 """
 from __future__ import annotations
 
-import dataclasses
+from typing import Any, Dict
 
 LR_SCHEDULES = ("cosine", "linear")
 
-
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-    """Optimisation defaults; ``lr`` is for ``lr_batch`` images."""
-
-    optimizer: str = "rmsprop"
-    lr: float = 0.08
-    lr_batch: int = 4096
-    lr_schedule: str = "cosine"
-    momentum: float = 0.9
-    rmsprop_alpha: float = 0.9
-    rmsprop_eps: float = 1e-3
-    weight_decay: float = 1e-5
-    warmup_epochs: int = 16
-    epochs: int = 400
-    label_smoothing: float = 0.1
-    mixup: float = 0.2
-    batch_size: int = 256
-    augment: str = "autoaugment"
+#: Float B4 against the float B0 row (the defaults of ``ClassificationExperiment``).
+B4 = {"task.lr": 0.16, "trainer.weight_decay": 5e-6, "trainer.batch_size": 128}
+#: QAT fine-tuning of B0 from FP32 weights.
+QAT_B0 = {"task.optimizer": "sgd", "task.lr": 0.0125, "task.lr_batch": 128, "task.lr_schedule": "cosine",
+          "task.momentum": 0.89, "trainer.weight_decay": 4.5e-5, "task.warmup_epochs": 0, "trainer.epochs": 10,
+          "task.mixup": 0.0, "trainer.batch_size": 128}
+#: QAT fine-tuning of B4 from FP32 weights.
+QAT_B4 = {"task.optimizer": "rmsprop", "task.lr": 4.09e-6, "task.lr_batch": 32, "task.lr_schedule": "linear",
+          "task.momentum": 0.9, "task.rmsprop_alpha": 0.853, "task.rmsprop_eps": 0.00422,
+          "trainer.weight_decay": 9.714e-4, "task.warmup_epochs": 0, "trainer.epochs": 2, "task.mixup": 0.0,
+          "trainer.batch_size": 32}
 
 
-QAT_B0 = Recipe(optimizer="sgd", lr=0.0125, lr_batch=128, lr_schedule="cosine", momentum=0.89,
-                weight_decay=4.5e-5, warmup_epochs=0, epochs=10, mixup=0.0, batch_size=128)
-QAT_B4 = Recipe(optimizer="rmsprop", lr=4.09e-6, lr_batch=32, lr_schedule="linear", momentum=0.9,
-                rmsprop_alpha=0.853, rmsprop_eps=0.00422, weight_decay=9.714e-4, warmup_epochs=0,
-                epochs=2, mixup=0.0, batch_size=32)
-
-
-def recipe_for(model_name: str) -> Recipe:
-    """QAT variants use the QAT rows; B4-sized models the B4 row (LR 0.16, WD 5e-6), the rest B0's."""
+def recipe_for(model_name: str) -> Dict[str, Any]:
+    """Dotted overrides of the float-B0 defaults: QAT rows for QAT variants, the B4 row for B4 sizes."""
     if "-quant-" in model_name:
-        return QAT_B4 if model_name.endswith("b4") else QAT_B0
-    if model_name.endswith("b4"):
-        return Recipe(lr=0.16, weight_decay=5e-6, batch_size=128)
-    return Recipe()
+        return dict(QAT_B4 if model_name.endswith("b4") else QAT_B0)
+    return dict(B4) if model_name.endswith("b4") else {}

@@ -117,13 +117,14 @@ def qat_before_finetune(args, data, fp32_workspace):
 
 def finetune_fp32(args, data, workspace, fp32_workspace):
     """Control: FP32 ``efficientnet-b0`` fine-tuned exactly as the QAT run (recipe, epochs, flags)."""
-    from efficientnet_tf2.recipe import recipe_for
+    from efficientnet_tf2.family import FAMILY
 
-    r = recipe_for("efficientnet-quant-b0")
+    qat = FAMILY.default_experiment("efficientnet-quant-b0")
+    r = qat.task
     main_py(["train", "--model", "efficientnet-b0", data, "--workspace", workspace, *common_flags(args),
              "--epochs", str(args.qat_epochs), "--augmentation", "none", "--label-smoothing", "0",
              "--optimizer", r.optimizer, "--momentum", str(r.momentum), "--lr", str(r.lr), "--lr-batch",
-             str(r.lr_batch), "--lr-schedule", r.lr_schedule, "--weight-decay", str(r.weight_decay),
+             str(r.lr_batch), "--lr-schedule", r.lr_schedule, "--weight-decay", str(qat.trainer.weight_decay),
              "--warmup", str(r.warmup_epochs), "--mixup", str(r.mixup),
              "--pretrained-from-file", os.path.join(fp32_workspace, "model_best")])
 

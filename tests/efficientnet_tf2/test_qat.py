@@ -7,6 +7,7 @@ import tf_keras as keras
 from efficientnet_tf2 import qat, registry
 from efficientnet_tf2.config import B0_BLOCKS
 from efficientnet_tf2.model import build_efficientnet
+from efficientnet_tf2.family import FAMILY
 from efficientnet_tf2.recipe import recipe_for
 
 # B0's first two stages (a depthwise-separable block, two inverted-residual blocks with SE,
@@ -34,11 +35,14 @@ def tiny_pair():
 def test_quant_variants_are_registered_with_qat_recipes():
     assert registry.is_quantized("efficientnet-quant-b0") and not registry.is_quantized("efficientnet-b0")
     assert registry.get_config("efficientnet-quant-b4") == registry.get_config("efficientnet-b4")
-    b0, b4 = recipe_for("efficientnet-quant-b0"), recipe_for("efficientnet-quant-b4")
-    assert (b0.optimizer, b0.momentum, b0.lr, b0.lr_batch, b0.lr_schedule, b0.weight_decay, b0.epochs) == \
-        ("sgd", 0.89, 0.0125, 128, "cosine", 4.5e-5, 10)
-    assert (b4.optimizer, b4.rmsprop_alpha, b4.rmsprop_eps, b4.momentum, b4.lr, b4.lr_batch, b4.lr_schedule,
-            b4.weight_decay, b4.epochs) == ("rmsprop", 0.853, 0.00422, 0.9, 4.09e-6, 32, "linear", 9.714e-4, 2)
+    b0, b4 = FAMILY.default_experiment("efficientnet-quant-b0"), FAMILY.default_experiment("efficientnet-quant-b4")
+    t, r = b0.task, b0.trainer
+    assert (t.optimizer, t.momentum, t.lr, t.lr_batch, t.lr_schedule, r.weight_decay, r.epochs, t.mixup) == \
+        ("sgd", 0.89, 0.0125, 128, "cosine", 4.5e-5, 10, 0.0)
+    t, r = b4.task, b4.trainer
+    assert (t.optimizer, t.rmsprop_alpha, t.rmsprop_eps, t.momentum, t.lr, t.lr_batch, t.lr_schedule,
+            r.weight_decay, r.epochs) == ("rmsprop", 0.853, 0.00422, 0.9, 4.09e-6, 32, "linear", 9.714e-4, 2)
+    assert recipe_for("efficientnet-b0") == {} and b4.task.model == registry.get_config("efficientnet-b4")
 
 
 def test_plan_quantizes_every_conv_dense_input_and_the_se_and_residual_inputs():
