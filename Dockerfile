@@ -5,5 +5,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 TF_CPP_MIN_LOG_LEVEL=2
 RUN apt-get update && apt-get install -y --no-install-recommends g++ make && rm -rf /var/lib/apt/lists/*
 WORKDIR /workspace/tf2-vision
 COPY . .
-RUN pip install -e '.[gpu,dev]'
+# The same steps as `make install` (plus the CUDA wheels of the gpu extra): the DALI TF plugin
+# builds against the installed TensorFlow, so it goes last and without build isolation.
+RUN pip install --upgrade pip && pip install 'setuptools>=68' wheel \
+ && pip install -e '.[gpu,dev]' \
+ && pip install --no-build-isolation 'nvidia-dali-tf-plugin-cuda120==2.4.0'
 CMD ["python", "main.py", "--help"]
