@@ -7,12 +7,9 @@ Example::
 
 ``--image`` is accepted as in NVIDIA's script; positional paths work too.
 """
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from main import main  # noqa: E402
+from _entry import dispatch
 
 
 def translate(argv):
@@ -30,4 +27,4 @@ def translate(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main(["infer"] + translate(sys.argv[1:])))
+    sys.exit(dispatch(["infer"], translate(sys.argv[1:])))

@@ -8,10 +8,9 @@ Example::
 dynamic, and QAT models always get TensorRT-style QuantizeLinear/DequantizeLinear pairs.
 """
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _entry import dispatch
 
 
 def main_argv(argv):
@@ -24,6 +23,4 @@ def main_argv(argv):
 
 
 if __name__ == "__main__":
-    from main import main
-
-    sys.exit(main(main_argv(sys.argv[1:])))
+    sys.exit(dispatch([], main_argv(sys.argv[1:])))

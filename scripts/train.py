@@ -1,15 +1,12 @@
-"""Same as ``python main.py train ...``: train with any registered model.
+"""Same as ``python main.py train ...`` (NVIDIA's ``scripts/train.py``): train with any registered model.
 
 Example::
 
     python scripts/train.py --model efficientnet-b0 --help
 """
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from main import main  # noqa: E402
+from _entry import dispatch
 
 if __name__ == "__main__":
-    sys.exit(main(["train"] + sys.argv[1:]))
+    sys.exit(dispatch(["train"]))

@@ -7,38 +7,11 @@ import tf_keras as keras
 from common import collectives
 from common.config import TrainerConfig
 from common.steps import EvalStep, TrainStep, optimizer_learning_rate
-from common.task import Task
 from common.validation import eval_step_limit
-
-X = np.arange(8, dtype=np.float32).reshape(4, 2) / 8.0
-Y = np.array([[1.0], [0.0], [2.0], [1.0]], np.float32)
-
-
-class _Linear(Task):
-    def build_model(self):
-        keras.utils.set_random_seed(0)
-        return keras.Sequential([keras.layers.Dense(1, input_shape=(2,))])
-
-    def build_train_dataset(self, global_batch, epoch, input_context=None):
-        return tf.data.Dataset.from_tensor_slices((X, Y)).batch(global_batch)
-
-    def build_eval_dataset(self, global_batch, input_context=None):
-        return self.build_train_dataset(global_batch, 0)
-
-    def train_loss(self, model, batch, training=True):
-        x, y = batch
-        return tf.reduce_mean(tf.square(model(x) - y)), {}
-
-    def validation_step(self, model, batch):
-        x, y = batch
-        return {"sse": tf.reduce_sum(tf.square(model(x) - y)), "count": tf.cast(tf.shape(y)[0], tf.float32)}
-
-    def reduce_validation(self, sums):
-        return {"mse": sums["sse"] / sums["count"]}
-
+from regression_task import X, Y, Regression
 
 def test_one_update_is_the_sgd_step_of_loss_plus_weight_decay():
-    task = _Linear()
+    task = Regression()
     model = task.build_model()
     w0, b0 = [v.numpy() for v in model.trainable_variables]
     optimizer = keras.optimizers.SGD(0.1)
@@ -55,11 +28,11 @@ def test_one_update_is_the_sgd_step_of_loss_plus_weight_decay():
 
 
 def test_eval_step_sums_over_the_batch():
-    task = _Linear()
+    task = Regression()
     model = task.build_model()
     step = EvalStep(task, model, collectives.for_strategy(tf.distribute.get_strategy()))
     out = step.run((tf.constant(X), tf.constant(Y)))
-    assert float(out["count"]) == 4 and float(out["sse"]) == pytest.approx(float(np.sum((model(X) - Y) ** 2)), rel=1e-5)
+    assert float(out["count"]) == len(X) and float(out["sse"]) == pytest.approx(float(np.sum((model(X) - Y) ** 2)), rel=1e-5)
 
 
 def test_map_present_keeps_none_in_place():

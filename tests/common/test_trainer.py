@@ -5,42 +5,12 @@ import tensorflow as tf
 import tf_keras as keras
 
 from common.logger import NullLogger
-from common.task import Task
 from common.trainer import Trainer, TrainerConfig
-
-X = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
-Y = (X @ np.array([[1.0], [-2.0], [0.5]], np.float32)).astype(np.float32)
-
-
-class _Regression(Task):
-    """Mean squared error of a Dense(1) on fixed data; batches in file order."""
-
-    validation_reduction = "sum"
-
-    def build_model(self):
-        return keras.Sequential([keras.layers.Dense(1, input_shape=(3,),
-                                                    kernel_initializer=keras.initializers.Constant(0.1))])
-
-    def build_train_dataset(self, global_batch, epoch, input_context=None):
-        return tf.data.Dataset.from_tensor_slices((X, Y)).batch(global_batch, drop_remainder=True)
-
-    def build_eval_dataset(self, global_batch, input_context=None):
-        return tf.data.Dataset.from_tensor_slices((X, Y)).batch(global_batch)
-
-    def train_loss(self, model, batch, training=True):
-        x, y = batch
-        return tf.reduce_mean(tf.square(model(x) - y)), {}
-
-    def validation_step(self, model, batch):
-        x, y = batch
-        return {"sse": tf.reduce_sum(tf.square(model(x) - y)), "count": tf.cast(tf.shape(x)[0], tf.float32)}
-
-    def reduce_validation(self, sums):
-        return {"mse": sums["sse"] / sums["count"]}
+from regression_task import X, Y, Regression
 
 
 def _fit(batch, **config):
-    task = _Regression()
+    task = Regression()
     model = task.build_model()
     trainer = Trainer(task, model, keras.optimizers.SGD(0.1), TrainerConfig(epochs=1, evaluate=False, **config),
                       NullLogger())
@@ -59,7 +29,7 @@ def test_gradient_accumulation_equals_the_large_batch():
 
 def test_clipping_bounds_the_update():
     clipped, _ = _fit(8, clip_grad_norm=1e-3)
-    start = _Regression().build_model().get_weights()
+    start = Regression().build_model().get_weights()
     step = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(clipped, start)))
     assert step == pytest.approx(0.1 * 1e-3, rel=1e-3)
 
@@ -78,7 +48,7 @@ def test_sum_validation_metrics():
     assert set(metrics) >= {"val.mse", "val.total_ips"}
 
 
-class _Concat(_Regression):
+class _Concat(Regression):
     validation_reduction = "concat"
 
     def validation_step(self, model, batch):
