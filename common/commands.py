@@ -62,18 +62,30 @@ def _steps_per_epoch(experiment, task, global_batch: int) -> int:
     return min(limits) if limits else FALLBACK_STEPS
 
 
+def _start(invocation: cli.Invocation):
+    """Train/eval set-up: the family's hook, seeds, precision, strategy, logger, then the task.
+
+    Returns:
+      ``(run context, task, experiment resolved by the data)``.
+    """
+    from common.runtime import setup_run
+
+    experiment = invocation.experiment
+    invocation.family.configure(experiment, invocation.mode)
+    run = setup_run(experiment.runtime, experiment.workspace)
+    task, experiment = invocation.family.build_task(experiment, training=invocation.mode == "train")
+    return run, task, experiment
+
+
 # --------------------------------------------------------------------- train
 def train(invocation: cli.Invocation) -> int:
     """``main.py train``: the family's recipe through the shared trainer; writes ``config.json``."""
     from common import distribution, precision
     from common.ema import ModelEMA
-    from common.runtime import setup_run
     from common.trainer import Trainer
 
-    family, experiment, options = invocation.family, invocation.experiment, invocation.options
-    family.configure(experiment, "train")
-    run = setup_run(experiment.runtime, experiment.workspace)
-    task, experiment = family.build_task(experiment, training=True)
+    family, options = invocation.family, invocation.options
+    run, task, experiment = _start(invocation)
     global_batch = distribution.global_batch_size(experiment.trainer.batch_size, run.strategy)
     steps = _steps_per_epoch(experiment, task, global_batch)
     experiment = dataclasses.replace(experiment, trainer=dataclasses.replace(experiment.trainer, steps_per_epoch=steps))
@@ -106,13 +118,10 @@ def train(invocation: cli.Invocation) -> int:
 def evaluate(invocation: cli.Invocation) -> int:
     """``main.py eval``: the family's validation metrics, as DLLogger lines and printed JSON."""
     from common import distribution
-    from common.runtime import setup_run
     from common.trainer import Trainer
 
-    family, experiment, options = invocation.family, invocation.experiment, invocation.options
-    family.configure(experiment, "eval")
-    run = setup_run(experiment.runtime, experiment.workspace)
-    task, experiment = family.build_task(experiment, training=False)
+    family, options = invocation.family, invocation.options
+    run, task, experiment = _start(invocation)
     checkpoint = find_checkpoint(options.get("checkpoint"), experiment.workspace)
     with run.strategy.scope():
         model = family.load_model(experiment, checkpoint, use_ema=bool(options.get("use_ema")))

@@ -125,8 +125,21 @@ class TrainerConfig:
         return self.eval_batch_size or self.batch_size
 
 
+class DictConfig:
+    """``to_dict``/``from_dict`` of a (nested) frozen config dataclass; JSON lists come back as tuples."""
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Nested plain dict (tuples kept); inverse of :meth:`from_dict`."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]):
+        """Builds a config from :meth:`to_dict` output (or its JSON)."""
+        return from_dict(cls, values)
+
+
 @dataclasses.dataclass(frozen=True)
-class Experiment:
+class Experiment(DictConfig):
     """A whole run; families subclass it with their ``data`` and ``task`` types."""
 
     model: str = ""
@@ -137,13 +150,6 @@ class Experiment:
     def override(self, overrides: Mapping[str, Any]) -> "Experiment":
         """Copy with fields replaced by dotted name (see :func:`replace_flat`)."""
         return replace_flat(self, overrides)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "Experiment":
-        return from_dict(cls, values)
 
 
 # ------------------------------------------------------------------- config.json

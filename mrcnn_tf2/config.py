@@ -16,10 +16,10 @@ Deliberate differences from NVIDIA's values are marked "deviation" below.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Tuple
 
 from common.config import check as _check
-from common.config import flatten, from_dict, parse_overrides, replace_flat  # noqa: F401  (config API)
+from common.config import DictConfig, flatten, parse_overrides, replace_flat  # noqa: F401  (config API)
 
 ASPECT_RATIOS = ((1.0, 1.0), (1.4, 0.7), (0.7, 1.4))
 DEFAULT_IMAGE_SIZE = (832, 1344)  # NVIDIA's network input (short side, long side max)
@@ -264,7 +264,7 @@ class LossConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class MaskRCNNConfig:
+class MaskRCNNConfig(DictConfig):
     """The whole Mask R-CNN model and its targets/post-processing.
 
     Attributes:
@@ -299,15 +299,6 @@ class MaskRCNNConfig:
         _check(self.mask_head.resolution == 2 * self.roi_align.mask_output_size,
                "mask_head.resolution must be 2 * roi_align.mask_output_size. Received: "
                f"{self.mask_head.resolution}, {self.roi_align.mask_output_size}")
-
-    def to_dict(self) -> Dict[str, Any]:
-        """Nested plain dict (tuples kept); inverse of :meth:`from_dict`."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "MaskRCNNConfig":
-        """Builds a config from :meth:`to_dict` output (JSON lists become tuples)."""
-        return from_dict(cls, values)
 
     def flat_dict(self) -> Dict[str, Any]:
         """``{"rpn.pre_nms_topk_train": 2000, "num_classes": 91, ...}``: every leaf field."""
