@@ -84,3 +84,8 @@ class Task(abc.ABC):
     def steps_per_epoch(self, global_batch: int) -> Optional[int]:
         """Number of training steps in an epoch, or ``None`` if unknown."""
         return None
+
+
+def local_batch_size(global_batch: int, input_context=None) -> int:
+    """Batch of one replica: ``global_batch`` split by the input context (all of it without one)."""
+    return input_context.get_per_replica_batch_size(global_batch) if input_context is not None else global_batch

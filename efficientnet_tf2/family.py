@@ -305,7 +305,7 @@ class EfficientNetFamily(Family):
 
     # ------------------------------------------------------------ benchmark
     def default_benchmark_size(self, experiment) -> int:
-        return experiment.data.image_size or experiment.task.model.resolution
+        return self._architecture(experiment)[1]
 
     def benchmark_step(self, experiment, kind: str, batch: int):
         """The shared trainer's real training step, or the real inference forward, on device-resident batches."""

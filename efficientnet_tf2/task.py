@@ -11,7 +11,7 @@ from typing import Dict, Optional
 
 import tensorflow as tf
 
-from common.task import Task
+from common.task import Task, local_batch_size
 from efficientnet_tf2 import data as data_lib
 from efficientnet_tf2 import registry
 from efficientnet_tf2.config import EfficientNetConfig
@@ -110,8 +110,7 @@ class ImageClassificationTask(Task):
 
     def _dataset(self, split, batch, training, seed, input_context):
         """``batch`` is global; with an input context, per replica and sharded."""
-        if input_context is not None:
-            batch = input_context.get_per_replica_batch_size(batch)
+        batch = local_batch_size(batch, input_context)
         if self.config.data_backend == "synthetic":
             return data_lib.synthetic_dataset(self.image_size, batch, self.config.num_classes)
         shard = None

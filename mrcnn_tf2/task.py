@@ -18,7 +18,7 @@ from typing import Dict, Optional
 
 import tensorflow as tf
 
-from common.task import Task
+from common.task import Task, local_batch_size
 from mrcnn_tf2 import losses
 from mrcnn_tf2.config import MaskRCNNConfig
 from mrcnn_tf2.data.inputs import InputConfig
@@ -79,15 +79,15 @@ class InstanceSegmentationTask(Task):
     # ------------------------------------------------------------------ data
     def build_train_dataset(self, global_batch: int, epoch: int, input_context=None) -> tf.data.Dataset:
         if self.config.synthetic:
-            return synthetic_dataset(self.config.model, self.config.inputs, _local_batch(global_batch, input_context),
-                                     training=True)
+            batch = local_batch_size(global_batch, input_context)
+            return synthetic_dataset(self.config.model, self.config.inputs, batch, training=True)
         data = self.config.data
         return build_dataset(data.train, self.config.inputs, training=True, batch_size=global_batch,
                              seed=self.config.seed, epoch=epoch, input_context=input_context,
                              category_ids=data.category_ids)
 
     def build_eval_dataset(self, global_batch: int, input_context=None) -> tf.data.Dataset:
-        local_batch = _local_batch(global_batch, input_context)
+        local_batch = local_batch_size(global_batch, input_context)
         if self.config.synthetic:
             return synthetic_dataset(self.config.model, self.config.inputs, local_batch, training=False)
         data = self.config.data
@@ -146,11 +146,6 @@ class InstanceSegmentationTask(Task):
 
         print(format_metrics_table(metrics), flush=True)
         return metrics
-
-
-def _local_batch(global_batch: int, input_context=None) -> int:
-    """Batch of one replica: ``global_batch`` split by the input context (if any)."""
-    return input_context.get_per_replica_batch_size(global_batch) if input_context else global_batch
 
 
 def built_model(config: MaskRCNNConfig, seed: Optional[int] = 0) -> MaskRCNN:

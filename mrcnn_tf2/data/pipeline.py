@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn_tf2.data import preprocessing as prep
+from common.task import local_batch_size
 from mrcnn_tf2.data.coco import CocoDataset
 from mrcnn_tf2.data.inputs import InputConfig
 from mrcnn_tf2.ops import box_ops
@@ -288,9 +289,7 @@ def build_dataset(source, config: InputConfig, *, training: bool, batch_size: in
                                   padded_size=config.batch_padded_size(),
                                   flip_seed=_epoch_seed(seed, epoch))
     ds = examples.map(transform, num_parallel_calls=AUTOTUNE, deterministic=True)
-    if input_context is not None:
-        batch_size = input_context.get_per_replica_batch_size(batch_size)
-    ds = ds.batch(batch_size, drop_remainder=training)
+    ds = ds.batch(local_batch_size(batch_size, input_context), drop_remainder=training)
     options = tf.data.Options()
     options.deterministic = True
     return ds.prefetch(AUTOTUNE).with_options(options)
