@@ -46,9 +46,9 @@ def quiet_tensorflow(verbose: bool = False) -> None:
 def import_tensorflow_quietly() -> None:
     """Imports TensorFlow and tf_keras with file descriptor 2 pointed at /dev/null.
 
-    TensorFlow's C++ start-up lines (oneDNN notice, "Could not find cuda drivers") are
-    written before absl logging is initialised, so no log level hides them; errors raised
-    by the import itself still surface as Python exceptions.
+    TensorFlow's C++ start-up lines (oneDNN notice, "Could not find cuda drivers", cuInit
+    failures) are written before absl logging is initialised, so no log level hides them;
+    errors raised by the import itself still surface as Python exceptions.
     """
     import sys
 
@@ -59,8 +59,13 @@ def import_tensorflow_quietly() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
+        import tensorflow as tf
         import tf_keras  # noqa: F401
+
+        # Probing for CUDA ("failed call to cuInit" on CPU machines) happens at the first
+        # physical-device listing; it does not create the runtime context, so multi-worker
+        # strategies can still be made afterwards.
+        tf.config.list_physical_devices("GPU")
     finally:
         os.dup2(saved, 2)
         os.close(saved)
