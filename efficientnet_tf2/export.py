@@ -58,3 +58,25 @@ def export_saved_model(model, export_dir: str, image_size: int, class_names: Seq
                   "serving_bytes": module.serve_bytes.get_concrete_function()}
     tf.saved_model.save(module, export_dir, signatures=signatures)
     return export_dir
+
+
+def verify_saved_model(model, export_dir: str, image_size: int, paths: Sequence[str], tolerance: float = 1e-4) -> float:
+    """Max |probability difference| of the reloaded ``serving_bytes`` and Keras on image files.
+
+    Raises:
+      SystemExit: the difference exceeds ``tolerance`` (one line).
+    """
+    import numpy as np
+
+    from efficientnet_tf2.inference import Classifier
+
+    loaded = tf.saved_model.load(export_dir)
+    classifier = Classifier(model, image_size, [])
+    worst = 0.0
+    for path in paths:
+        with open(path, "rb") as f:
+            served = loaded.signatures["serving_bytes"](image_bytes=tf.constant([f.read()]))
+        worst = max(worst, float(np.max(np.abs(served["probabilities"].numpy()[0] - classifier.probabilities(path)))))
+    if worst > tolerance:
+        raise SystemExit(f"error: exported model differs from Keras by {worst:.2e} (> {tolerance:g})")
+    return worst

@@ -278,16 +278,34 @@ class EfficientNetFamily(Family):
         _, size = self._architecture(experiment)
         names = self._class_names(experiment, options)
         if options["format"] == "onnx":
-            return _export_onnx(model, export_dir or experiment.workspace, size, names, options,
-                                variants.is_quantized(experiment.model))
-        from efficientnet_tf2.export import export_saved_model
+            return self._export_onnx(experiment, model, export_dir or experiment.workspace, size, names, options)
+        from efficientnet_tf2.export import export_saved_model, verify_saved_model
 
         out = export_dir or os.path.join(experiment.workspace, "saved_model")
-        _prepare_export_dir(out, options.get("overwrite", False))
+        _refuse_to_overwrite(out, options.get("overwrite", False))
         export_saved_model(model, out, image_size=size, class_names=names)
         print(f"SavedModel written to {os.path.abspath(out)} (signatures: serving_default, serving_bytes)")
         if options.get("verify"):
-            _verify_saved_model(model, out, size, options["verify"])
+            worst = verify_saved_model(model, out, size, options["verify"])
+            print(f"verified {len(options['verify'])} image(s): max |SavedModel - Keras| probability difference = "
+                  f"{worst:.2e}")
+        return out
+
+    def _export_onnx(self, experiment, model, folder: str, size: int, names, options) -> str:
+        """``<folder>/model.onnx``; ``--verify``: onnxruntime vs Keras (FP32: max |dprob| <= 1e-4; QAT: top-1)."""
+        from efficientnet_tf2 import onnx_export
+
+        out = os.path.join(folder, "model.onnx")
+        _refuse_to_overwrite(out, options.get("overwrite", False))
+        os.makedirs(folder, exist_ok=True)
+        opset = options.get("opset", 13)
+        onnx_export.export_onnx(model, out, size, names, opset=opset)
+        print(f"ONNX written to {os.path.abspath(out)} (opset {opset}; input uint8 [B, {size}, {size}, 3] "
+              "centre crops; outputs probabilities, classes)")
+        if options.get("verify"):
+            result = onnx_export.verify_onnx(model, out, size, options["verify"], variants.is_quantized(experiment.model))
+            print(f"verified {len(options['verify'])} image(s): max |ONNX - Keras| probability difference = "
+                  f"{result['max_abs_diff']:.2e}, top-1 agreement {100 * result['top1_agreement']:.1f}%")
         return out
 
     def info(self, experiment) -> Dict[str, Any]:
@@ -340,68 +358,13 @@ def _quantize_if_needed(model, model_name: str, fixed_ranges: bool = False):
     return qat.quantize_model(model, qat.FIXED_RANGES if fixed_ranges else qat.DEFAULT_EMA_DECAY)
 
 
-def _prepare_export_dir(path: str, overwrite: bool) -> None:
-    """Refuses to write into an existing non-empty folder unless ``--overwrite`` (then empties it)."""
-    if os.path.isdir(path) and os.listdir(path):
-        if not overwrite:
-            raise SystemExit(f"error: export folder {path} exists and is not empty; pass --overwrite to replace it")
+def _refuse_to_overwrite(path: str, overwrite: bool) -> None:
+    """An existing export (file, or non-empty folder) is replaced only with ``--overwrite``."""
+    exists = os.path.isfile(path) or (os.path.isdir(path) and os.listdir(path))
+    if exists and not overwrite:
+        raise SystemExit(f"error: {path} exists; pass --overwrite to replace it")
+    if exists and os.path.isdir(path):
         shutil.rmtree(path)
-
-
-def _export_onnx(model, folder: str, image_size: int, names, options, quantized: bool) -> str:
-    """Writes ``<folder>/model.onnx``; ``--verify`` compares onnxruntime with Keras."""
-    from efficientnet_tf2 import onnx_export
-
-    out = os.path.join(folder, "model.onnx")
-    if os.path.exists(out) and not options.get("overwrite"):
-        raise SystemExit(f"error: {out} exists; pass --overwrite to replace it")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    opset = options.get("opset", 13)
-    onnx_export.export_onnx(model, out, image_size, names, opset=opset)
-    print(f"ONNX written to {os.path.abspath(out)} (opset {opset}; input uint8 [B, {image_size}, {image_size}, 3] "
-          "centre crops; outputs probabilities, classes)")
-    if options.get("verify"):
-        _verify_onnx(model, out, image_size, options["verify"], quantized)
-    return out
-
-
-def _verify_onnx(model, path, image_size, paths, quantized: bool) -> dict:
-    """onnxruntime vs Keras on ``paths``: FP32 needs max |dprob| <= 1e-4, QAT the same top-1."""
-    import numpy as np
-
-    from efficientnet_tf2 import data as data_lib
-    from efficientnet_tf2.onnx_export import compare_with_keras
-    from efficientnet_tf2.preprocessing import eval_resize_crop
-
-    crops = np.stack([eval_resize_crop(data_lib.decode_image_file(p), image_size).numpy() for p in paths])
-    result = compare_with_keras(model, path, crops)
-    print(f"verified {len(paths)} image(s): max |ONNX - Keras| probability difference = "
-          f"{result['max_abs_diff']:.2e}, top-1 agreement {100 * result['top1_agreement']:.1f}%")
-    if quantized and result["top1_agreement"] < 1.0:
-        raise SystemExit("error: quantized ONNX model disagrees with Keras on the top-1 class")
-    if not quantized and result["max_abs_diff"] > 1e-4:
-        raise SystemExit(f"error: exported model differs from Keras by {result['max_abs_diff']:.2e} (> 1e-4)")
-    return result
-
-
-def _verify_saved_model(model, export_dir, image_size, paths) -> float:
-    """Max |probability difference| between the reloaded SavedModel and Keras on ``paths``."""
-    import numpy as np
-    import tensorflow as tf
-
-    from efficientnet_tf2.inference import Classifier
-
-    loaded = tf.saved_model.load(export_dir)
-    classifier = Classifier(model, image_size, [])
-    worst = 0.0
-    for path in paths:
-        with open(path, "rb") as f:
-            served = loaded.signatures["serving_bytes"](image_bytes=tf.constant([f.read()]))
-        worst = max(worst, float(np.max(np.abs(served["probabilities"].numpy()[0] - classifier.probabilities(path)))))
-    print(f"verified {len(paths)} image(s): max |SavedModel - Keras| probability difference = {worst:.2e}")
-    if worst > 1e-4:
-        raise SystemExit(f"error: exported model differs from Keras by {worst:.2e} (> 1e-4)")
-    return worst
 
 
 FAMILY = registry.register(EfficientNetFamily())

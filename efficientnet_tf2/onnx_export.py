@@ -133,3 +133,21 @@ def count_ops(path_or_proto) -> Dict[str, int]:
     for node in proto.graph.node:
         counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return counts
+
+
+def verify_onnx(model, path: str, image_size: int, paths: Sequence[str], quantized: bool) -> Dict[str, float]:
+    """onnxruntime vs Keras on image files (centre crops): FP32 needs max |dprob| <= 1e-4, QAT the same top-1.
+
+    Raises:
+      SystemExit: the export disagrees (one line).
+    """
+    from efficientnet_tf2 import data as data_lib
+    from efficientnet_tf2.preprocessing import eval_resize_crop
+
+    crops = np.stack([eval_resize_crop(data_lib.decode_image_file(p), image_size).numpy() for p in paths])
+    result = compare_with_keras(model, path, crops)
+    if quantized and result["top1_agreement"] < 1.0:
+        raise SystemExit("error: quantized ONNX model disagrees with Keras on the top-1 class")
+    if not quantized and result["max_abs_diff"] > 1e-4:
+        raise SystemExit(f"error: exported model differs from Keras by {result['max_abs_diff']:.2e} (> 1e-4)")
+    return result
