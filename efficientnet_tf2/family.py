@@ -174,6 +174,9 @@ class EfficientNetFamily(Family):
         if data.backend != "synthetic" and not data.data_dir:
             raise SystemExit("error: no data: pass the ImageFolder root (positional DATA or --data-dir), "
                              "or --data-backend synthetic")
+        if data.backend != "synthetic" and not os.path.isdir(os.path.join(data.data_dir, "train")):
+            raise SystemExit(f"error: {data.data_dir} is not an ImageFolder root: expected "
+                             f"{os.path.join(data.data_dir, 'train')}/<class>/<images> (and val/)")
         num_classes = self._num_classes(experiment)
         config = ClassificationConfig(
             model=experiment.model, data_dir=data.data_dir, data_backend=data.backend, num_classes=num_classes,
@@ -182,7 +185,7 @@ class EfficientNetFamily(Family):
             label_smoothing=task_cfg.label_smoothing if training else 0.0, model_config=task_cfg.model)
         try:
             task = ImageClassificationTask(config)
-        except DataBackendError as error:  # e.g. dali-gpu without a GPU: one line, no traceback
+        except (DataBackendError, FileNotFoundError, ValueError) as error:  # dali-gpu without a GPU, no images
             raise SystemExit(f"error: {error}") from None
         resolved = experiment.override({
             "data.num_classes": num_classes, "data.image_size": task.image_size,
