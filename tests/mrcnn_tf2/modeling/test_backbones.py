@@ -30,7 +30,7 @@ def test_mask_rcnn_on_an_efficientnet_backbone_trains_and_infers(tmp_path, capsy
     work = str(tmp_path / "run")
     assert entry.main(["train", "--model", "mask-rcnn", "--use-synthetic-data", "--workspace", work,
                        "--epochs", "1", "--steps-per-epoch", "1", "-b", "1", "--no-eval", "--log-every", "1",
-                       *SMALL, "backbone.name=efficientnet-b0"]) == 0
+                       *SMALL, "backbone.name=efficientnet-b0", "backbone.width_multiplier=0.5"]) == 0
     config = json.load(open(os.path.join(work, "config.json")))
     assert config["task"]["model"]["backbone"]["name"] == "efficientnet-b0"
     records = [json.loads(line[5:]) for line in open(os.path.join(work, "raport.json")) if line.startswith("DLLL")]
