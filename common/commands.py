@@ -30,7 +30,10 @@ def run(invocation: cli.Invocation) -> int:
                          "and pass --pretrained-from-file FILE")
     flows = {"train": train, "eval": evaluate, "infer": infer, "export": export, "info": info,
              "benchmark": benchmark}
-    return int(flows[invocation.mode](invocation) or 0)
+    try:
+        return int(flows[invocation.mode](invocation) or 0)
+    finally:
+        invocation.family.finish(invocation.mode)
 
 
 # ------------------------------------------------------------------- helpers

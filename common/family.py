@@ -46,6 +46,9 @@ class Family(abc.ABC):
     def configure(self, experiment: Experiment, mode: str) -> None:
         """Hook at the start of every flow (e.g. switch optional kernels, reject unsupported flags)."""
 
+    def finish(self, mode: str) -> None:
+        """Hook after every flow, also after an error: undo process-wide switches of :meth:`configure`."""
+
     def config_prefix(self) -> str:
         """Where ``--config name=value`` keys that are not experiment sections go."""
         return "task.model."

@@ -151,6 +151,12 @@ class MaskRCNNFamily(Family):
             raise SystemExit("error: --xla is not supported for mask-rcnn yet: proposal NMS and multilevel "
                              "ROIAlign use dynamic shapes. Run without --xla.")
 
+    def finish(self, mode: str) -> None:
+        """Custom ops back to their default (``MRCNN_NO_CUSTOM_OPS``) for whatever runs next in this process."""
+        from custom_ops import loader as custom_ops_loader
+
+        custom_ops_loader.set_enabled(None)
+
     # ------------------------------------------------------------- training
     def _sources(self, experiment, training: bool):
         from mrcnn_tf2.data.sources import resolve_sources

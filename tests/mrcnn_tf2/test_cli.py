@@ -12,6 +12,7 @@ import pytest
 
 import main as cli
 from common.logger import read_dllogger
+from custom_ops import loader as custom_ops_loader
 from dataset.make_synthetic_shapes import make_dataset
 
 TINY = ["--image_size", "128", "128", "--config", "backbone.width_multiplier=0.25", "rpn.pre_nms_topk_train=300",
@@ -59,6 +60,8 @@ def test_eval_infer_export(trained, tmp_path, capsys):
     export_dir = str(tmp_path / "saved")
     assert cli.main(["export", *common, "--export_dir", export_dir, "--verify", images[0]]) == 0
     assert os.path.isfile(os.path.join(export_dir, "saved_model.pb"))
+    # export switches the custom ops off for itself only: the rest of the process gets them back
+    assert custom_ops_loader.enabled() == (os.environ.get("MRCNN_NO_CUSTOM_OPS", "0") in ("", "0"))
 
 
 def test_info_reports_parameter_counts(capsys):
