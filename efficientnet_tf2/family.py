@@ -95,7 +95,6 @@ class ClassificationExperiment(Experiment):
     """Seed 003's float B0 recipe: 400 epochs of 256 images per GPU, weight decay 1e-5, eval every epoch."""
 
     model: str = "efficientnet-b0"
-    workspace: str = "./workspace"
     trainer: TrainerConfig = TrainerConfig(epochs=400, batch_size=256, weight_decay=1e-5, best_metric="top1",
                                            eval_every=1)
     data: ClassificationData = ClassificationData()

@@ -86,8 +86,8 @@ class SegmentationTaskConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SegmentationExperiment(Experiment):
-    model: str = "mask-rcnn"
-    workspace: str = "./results"
+    """A Mask R-CNN run (model name and workspace come from :meth:`MaskRCNNFamily.default_experiment`)."""
+
     data: DetectionData = DetectionData()
     task: SegmentationTaskConfig = SegmentationTaskConfig()
 
@@ -134,7 +134,7 @@ class MaskRCNNFamily(Family):
     def default_experiment(self, model: str) -> SegmentationExperiment:
         """NVIDIA's defaults: 12 epochs, 4 images per GPU, eval batch 8, weight decay 1e-4."""
         base = SegmentationExperiment()
-        return dataclasses.replace(base, model=model, trainer=dataclasses.replace(
+        return dataclasses.replace(base, model=model, workspace="./results", trainer=dataclasses.replace(
             base.trainer, epochs=12, batch_size=4, eval_batch_size=8, eval_every=None, best_metric=BEST_METRIC,
             weight_decay=1e-4, log_every=100, log_warmup_steps=100))
 

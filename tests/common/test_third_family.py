@@ -46,8 +46,6 @@ class PointsTask:
 
 @dataclasses.dataclass(frozen=True)
 class PointsExperiment(Experiment):
-    model: str = "points-mlp"
-    workspace: str = "./points"
     data: PointsData = PointsData()
     task: PointsTask = PointsTask()
 
@@ -82,10 +80,11 @@ class PointsClassification(Task):
         return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, model(x, training=training))), {}
 
     def validation_step(self, model, batch):
-        x, y = batch
-        logits = model(x, training=False)
-        return {"top1": tf.reduce_sum(tf.cast(tf.nn.in_top_k(y, logits, 1), tf.float32)),
-                "count": tf.cast(tf.shape(y)[0], tf.float32)}
+        """Correct predictions and examples of a batch (the trainer sums them)."""
+        points, labels = batch
+        predicted = tf.argmax(model(points, training=False), axis=-1, output_type=tf.int32)
+        return {"top1": tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32)),
+                "count": tf.cast(tf.size(labels), tf.float32)}
 
     def reduce_validation(self, sums):
         return {"top1": 100.0 * sums["top1"] / sums["count"]}
@@ -98,7 +97,8 @@ class PointsFamily(Family):
 
     def default_experiment(self, model):
         base = PointsExperiment()
-        return dataclasses.replace(base, trainer=dataclasses.replace(base.trainer, epochs=3, batch_size=16))
+        return dataclasses.replace(base, model=model, workspace="./points",
+                                   trainer=dataclasses.replace(base.trainer, epochs=3, batch_size=16))
 
     def build_task(self, experiment, training):
         experiment = experiment.override({"data.num_classes": experiment.data.num_classes or 2})
