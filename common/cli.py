@@ -99,6 +99,8 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
          help="NVIDIA's --gpus N: mirrored over the first N GPUs"),
     flag("--eagerly", dest="runtime.eagerly", modes=_DATA, help="run eagerly (debugging only, slow)",
          **_const(True)),
+    flag("--deterministic", dest="runtime.deterministic", modes=_DATA,
+         help="reproducible runs: TensorFlow op determinism (same seed, same result; slower)", **_const(True)),
     flag("--log-file", "--raport-file", "--log_file", dest="runtime.log_file",
          help="DLLogger JSON-lines file (unset: <workspace>/raport.json)"),
     flag("--log-tensorboard", "--log_tensorboard", dest="runtime.log_tensorboard", metavar="DIR",

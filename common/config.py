@@ -46,6 +46,8 @@ class RuntimeConfig:
       dist: distribution strategy kind (:data:`common.distribution.STRATEGIES`).
       gpus: NVIDIA's ``--gpus N``: mirrored over the first N GPUs (None: ``dist`` decides).
       eagerly: run tf.functions eagerly (debugging).
+      deterministic: TensorFlow op determinism (``tf.config.experimental.enable_op_determinism``):
+        the same seed gives the same run (Mask R-CNN on CPU diverges after ~10-50 steps without it).
       log_file: DLLogger JSON-lines file (None: ``<workspace>/raport.json``).
       log_tensorboard: also write TensorBoard summaries here.
     """
@@ -58,6 +60,7 @@ class RuntimeConfig:
     dist: str = "auto"
     gpus: Optional[int] = None
     eagerly: bool = False
+    deterministic: bool = False
     log_file: Optional[str] = None
     log_tensorboard: Optional[str] = None
 

@@ -90,10 +90,13 @@ def configure_runtime(runtime) -> str:
     set_seeds(runtime.seed)
     policy = precision.resolve_precision(precision=runtime.precision)
     precision.configure_precision(policy, tf32=runtime.tf32 and runtime.precision != "FP32")
-    if runtime.eagerly:
+    if runtime.eagerly or runtime.deterministic:
         import tensorflow as tf
 
-        tf.config.run_functions_eagerly(True)
+        if runtime.eagerly:
+            tf.config.run_functions_eagerly(True)
+        if runtime.deterministic:
+            tf.config.experimental.enable_op_determinism()
     return policy
 
 

@@ -56,6 +56,8 @@ def test_flags_and_dotted_overrides_land_in_the_experiment():
     assert exp.data.image_size == (128, 128) and exp.trainer.batch_size == 2 and exp.runtime.precision == "AMP"
     assert exp.task.model.rpn.post_nms_topk_test == 500 and exp.task.model.backbone.width_multiplier == 0.5
     assert exp.trainer.epochs == 3  # --config wins: applied last
+    assert not exp.runtime.deterministic
+    assert cli.parse(["train", "--model", "mask-rcnn", "--deterministic"]).experiment.runtime.deterministic
     effnet = cli.parse(["train", "--model", "efficientnet-b4", "--data-backend", "synthetic"]).experiment
     assert (effnet.trainer.batch_size, effnet.task.lr, effnet.trainer.weight_decay) == (128, 0.16, 5e-6)  # B4 recipe
 
