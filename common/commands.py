@@ -187,7 +187,7 @@ def benchmark(invocation: cli.Invocation) -> int:
     """
     import tensorflow as tf
 
-    from common.benchmark import format_table, summarize, time_steps
+    from common.benchmark import format_table
     from common.logger import setup_logger
     from common.runtime import configure_runtime
 
