@@ -20,6 +20,9 @@ def set_seeds(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     tf.random.set_seed(seed)
+    # A seeded global generator: reproducible, and under op determinism (--deterministic,
+    # TF_DETERMINISTIC_OPS=1) TensorFlow refuses to create an unseeded one (checkpoints save its state).
+    tf.random.set_global_generator(tf.random.Generator.from_seed(seed))
     # Dropout/stochastic depth draw from tf.random.Generator variables owned by
     # the layers, so their state is checkpointed and a resumed run continues
     # the same random stream.
