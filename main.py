@@ -17,15 +17,21 @@ def main(argv=None) -> int:
 
     verbose = "-v" in argv or "--verbose" in argv
     runtime.quiet_tensorflow(verbose=verbose)
-    from common import cli, commands
+    from common import cli, commands, errors
 
     if not argv or argv[0] in ("-h", "--help"):
         cli.print_overview()
         return 0
-    invocation = cli.parse(argv)  # no TensorFlow needed: --help and flag errors are instant
-    if not verbose:
-        runtime.import_tensorflow_quietly()
-    return commands.run(invocation)
+    try:
+        invocation = cli.parse(argv)  # no TensorFlow needed: --help and flag errors are instant
+        if not verbose:
+            runtime.import_tensorflow_quietly()
+        return commands.run(invocation)
+    except (SystemExit, Exception) as err:  # user errors: one line, exit 2; bugs keep their traceback
+        status = errors.report(err, verbose=verbose)
+        if status is None:
+            raise
+        return status
 
 
 if __name__ == "__main__":

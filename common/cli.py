@@ -80,13 +80,42 @@ def _const(value):
     return {"action": "store_const", "const": value}
 
 
+# ------------------------------------------------------- checked numeric values
+def _number(kind, low=None, high=None, low_open=False, name=""):
+    """argparse ``type``: ``kind(text)`` within [low, high] (``low_open``: > low), else a one-line error."""
+    rule = " and ".join(x for x in (
+        None if low is None else f"{'>' if low_open else '>='} {low}",
+        None if high is None else f"<= {high}") if x)
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"received {text!r}") from None
+        too_low = low is not None and (value <= low if low_open else value < low)
+        if too_low or (high is not None and value > high) or value != value:
+            raise argparse.ArgumentTypeError(f"must be {rule}, received {text}")
+        return value
+
+    parse.__name__ = name or f"{kind.__name__} {rule}"
+    return parse
+
+
+POSITIVE_INT = _number(int, low=1)
+NON_NEGATIVE_INT = _number(int, low=0)
+POSITIVE_FLOAT = _number(float, low=0, low_open=True)
+NON_NEGATIVE_FLOAT = _number(float, low=0)
+UNIT_FLOAT = _number(float, low=0, high=1)
+
+
 SHARED_FLAGS: Tuple[Flag, ...] = (
     # runtime: every mode
     flag("--amp", dest="runtime.precision", help="mixed precision float16 (dynamic loss scaling)", **_const("AMP")),
     flag("--bf16", dest="runtime.precision", help="mixed precision bfloat16", **_const("BF16")),
     flag("--precision", dest="runtime.precision", type=str.upper, choices=cfg.PRECISIONS,
          help="FP32 | TF32 | AMP (= --amp) | BF16 (= --bf16)"),
-    flag("--static-loss-scale", "--static_loss_scale", dest="runtime.static_loss_scale", type=float,
+    flag("--static-loss-scale", "--static_loss_scale", dest="runtime.static_loss_scale", type=POSITIVE_FLOAT,
          help="fixed loss scale for --amp (unset: dynamic)"),
     flag("--no-tf32", dest="runtime.tf32", help="disable TensorFloat-32 math on Ampere+ GPUs", **_const(False)),
     flag("--xla", dest="runtime.xla", help="compile the steps with XLA (jit_compile)", **_const(True)),
@@ -95,7 +124,7 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
     flag("--dist", dest="runtime.dist", choices=DIST_CHOICES, modes=_DATA + ("benchmark",),
          help="distribution: auto (mirrored over >1 GPU), none, one_device, mirrored, multiworker "
               "(TF_CONFIG; scripts/launch.py), horovod (under horovodrun; untested)"),
-    flag("--gpus", dest="runtime.gpus", type=int, modes=_DATA + ("benchmark",),
+    flag("--gpus", dest="runtime.gpus", type=POSITIVE_INT, modes=_DATA + ("benchmark",),
          help="NVIDIA's --gpus N: mirrored over the first N GPUs"),
     flag("--eagerly", dest="runtime.eagerly", modes=_DATA, help="run eagerly (debugging only, slow)",
          **_const(True)),
@@ -115,7 +144,7 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
     # model
     flag("--image-size", "--image_size", dest="data.image_size", nargs="+", metavar="S|HxW", group="model",
          help="input size: S, HxW or H W"),
-    flag("--num-classes", "--num_classes", dest="data.num_classes", type=int, group="model",
+    flag("--num-classes", "--num_classes", dest="data.num_classes", type=POSITIVE_INT, group="model",
          help="classes (unset: from the data)"),
     flag("--pretrained", dest="opt.pretrained", action="store_true", modes=_RUN, group="model",
          help="NVIDIA's download of published weights: not available offline (see the error)"),
@@ -127,43 +156,43 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
     flag("--use-synthetic-data", "--use_synthetic_data", dest="data.backend", modes=_DATA,
          help="random inputs (= --data-backend synthetic)", **_const("synthetic")),
     # training
-    flag("--epochs", dest="trainer.epochs", type=int, modes=("train",), help="training epochs"),
-    flag("--steps-per-epoch", "--steps_per_epoch", dest="trainer.steps_per_epoch", type=int, modes=("train",),
+    flag("--epochs", dest="trainer.epochs", type=POSITIVE_INT, modes=("train",), help="training epochs"),
+    flag("--steps-per-epoch", "--steps_per_epoch", dest="trainer.steps_per_epoch", type=POSITIVE_INT, modes=("train",),
          help="cap on steps per epoch (unset: training images // global batch)"),
     flag("-b", "--batch-size", "--batch_size", "--train-batch-size", "--train_batch_size",
-         dest="trainer.batch_size", type=int, modes=_DATA, help="training images per replica"),
-    flag("--eval-batch-size", "--eval_batch_size", dest="trainer.eval_batch_size", type=int, modes=_DATA,
+         dest="trainer.batch_size", type=POSITIVE_INT, modes=_DATA, help="training images per replica"),
+    flag("--eval-batch-size", "--eval_batch_size", dest="trainer.eval_batch_size", type=POSITIVE_INT, modes=_DATA,
          group="evaluation", help="validation images per replica (unset: --batch-size)"),
-    flag("--eval-steps", dest="trainer.eval_steps", type=int, modes=_DATA, group="evaluation",
+    flag("--eval-steps", dest="trainer.eval_steps", type=POSITIVE_INT, modes=_DATA, group="evaluation",
          help="cap on validation batches"),
-    flag("--eval-samples", "--eval_samples", dest="trainer.eval_samples", type=int, modes=_DATA,
+    flag("--eval-samples", "--eval_samples", dest="trainer.eval_samples", type=POSITIVE_INT, modes=_DATA,
          group="evaluation", help="cap on validation images"),
     flag("--no-eval", "--no_eval", "--training-only", dest="trainer.evaluate", modes=("train",),
          group="evaluation", help="skip validation", **_const(False)),
-    flag("--eval-every", dest="trainer.eval_every", type=int, modes=("train",), group="evaluation",
+    flag("--eval-every", dest="trainer.eval_every", type=POSITIVE_INT, modes=("train",), group="evaluation",
          help="epochs between validations (unset: after the last epoch only)"),
     flag("--optimizer", dest="task.optimizer", choices=OPTIMIZERS, modes=("train",), group="training",
          help="optimizer (EfficientNet: rmsprop|sgd|adam; Mask R-CNN: sgd|adam)"),
-    flag("--momentum", dest="task.momentum", type=float, modes=("train",), group="training",
+    flag("--momentum", dest="task.momentum", type=UNIT_FLOAT, modes=("train",), group="training",
          help="optimizer momentum"),
-    flag("--weight-decay", "--l2_weight_decay", "--wd", dest="trainer.weight_decay", type=float,
+    flag("--weight-decay", "--l2_weight_decay", "--wd", dest="trainer.weight_decay", type=NON_NEGATIVE_FLOAT,
          modes=("train",), help="L2 on kernels (not BN, not biases)"),
-    flag("--grad-accum-steps", "--grad_accum_steps", dest="trainer.grad_accum_steps", type=int,
+    flag("--grad-accum-steps", "--grad_accum_steps", dest="trainer.grad_accum_steps", type=POSITIVE_INT,
          modes=("train",), help="batches per optimizer update"),
-    flag("--clip-grad-norm", "--clip_grad_norm", dest="trainer.clip_grad_norm", type=float, modes=("train",),
+    flag("--clip-grad-norm", "--clip_grad_norm", dest="trainer.clip_grad_norm", type=POSITIVE_FLOAT, modes=("train",),
          help="clip gradients to this global norm"),
     flag("--use-ema", dest="trainer.use_ema", modes=("train",),
          help="keep an EMA of the weights (evaluated as val.ema.*, checkpointed)", **_const(True)),
-    flag("--ema-decay", dest="trainer.ema_decay", type=float, modes=("train",), help="EMA decay"),
+    flag("--ema-decay", dest="trainer.ema_decay", type=UNIT_FLOAT, modes=("train",), help="EMA decay"),
     flag("--resume", dest="opt.resume", modes=("train",),
          help="continue training from a checkpoint (or a workspace)"),
     flag("--no-checkpoints", "--no_checkpoints", dest="trainer.save_checkpoints", modes=("train",),
          help="do not write checkpoints", **_const(False)),
-    flag("--prof", dest="trainer.prof", type=int, modes=("train",), metavar="N",
+    flag("--prof", dest="trainer.prof", type=POSITIVE_INT, modes=("train",), metavar="N",
          help="stop each epoch after N steps (NVIDIA's profiling runs)"),
-    flag("--log-every", "--print-freq", "--log_every", dest="trainer.log_every", type=int, modes=("train",),
+    flag("--log-every", "--print-freq", "--log_every", dest="trainer.log_every", type=POSITIVE_INT, modes=("train",),
          help="iterations between log lines"),
-    flag("--log-warmup-steps", "--log_warmup_steps", dest="trainer.log_warmup_steps", type=int,
+    flag("--log-warmup-steps", "--log_warmup_steps", dest="trainer.log_warmup_steps", type=NON_NEGATIVE_INT,
          modes=("train",), help="first steps left out of throughput figures"),
     # loaded models: eval, infer, export
     flag("--checkpoint", dest="opt.checkpoint", modes=_LOADED, group="model",
@@ -179,7 +208,7 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
     flag("--export-dir", "--export_dir", dest="opt.export_dir", modes=("export",), group="export",
          help="output folder (unset: <workspace>/saved_model, or <workspace> for onnx)"),
     flag("--format", dest="opt.format", modes=("export",), group="export", help="savedmodel | onnx"),
-    flag("--opset", dest="opt.opset", type=int, default=13, modes=("export",), group="export",
+    flag("--opset", dest="opt.opset", type=POSITIVE_INT, default=13, modes=("export",), group="export",
          help="ONNX opset (>= 13 for per-channel Q/DQ)"),
     flag("--overwrite", dest="opt.overwrite", action="store_true", modes=("export",), group="export",
          help="replace an existing export"),
@@ -190,11 +219,11 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
          help="accepted for NVIDIA's command lines; benchmarks time synthetic on-device batches"),
     flag("--kind", dest="opt.kind", choices=BENCHMARK_KINDS, default="inference", modes=("benchmark",),
          group="benchmark", help="time the training step or the inference forward"),
-    flag("-b", "--batch-size", "--batch_size", "--batch-sizes", dest="opt.batch_sizes", type=int, nargs="+",
+    flag("-b", "--batch-size", "--batch_size", "--batch-sizes", dest="opt.batch_sizes", type=POSITIVE_INT, nargs="+",
          default=[1, 8, 32], modes=("benchmark",), group="benchmark", help="batch sizes to time"),
-    flag("--warmup-steps", dest="opt.warmup_steps", type=int, default=3, modes=("benchmark",), group="benchmark",
+    flag("--warmup-steps", dest="opt.warmup_steps", type=NON_NEGATIVE_INT, default=3, modes=("benchmark",), group="benchmark",
          help="untimed steps (tracing, compilation)"),
-    flag("--iters", "--prof", dest="opt.iters", type=int, default=20, modes=("benchmark",), group="benchmark",
+    flag("--iters", "--prof", dest="opt.iters", type=POSITIVE_INT, default=20, modes=("benchmark",), group="benchmark",
          help="timed steps per batch size"),
     flag("--table-file", dest="opt.table_file", modes=("benchmark",), group="benchmark",
          help="also write the markdown table here"),
@@ -295,9 +324,16 @@ def _help_text(item: Flag, base: Optional[cfg.Experiment]) -> str:
     return item.help + (f" (default: {value})" if value not in (None, "", ()) else "")
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``error: argument -b/--batch-size: must be >= 1, received 0``."""
+
+    def error(self, message: str):
+        raise SystemExit(f"error: {message} (`{self.prog} -h` lists the flags)")
+
+
 def build_parser(mode: str, family, model: str, base: Optional[cfg.Experiment] = None) -> argparse.ArgumentParser:
     """The parser of ``MODE --model MODEL``: shared flags, then the family's."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=f"main.py {mode}", description=f"{mode} {model} ({family.name} family)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     model_help = "model name(s)" if mode == "benchmark" else "registered model name"
@@ -320,7 +356,7 @@ def build_parser(mode: str, family, model: str, base: Optional[cfg.Experiment] =
 
 def _prescan(argv: Sequence[str], several_models: bool = False) -> argparse.Namespace:
     """``--model``, workspace and checkpoint before the full parser exists."""
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = ArgumentParser(prog="main.py", add_help=False)
     pre.add_argument("--model", "--arch", nargs="+" if several_models else 1, default=None)
     pre.add_argument("--workspace", "--model_dir", "--model-dir", default=None)
     pre.add_argument("--checkpoint", default=None)
@@ -337,7 +373,11 @@ def base_experiment(mode: str, family, model: str, workspace: Optional[str], che
             if values.get("model") != model:
                 raise SystemExit(f"error: {path} is a {values.get('model')!r} run, not {model!r}: "
                                  f"pass --model {values.get('model')}")
-            return family.experiment_class.from_dict(values)
+            try:
+                return family.experiment_class.from_dict(values)
+            except (ValueError, TypeError, KeyError) as err:
+                raise SystemExit(f"error: {path} is not a valid config of this version ({err}); "
+                                 "fix it or retrain") from None
     return family.default_experiment(model)
 
 

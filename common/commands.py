@@ -48,8 +48,15 @@ def expand_images(items: Sequence[str]) -> List[str]:
 
 
 def find_checkpoint(checkpoint: Optional[str], workspace: str) -> Optional[str]:
-    """``--checkpoint``, else ``<workspace>/model_best``, else ``<workspace>/checkpoint-latest`` (None: none)."""
+    """``--checkpoint``, else ``<workspace>/model_best``, else ``<workspace>/checkpoint-latest`` (None: none).
+
+    Raises:
+      FileNotFoundError: ``--checkpoint`` names nothing restorable (before any model is built).
+    """
     if checkpoint:
+        from common.checkpoint import resolve
+
+        resolve(checkpoint)
         return checkpoint
     for name in CHECKPOINT_NAMES:
         folder = os.path.join(workspace, name)
@@ -88,6 +95,10 @@ def train(invocation: cli.Invocation) -> int:
     from common.trainer import Trainer
 
     family, options = invocation.family, invocation.options
+    if options.get("resume"):
+        from common.checkpoint import resolve
+
+        resolve(options["resume"])  # a wrong --resume fails before the data is read
     run, task, experiment = _start(invocation)
     global_batch = distribution.global_batch_size(experiment.trainer.batch_size, run.strategy)
     steps = _steps_per_epoch(experiment, task, global_batch)
@@ -124,8 +135,8 @@ def evaluate(invocation: cli.Invocation) -> int:
     from common.trainer import Trainer
 
     family, options = invocation.family, invocation.options
+    checkpoint = find_checkpoint(options.get("checkpoint"), invocation.experiment.workspace)
     run, task, experiment = _start(invocation)
-    checkpoint = find_checkpoint(options.get("checkpoint"), experiment.workspace)
     with run.strategy.scope():
         model = family.load_model(experiment, checkpoint, use_ema=bool(options.get("use_ema")))
     trainer = Trainer(task, model, None, experiment.trainer, run.logger, strategy=run.strategy)
@@ -163,6 +174,9 @@ def export(invocation: cli.Invocation) -> int:
     if options["format"] not in formats:
         raise SystemExit(f"error: --format {options['format']!r} is not available for {invocation.experiment.model}; "
                          f"choose {' or '.join(formats)}")
+    target = invocation.family.export_target(invocation.experiment, options.get("export_dir"), options)
+    if not options.get("overwrite") and (os.path.isfile(target) or (os.path.isdir(target) and os.listdir(target))):
+        raise FileExistsError(f"{target} exists; pass --overwrite to replace it (or --export-dir elsewhere)")
     if options.get("verify"):
         options["verify"] = expand_images(options["verify"])
     model = load_model(invocation)

@@ -9,6 +9,7 @@ See ``tests/common/test_third_family.py`` for a complete two-layer example.
 from __future__ import annotations
 
 import abc
+import os
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from common.config import Experiment
@@ -87,6 +88,10 @@ class Family(abc.ABC):
     @abc.abstractmethod
     def export(self, experiment: Experiment, model, export_dir: str, options: Dict[str, Any]) -> str:
         """Writes the export (``options["format"]``) and verifies it on ``options["verify"]``."""
+
+    def export_target(self, experiment: Experiment, export_dir: Optional[str], options: Dict[str, Any]) -> str:
+        """Where :meth:`export` writes (checked for ``--overwrite`` before the model is loaded)."""
+        return export_dir or os.path.join(experiment.workspace, "saved_model")
 
     @abc.abstractmethod
     def info(self, experiment: Experiment) -> Dict[str, Any]:

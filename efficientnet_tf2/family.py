@@ -14,7 +14,7 @@ import os
 import shutil
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from common import registry
+from common import cli, registry
 from common.cli import flag
 from common.config import Experiment, TrainerConfig, check
 from common.family import Family
@@ -88,6 +88,7 @@ class ClassificationTaskConfig:
         check(self.optimizer in ("rmsprop", "sgd", "adam"),
               f"EfficientNet --optimizer must be rmsprop, sgd or adam. Received: {self.optimizer!r}")
         check(self.lr_schedule in LR_SCHEDULES, f"--lr-schedule must be one of {LR_SCHEDULES}")
+        check(self.lr > 0, f"--lr must be > 0. Received: {self.lr}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,27 +110,27 @@ _MODEL_MODES = ("train", "eval", "infer", "export", "info")
 FLAGS = (
     flag("--padding", dest="task.model.padding", choices=("same", "symmetric"), modes=_MODEL_MODES, group="model",
          help="'symmetric' = k//2 on every side as NVIDIA's PyTorch model (for NGC weights)"),
-    flag("--bn-momentum", dest="task.model.bn_momentum", type=float, modes=("train", "info"), group="model",
+    flag("--bn-momentum", dest="task.model.bn_momentum", type=cli.UNIT_FLOAT, modes=("train", "info"), group="model",
          help="BatchNorm moving-average momentum, Keras convention (0.9 suits short runs on small data)"),
     flag("--pretrained-from-file", dest="task.pretrained_from_file", modes=_MODEL_MODES, group="model",
          help="initial weights: Keras .weights.h5/.h5, TF checkpoint, or an NGC PyTorch state_dict "
               "(.pth needs torch, or .npz; use --padding symmetric)"),
     flag("--augmentation", dest="data.augment", choices=AUGMENTATIONS, modes=("train",), group="data",
          help="training augmentation on top of crop + flip"),
-    _train("--lr", dest="task.lr", type=float, help="learning rate for --lr-batch images"),
-    _train("--lr-batch", dest="task.lr_batch", type=int, help="batch size --lr refers to"),
-    _train("--warmup", dest="task.warmup_epochs", type=int, help="linear warm-up epochs"),
+    _train("--lr", dest="task.lr", type=cli.POSITIVE_FLOAT, help="learning rate for --lr-batch images"),
+    _train("--lr-batch", dest="task.lr_batch", type=cli.POSITIVE_INT, help="batch size --lr refers to"),
+    _train("--warmup", dest="task.warmup_epochs", type=cli.NON_NEGATIVE_INT, help="linear warm-up epochs"),
     _train("--lr-schedule", dest="task.lr_schedule", choices=LR_SCHEDULES, help="decay after warm-up"),
-    _train("--rmsprop-alpha", dest="task.rmsprop_alpha", type=float, help="RMSprop decay"),
-    _train("--rmsprop-eps", dest="task.rmsprop_eps", type=float, help="RMSprop epsilon"),
-    _train("--label-smoothing", dest="task.label_smoothing", type=float, help="label smoothing"),
-    _train("--mixup", dest="task.mixup", type=float, help="MixUp alpha (0 disables)"),
-    _train("--calibration-steps", dest="task.calibration_steps", type=int,
+    _train("--rmsprop-alpha", dest="task.rmsprop_alpha", type=cli.UNIT_FLOAT, help="RMSprop decay"),
+    _train("--rmsprop-eps", dest="task.rmsprop_eps", type=cli.POSITIVE_FLOAT, help="RMSprop epsilon"),
+    _train("--label-smoothing", dest="task.label_smoothing", type=cli.UNIT_FLOAT, help="label smoothing"),
+    _train("--mixup", dest="task.mixup", type=cli.NON_NEGATIVE_FLOAT, help="MixUp alpha (0 disables)"),
+    _train("--calibration-steps", dest="task.calibration_steps", type=cli.POSITIVE_INT,
            help="efficientnet-quant-*: training batches that set the activation ranges before fine-tuning "
                 "from --pretrained-from-file; 0 skips it"),
     _train("--calibration-method", dest="task.calibration_method", choices=("max", "mean", "percentile"),
            help="activation range from the calibration batches"),
-    flag("--top-k", dest="opt.top_k", type=int, default=5, modes=("infer",), group="inference",
+    flag("--top-k", dest="opt.top_k", type=cli.POSITIVE_INT, default=5, modes=("infer",), group="inference",
          help="classes printed per image"),
     flag("--class-names", dest="opt.class_names", modes=("infer", "export"), group="inference",
          help="file with one class name per line (default: the training run's class folders)"),
@@ -292,6 +293,11 @@ class EfficientNetFamily(Family):
             print(f"verified {len(options['verify'])} image(s): max |SavedModel - Keras| probability difference = "
                   f"{worst:.2e}")
         return out
+
+    def export_target(self, experiment, export_dir: Optional[str], options: Dict[str, Any]) -> str:
+        if options.get("format") == "onnx":
+            return os.path.join(export_dir or experiment.workspace, "model.onnx")
+        return super().export_target(experiment, export_dir, options)
 
     def _export_onnx(self, experiment, model, folder: str, size: int, names, options) -> str:
         """``<folder>/model.onnx``; ``--verify``: onnxruntime vs Keras (FP32: max |dprob| <= 1e-4; QAT: top-1)."""

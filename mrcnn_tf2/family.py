@@ -15,7 +15,7 @@ import dataclasses
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from common import registry
+from common import cli, registry
 from common.cli import flag
 from common.config import Experiment, check, find_config
 from common.family import Family
@@ -82,6 +82,9 @@ class SegmentationTaskConfig:
         check(len(self.learning_rate_values) == len(self.learning_rate_boundaries),
               "--learning_rate_values and --learning_rate_boundaries need the same length (warm-up end + decays). "
               f"Received: {list(self.learning_rate_values)}, {list(self.learning_rate_boundaries)}")
+        check(self.init_learning_rate >= 0 and min(self.learning_rate_values, default=1) > 0,
+              "learning rates must be > 0 (--init-learning-rate >= 0). "
+              f"Received: {self.init_learning_rate}, {list(self.learning_rate_values)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,13 +112,13 @@ FLAGS = (
          action="store_const", const=False),
     flag("--backbone-checkpoint", "--backbone_checkpoint", dest="task.backbone_checkpoint", modes=("train",),
          group="model", help="ImageNet ResNet-50 weights: Keras .h5 (keras.applications names) or TF checkpoint"),
-    flag("--init-learning-rate", "--init_learning_rate", dest="task.init_learning_rate", type=float,
+    flag("--init-learning-rate", "--init_learning_rate", dest="task.init_learning_rate", type=cli.NON_NEGATIVE_FLOAT,
          modes=("train",), group="training", help="warm-up starts here"),
-    flag("--learning-rate-values", "--learning_rate_values", dest="task.learning_rate_values", type=float,
+    flag("--learning-rate-values", "--learning_rate_values", dest="task.learning_rate_values", type=cli.POSITIVE_FLOAT,
          nargs="+", modes=("train",), group="training", help="per-image rates, multiplied by the global batch"),
     flag("--learning-rate-boundaries", "--learning_rate_boundaries", dest="task.learning_rate_boundaries",
-         type=float, nargs="+", modes=("train",), group="training", help="epochs: end of warm-up, then each decay"),
-    flag("--score-threshold", "--score_threshold", dest="opt.score_threshold", type=float, default=0.5,
+         type=cli.NON_NEGATIVE_FLOAT, nargs="+", modes=("train",), group="training", help="epochs: end of warm-up, then each decay"),
+    flag("--score-threshold", "--score_threshold", dest="opt.score_threshold", type=cli.UNIT_FLOAT, default=0.5,
          modes=("infer",), group="inference", help="detections drawn in the PNGs"),
 )
 
