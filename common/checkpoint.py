@@ -9,6 +9,17 @@ A checkpoint is first written to a temporary sibling folder and then moved
 into place with ``os.replace``, so an interrupted save never leaves a broken
 ``checkpoint-latest``: either the old or the new one is there (the old one
 stays as ``<name>.old`` during the swap and is found by :func:`resolve`).
+Opening a workspace (:class:`CheckpointManager`) finishes what a killed save left:
+temporary folders are deleted and a lone ``<name>.old`` is moved back.
+
+The trainer writes ``model_best`` *before* ``checkpoint-latest`` (see
+:meth:`common.trainer.Trainer`), so a kill between the two resumes from the previous
+epoch, which is then redone and its best copy rewritten.
+
+``TF2VISION_KILL_AT=<name>:<point>[:<n>]`` (tests only) SIGKILLs the process at the
+``n``-th (default first) save of ``<name>`` at ``point``: ``written`` (files in the
+temporary folder), ``swapping`` (old copy moved aside, new one not yet in place) or
+``done``.
 The saved objects are whatever the trainer passes (model, optimizer with its
 iteration counter and hence LR schedule position, EMA, epoch, RNG states).
 """
@@ -17,10 +28,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import glob
 import random
 import shutil
+import signal
 import tempfile
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -28,6 +41,19 @@ import tensorflow as tf
 _log = logging.getLogger(__name__)
 
 LATEST, BEST, PREFIX, META = "checkpoint-latest", "model_best", "ckpt", "meta.json"
+KILL_ENV = "TF2VISION_KILL_AT"
+_save_counts: Dict[str, int] = {}
+
+
+def _kill_point(name: str, point: str) -> None:
+    """Test hook: SIGKILL here if ``$TF2VISION_KILL_AT`` names this save (see the module docstring)."""
+    spec = os.environ.get(KILL_ENV)
+    if not spec:
+        return
+    target, _, rest = spec.partition(":")
+    where, _, nth = rest.partition(":")
+    if (target, where) == (name, point) and _save_counts.get(name, 0) == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def resolve(path: str) -> str:
@@ -71,6 +97,8 @@ class CheckpointManager:
         self.workspace = workspace
         self.is_chief = is_chief
         self.checkpoint = tf.train.Checkpoint(**trackables)
+        if is_chief:
+            recover_workspace(workspace)
 
     def save_latest(self, meta: Dict[str, object]) -> Optional[str]:
         return self._save(LATEST, meta)
@@ -83,14 +111,17 @@ class CheckpointManager:
         # Non-chief workers write to the system temp folder (then delete it): the
         # workspace only ever holds the chief's files.
         tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=self.workspace if self.is_chief else None)
+        _save_counts[name] = _save_counts.get(name, 0) + 1
         try:
             self.checkpoint.write(os.path.join(tmp, PREFIX))
             if not self.is_chief:
                 return None
             with open(os.path.join(tmp, META), "w") as f:
                 json.dump(meta, f, indent=1, default=float)
+            _kill_point(name, "written")
             final = os.path.join(self.workspace, name)
-            _swap_into_place(tmp, final)
+            _swap_into_place(tmp, final, name)
+            _kill_point(name, "done")
             return os.path.join(final, PREFIX)
         finally:
             if os.path.isdir(tmp):
@@ -104,15 +135,39 @@ class CheckpointManager:
         return read_meta(prefix)
 
 
-def _swap_into_place(tmp: str, final: str) -> None:
+def _swap_into_place(tmp: str, final: str, name: str = "") -> None:
     """Moves folder ``tmp`` to ``final``; ``final`` is never missing without a ``.old`` copy."""
     old = final + ".old"
     if os.path.isdir(old):
         shutil.rmtree(old)
     if os.path.isdir(final):
         os.replace(final, old)
+    _kill_point(name, "swapping")
     os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_workspace(workspace: str) -> List[str]:
+    """Finishes the saves a kill interrupted: deletes temporary folders, moves a lone ``.old`` back.
+
+    Returns:
+      What was done, one line per folder (also logged).
+    """
+    done = []
+    for tmp in sorted(glob.glob(os.path.join(glob.escape(workspace), ".*.tmp-*"))):
+        shutil.rmtree(tmp, ignore_errors=True)
+        done.append(f"deleted the unfinished save {tmp}")
+    for name in (LATEST, BEST):
+        final, old = os.path.join(workspace, name), os.path.join(workspace, name + ".old")
+        if os.path.isdir(old) and not os.path.isdir(final):
+            os.replace(old, final)
+            done.append(f"restored {final} from {old} (a save was interrupted)")
+        elif os.path.isdir(old):
+            shutil.rmtree(old, ignore_errors=True)
+            done.append(f"deleted the superseded {old}")
+    for line in done:
+        _log.warning("%s", line)
+    return done
 
 
 def restore_model_only(path: str, model, use_ema: bool = False) -> Dict[str, object]:

@@ -398,9 +398,9 @@ def apply_flags(experiment: cfg.Experiment, family, values: Dict[str, Any]) -> c
             value = family.image_size_value(*parse_image_size(value))
         overrides[dest] = value
     sections = {f.name for f in dataclasses.fields(experiment)}
-    for key, value in cfg.parse_overrides(values.get("opt.config") or []).items():
-        overrides[key if key.split(".")[0] in sections else family.config_prefix() + key] = value
     try:
+        for key, value in cfg.parse_overrides(values.get("opt.config") or []).items():
+            overrides[key if key.split(".")[0] in sections else family.config_prefix() + key] = value
         return experiment.override(overrides)
     except (ValueError, TypeError) as err:
         raise SystemExit(f"error: {err}") from None

@@ -126,6 +126,25 @@ class Logger:
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     tf.summary.scalar(key, value)
 
+    def drop_after(self, epoch: int) -> int:
+        """Removes the file's lines of epochs after ``epoch`` (a resume redoes them); returns how many.
+
+        Lines whose step is ``[e, ...]`` with ``e > epoch`` go; PARAMETER, METADATA and other
+        lines stay. The file is rewritten atomically and reopened for appending.
+        """
+        if not (self.enabled and self._file):
+            return 0
+        self._file.close()
+        with open(self.log_file) as f:
+            lines = f.readlines()
+        kept = [line for line in lines if not _after_epoch(line, epoch)]
+        tmp = self.log_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(kept)
+        os.replace(tmp, self.log_file)
+        self._file = open(self.log_file, "a", buffering=1)
+        return len(lines) - len(kept)
+
     def flush(self) -> None:
         if self._file:
             self._file.flush()
@@ -137,6 +156,17 @@ class Logger:
         if self._file:
             self._file.close()
             self._file = None
+
+
+def _after_epoch(line: str, epoch: int) -> bool:
+    """Is ``line`` a ``DLLL`` record of an epoch after ``epoch`` (step ``[e, ...]``, ``e > epoch``)?"""
+    if not line.startswith("DLLL "):
+        return False
+    try:
+        step = json.loads(line[5:]).get("step")
+    except ValueError:
+        return False
+    return isinstance(step, list) and bool(step) and isinstance(step[0], int) and step[0] > epoch
 
 
 def setup_logger(log_file: Optional[str] = None, tensorboard_dir: Optional[str] = None,
@@ -229,6 +259,9 @@ class NullLogger:
 
     def log(self, step: Step, data: Dict[str, object], echo: bool = True) -> None:
         pass
+
+    def drop_after(self, epoch: int) -> int:
+        return 0
 
     def flush(self) -> None:
         pass

@@ -13,6 +13,7 @@ Metrics follow NVIDIA's recipe: ``train.loss``, ``train.total_ips``,
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Dict, Optional
 
@@ -21,7 +22,7 @@ import tensorflow as tf
 
 from common import collectives as collectives_lib
 from common import precision as prec
-from common.checkpoint import CheckpointManager, restore_rng_state, save_rng_state
+from common.checkpoint import BEST, CheckpointManager, read_meta, restore_rng_state, save_rng_state
 from common.config import TrainerConfig
 from common.logger import ProgressBar
 from common.steps import TrainStep, optimizer_learning_rate
@@ -83,8 +84,20 @@ class Trainer:
         meta = self.checkpoints.restore(path)
         if meta and meta.get("rng"):
             restore_rng_state(meta["rng"])
-        self.logger.log((), {"resumed_from": str(path), "epoch": int(self.epoch.numpy())})
+        self._adopt_saved_best()
+        epoch = int(self.epoch.numpy())
+        self.logger.drop_after(epoch)  # the lines of epochs that are about to be redone
+        self.logger.log((), {"resumed_from": str(path), "epoch": epoch})
         return meta
+
+    def _adopt_saved_best(self):
+        """A ``model_best`` newer than the restored state (killed before ``checkpoint-latest``) stays the best."""
+        if not self.checkpoints or not os.path.isdir(os.path.join(self.checkpoints.workspace, BEST)):
+            return
+        saved = read_meta(os.path.join(self.checkpoints.workspace, BEST)).get("metrics", {})
+        value = saved.get(f"val.{self.config.best_metric}")
+        if value is not None and value > float(self.best.numpy()):
+            self.best.assign(value)
 
     # ----------------------------------------------------------------- loops
     def fit(self, global_batch: int, eval_batch: Optional[int] = None) -> Dict[str, float]:
@@ -170,9 +183,12 @@ class Trainer:
             return  # rank 0 writes; Horovod variables are local, no collective needed
         meta = {"epoch": int(self.epoch.numpy()), "metrics": metrics, "rng": save_rng_state(),
                 "task": self.task.name}
-        self.checkpoints.save_latest(meta)
+        # model_best first: a kill before checkpoint-latest is written redoes this epoch on resume
+        # (and so rewrites the best copy); the other order could leave a latest state that already
+        # counts this epoch as the best while model_best still holds an older one.
         if is_best:
             self.checkpoints.save_best(meta)
+        self.checkpoints.save_latest(meta)
 
     def _step_limit(self, global_batch: int) -> Optional[int]:
         limits = [x for x in (self.config.steps_per_epoch, self.config.prof,

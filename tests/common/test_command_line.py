@@ -78,7 +78,7 @@ def test_eval_reads_config_json_and_flags_win(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["train", "--model", "resnet-9000"], "unknown --model 'resnet-9000'"),
     (["train", "--model", "efficientnet-b0", "--config", "nope=1"], "Unknown config field 'task.model.nope'"),
-    (["train", "--model", "efficientnet-b0", "-b", "0"], "batch_size must be an integer >= 1"),
+    (["train", "--model", "efficientnet-b0", "-b", "0"], "-b/--batch-size"),
     (["train", "--model", "mask-rcnn", "--optimizer", "rmsprop"], "mask-rcnn --optimizer must be sgd or adam"),
     (["train", "--model", "efficientnet-b0", "--image-size", "64x96"], "takes square images"),
     (["fly", "--model", "efficientnet-b0"], None),
