@@ -155,6 +155,9 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
          help="tfdata | synthetic | (EfficientNet) dali-cpu, dali-gpu"),
     flag("--use-synthetic-data", "--use_synthetic_data", dest="data.backend", modes=_DATA,
          help="random inputs (= --data-backend synthetic)", **_const("synthetic")),
+    flag("--strict-data", dest="data.strict_data", modes=_DATA,
+         help="an unusable image or annotation is an error before the first step (default: each is named "
+              "in one summary, listed in <workspace>/unusable_<split>.tsv, and skipped)", **_const(True)),
     # training
     flag("--epochs", dest="trainer.epochs", type=POSITIVE_INT, modes=("train",), help="training epochs"),
     flag("--steps-per-epoch", "--steps_per_epoch", dest="trainer.steps_per_epoch", type=POSITIVE_INT, modes=("train",),

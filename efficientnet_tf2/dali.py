@@ -253,7 +253,7 @@ def build_dali_stream(folder, image_size, batch_size, training, augment="none", 
 
 def build_dali_dataset(data_dir, split, image_size, batch_size, training, augment="autoaugment",
                        device="cpu", num_classes=None, seed=None, shard=None, class_names=None,
-                       num_threads=None):
+                       num_threads=None, exclude=()):
     """ImageFolder split -> DALI-fed (images [B, S, S, 3] float32, labels [B] int32).
 
     Args:
@@ -271,6 +271,7 @@ def build_dali_dataset(data_dir, split, image_size, batch_size, training, augmen
       shard: optional (num_shards, index); DALI splits the (shuffled) list
         into contiguous ranges, see `shard_range`.
       num_threads: DALI CPU worker threads (default: usable cores).
+      exclude: paths to leave out (unusable files, see `common.data_check`).
 
     Returns:
       device "cpu": a tf.data.Dataset of exactly one epoch. device "gpu": the
@@ -281,7 +282,7 @@ def build_dali_dataset(data_dir, split, image_size, batch_size, training, augmen
         raise ValueError(f"Received: augment={augment!r}; expected one of {AUGMENTATIONS} "
                          "(the DALI backend has the ImageNet AutoAugment policy only).")
     check_device(device)
-    folder = data_lib.ImageFolder.from_dir(data_dir, split, class_names)
+    folder = data_lib.ImageFolder.from_dir(data_dir, split, class_names, exclude)
     if num_classes is not None:
         data_lib.check_num_classes(list(folder.class_names), num_classes, folder.class_source)
     shard = shard or (1, 0)

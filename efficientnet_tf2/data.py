@@ -7,7 +7,9 @@ indices follow the sorted folder names of the *train* split, for every split.
 Shape glossary: B batch size, S image size. `build_dataset` yields
 ``(images [B, S, S, 3] float32 normalized, labels [B] int32)``.
 
-Unreadable images (corrupt, truncated, unsupported) are skipped, never
+The task checks every file once before training (`common.data_check`: named in
+one summary, then left out through ``exclude``). Files that pass that check but
+still fail to decode (damage inside the data) are skipped, never
 fatal, and counted by a `SkipCounter` (int64 ``tf.Variable``s updated in
 graph). Pass your own ``skip_counter`` to `build_dataset` to read
 ``counter.count`` (e.g. at the end of each epoch); create it outside any
@@ -42,6 +44,7 @@ import sys
 
 import tensorflow as tf
 
+from common.errors import DataError
 from common.images import IMAGE_EXTENSIONS, list_images
 from efficientnet_tf2 import preprocessing
 
@@ -90,8 +93,11 @@ class ImageFolder:
     class_source: str
 
     @classmethod
-    def from_dir(cls, root, split, class_names=None):
-        """Lists `<root>/<split>`; class names default to `<root>/train` folders."""
+    def from_dir(cls, root, split, class_names=None, exclude=()):
+        """Lists `<root>/<split>`; class names default to `<root>/train` folders.
+
+        `exclude`: paths left out (the unusable files found by `common.data_check`).
+        """
         split_dir = os.path.join(root, split)
         if not os.path.isdir(split_dir):
             raise FileNotFoundError(
@@ -101,6 +107,12 @@ class ImageFolder:
         if class_names is None:
             class_names, source = _train_class_names(root, split_dir)
         paths, labels = _list_split(split_dir, list(class_names), source)
+        if exclude:
+            exclude = set(exclude)
+            kept = [(p, y) for p, y in zip(paths, labels) if p not in exclude]
+            if not kept:
+                raise DataError(f"no usable images left in {split_dir} ({len(paths)} listed, all unusable)")
+            paths, labels = (list(x) for x in zip(*kept))
         return cls(split_dir, tuple(paths), tuple(labels), tuple(class_names), source)
 
     def __len__(self):
@@ -325,7 +337,7 @@ def _eval_images(ds, image_size, loader, cache_decoded):
 def build_dataset(data_dir, split, image_size, batch_size, training, augment="autoaugment",
                   num_classes=None, seed=None, shard=None, drop_remainder=None,
                   cache_decoded=False, skip_counter=None, class_names=None,
-                  skip_mode="fast"):
+                  skip_mode="fast", exclude=()):
     """ImageFolder split -> batched (images [B, S, S, 3] float32, labels [B] int32).
 
     Args:
@@ -355,7 +367,7 @@ def build_dataset(data_dir, split, image_size, batch_size, training, augment="au
                          f"{preprocessing.AUGMENTATIONS}.")
     if skip_mode not in SKIP_MODES:
         raise ValueError(f"Received: skip_mode={skip_mode!r}; expected one of {SKIP_MODES}.")
-    folder = ImageFolder.from_dir(data_dir, split, class_names)
+    folder = ImageFolder.from_dir(data_dir, split, class_names, exclude)
     if num_classes is not None:
         check_num_classes(list(folder.class_names), num_classes, folder.class_source)
     deterministic = not training or seed is not None

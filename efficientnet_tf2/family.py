@@ -40,6 +40,7 @@ class ClassificationData:
       num_classes: classifier width (None: the number of class folders, else 1000).
       augment: ``autoaugment`` | ``none`` on top of crop + flip.
       class_names: class folder names (filled in from the data; used by infer/export).
+      strict_data: an unusable image file is an error before the first step (default: named, skipped).
     """
 
     data_dir: Optional[str] = None
@@ -48,6 +49,7 @@ class ClassificationData:
     num_classes: Optional[int] = None
     augment: str = "autoaugment"
     class_names: Tuple[str, ...] = ()
+    strict_data: bool = False
 
     def __post_init__(self):
         check(self.backend in BACKENDS, f"--data-backend must be one of {BACKENDS}. Received: {self.backend!r}")
@@ -182,7 +184,10 @@ class EfficientNetFamily(Family):
             model=experiment.model, data_dir=data.data_dir, data_backend=data.backend, num_classes=num_classes,
             image_size=data.image_size, seed=experiment.runtime.seed, augment=data.augment,
             mixup=task_cfg.mixup if training else 0.0,
-            label_smoothing=task_cfg.label_smoothing if training else 0.0, model_config=task_cfg.model)
+            label_smoothing=task_cfg.label_smoothing if training else 0.0, model_config=task_cfg.model,
+            check_splits=("train", "val") if training and experiment.trainer.evaluate else
+            ("train",) if training else ("val",),
+            strict_data=data.strict_data, report_dir=experiment.workspace)
         try:
             task = ImageClassificationTask(config)
         except (DataBackendError, FileNotFoundError, ValueError) as error:  # dali-gpu without a GPU, no images

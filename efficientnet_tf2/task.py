@@ -7,7 +7,8 @@ smoothing; the loss is computed in float32 from float32 logits.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Optional
+import os
+from typing import Dict, Optional, Tuple
 
 import tensorflow as tf
 
@@ -42,6 +43,9 @@ class ClassificationConfig:
       seed: base seed of shuffling/augmentation (epoch ``e`` uses ``seed + e``).
       model_overrides: extra :class:`EfficientNetConfig` fields (e.g. padding).
       model_config: the whole architecture config (wins over ``model`` + ``model_overrides``).
+      check_splits: splits whose files are checked before the run (unusable ones are left out).
+      strict_data: any unusable file is an error (``--strict-data``).
+      report_dir: where the full lists of unusable files go (None: not written).
     """
 
     model: str = "efficientnet-b0"
@@ -55,6 +59,9 @@ class ClassificationConfig:
     seed: int = 0
     model_overrides: Dict = dataclasses.field(default_factory=dict)
     model_config: Optional[EfficientNetConfig] = None
+    check_splits: Tuple[str, ...] = ("train", "val")
+    strict_data: bool = False
+    report_dir: Optional[str] = None
 
 
 class ImageClassificationTask(Task):
@@ -72,6 +79,7 @@ class ImageClassificationTask(Task):
         self.image_size = config.image_size or self.model_config.resolution
         self.class_names = None
         self._num_train = None
+        self.excluded = set()  # unusable files found by the check, left out of every split
         if config.data_backend != "synthetic":
             self._check_folders()
         if config.data_backend in DALI_BACKENDS:
@@ -79,7 +87,7 @@ class ImageClassificationTask(Task):
         self.mixup_rng = tf.random.Generator.from_seed(config.seed + 1)
 
     def _check_folders(self):
-        """Reads class names from ``train/`` and checks them against ``num_classes``."""
+        """Class names from ``train/`` (checked against ``num_classes``); every file of the used splits checked."""
         if not self.config.data_dir:
             raise ValueError(f"--data-backend {self.config.data_backend} needs a data directory "
                              "(positional DATA_DIR / --data-dir)")
@@ -87,6 +95,24 @@ class ImageClassificationTask(Task):
         data_lib.check_num_classes(self.class_names, self.config.num_classes,
                                    source=f"{self.config.data_dir}/train")
         self._num_train = len(paths)
+        for split in self.config.check_splits:
+            folder = data_lib.ImageFolder.from_dir(self.config.data_dir, split, self.class_names)
+            usable = self._check_split(folder, split)
+            if split == "train":
+                self._num_train = usable
+
+    def _check_split(self, folder, split) -> int:
+        """Checks each file of ``folder``; unusable ones join ``self.excluded``. Returns the usable count."""
+        from common import data_check
+
+        report = data_check.DataReport(folder.split_dir)
+        good = data_check.check_images(list(folder.paths), report)
+        list_file = os.path.join(self.config.report_dir, f"unusable_{split}.tsv") if self.config.report_dir else None
+        data_check.settle(report, self.config.strict_data, list_file, what="images")
+        if not good:
+            raise data_check.DataError(f"no usable images in {folder.split_dir} ({len(folder)} listed)")
+        self.excluded |= {where for where, _ in report.problems}
+        return len(good)
 
     def _check_dali(self):
         """Raises `DataBackendError` at once if DALI or its device is missing."""
@@ -126,10 +152,12 @@ class ImageClassificationTask(Task):
             return dali.build_dali_dataset(self.config.data_dir, split, self.image_size, batch,
                                            training=training, augment=augment,
                                            device=DALI_BACKENDS[self.config.data_backend],
-                                           num_classes=self.config.num_classes, seed=seed, shard=shard)
+                                           num_classes=self.config.num_classes, seed=seed, shard=shard,
+                                           exclude=self.excluded)
         return data_lib.build_dataset(self.config.data_dir, split, self.image_size, batch,
                                       training=training, augment=augment,
-                                      num_classes=self.config.num_classes, seed=seed, shard=shard)
+                                      num_classes=self.config.num_classes, seed=seed, shard=shard,
+                                      exclude=self.excluded)
 
     def build_train_dataset(self, global_batch, epoch, input_context=None):
         return self._dataset("train", global_batch, True, self.config.seed + epoch, input_context)

@@ -37,6 +37,7 @@ class DetectionData:
       image_size: ``(short side target, long side max)`` of the aspect-keeping resize.
       num_classes: classes including background (None: from the annotations, else 91).
       class_names, category_ids: filled in from the annotations (infer/export labels).
+      strict_data: an unusable image or annotation is an error before the first step (default: named, skipped).
     """
 
     data_dir: Optional[str] = None
@@ -49,6 +50,7 @@ class DetectionData:
     num_classes: Optional[int] = None
     class_names: Tuple[str, ...] = ()
     category_ids: Tuple[int, ...] = ()
+    strict_data: bool = False
 
     def __post_init__(self):
         check(self.backend in BACKENDS, f"mask-rcnn --data-backend must be one of {BACKENDS}. Received: {self.backend!r}")
