@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import platform
+import sys
 from typing import Dict, List, Optional, Sequence
 
 from common import cli, registry
@@ -162,7 +163,12 @@ def infer(invocation: cli.Invocation) -> int:
     """``main.py infer IMAGE|FOLDER ...``: the family's predictions for each image."""
     paths = expand_images(invocation.options["images"])
     model = load_model(invocation)
-    invocation.family.predict(invocation.experiment, model, paths, invocation.options)
+    failures = invocation.family.predict(invocation.experiment, model, paths, invocation.options) or []
+    if failures:
+        shown = "; ".join(f"{path}: {why}" for path, why in failures[:5])
+        print(f"error: {len(failures)} of {len(paths)} images could not be processed: {shown}"
+              f"{'; ...' if len(failures) > 5 else ''}", file=sys.stderr)
+        return 1
     return 0
 
 

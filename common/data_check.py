@@ -16,7 +16,8 @@ import dataclasses
 import logging
 import os
 import struct
-from typing import List, Optional, Sequence, Tuple
+import sys
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from common.errors import DataError
 
@@ -148,3 +149,29 @@ def settle(report: DataReport, strict: bool, list_file: Optional[str], what: str
         raise DataError(f"{report.summary(what)}{where} (--strict-data: fix or remove them, "
                         "or drop --strict-data to skip them)")
     _log.warning("%s%s. They are %s (--strict-data makes this an error).", report.summary(what), where, action)
+
+
+# ------------------------------------------------------------------ inference
+def for_each_image(paths: Sequence[str], handle: Callable[[str], None]) -> List[Tuple[str, str]]:
+    """``handle(path)`` for every path; one that is unusable or fails to decode is named and skipped.
+
+    Each failure is printed at once as ``error: <path>: <why> (skipped)`` on stderr and the
+    remaining images are still processed.
+
+    Returns:
+      ``(path, why)`` of the failed images (empty: all done).
+    """
+    import tensorflow as tf
+
+    failures = []
+    for path in paths:
+        why = image_problem(path)
+        if why is None:
+            try:
+                handle(path)
+                continue
+            except (tf.errors.OpError, ValueError, OSError) as err:
+                why = " ".join(str(getattr(err, "message", None) or err).split())
+        print(f"error: {path}: {why} (skipped)", file=sys.stderr, flush=True)
+        failures.append((path, why))
+    return failures

@@ -82,8 +82,14 @@ class Family(abc.ABC):
         """The trained model for eval/infer/export (``checkpoint``: a resolved path or None)."""
 
     @abc.abstractmethod
-    def predict(self, experiment: Experiment, model, paths: Sequence[str], options: Dict[str, Any]) -> None:
-        """Runs the model on image files and writes/prints the predictions."""
+    def predict(self, experiment: Experiment, model, paths: Sequence[str],
+                options: Dict[str, Any]) -> List[Tuple[str, str]]:
+        """Runs the model on image files and writes/prints the predictions.
+
+        Returns:
+          ``(path, why)`` of the files that could not be processed (named, skipped; the rest done),
+          see :func:`common.data_check.for_each_image`.
+        """
 
     @abc.abstractmethod
     def export(self, experiment: Experiment, model, export_dir: str, options: Dict[str, Any]) -> str:

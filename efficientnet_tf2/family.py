@@ -269,17 +269,27 @@ class EfficientNetFamily(Family):
 
         from efficientnet_tf2.inference import Classifier, format_predictions
 
+        from common.data_check import for_each_image
+
         _, size = self._architecture(experiment)
         classifier = Classifier(model, size, self._class_names(experiment, options))
-        results = []
-        for path, preds in classifier.classify_files(paths, top_k=options.get("top_k", 5)):
-            print(format_predictions(path, preds))
-            results.append({"file": path, "top_k": [{"class": n, "probability": p} for n, p in preds]})
         out_dir = options.get("output_dir") or os.path.join(experiment.workspace, "predictions")
+        out = os.path.join(out_dir, "predictions.json")
+        if os.path.exists(out):
+            os.remove(out)  # never left looking current if this run fails
+        results = []
+
+        def classify(path):
+            preds = classifier.classify(path, top_k=options.get("top_k", 5))
+            print(format_predictions(path, preds), flush=True)
+            results.append({"file": path, "top_k": [{"class": n, "probability": p} for n, p in preds]})
+
+        failures = for_each_image(paths, classify)
         os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, "predictions.json"), "w") as f:
+        with open(out, "w") as f:
             json.dump(results, f, indent=1)
-        print(f"predictions: {os.path.abspath(os.path.join(out_dir, 'predictions.json'))}")
+        print(f"predictions: {os.path.abspath(out)} ({len(results)} of {len(paths)} images)")
+        return failures
 
     def export(self, experiment, model, export_dir: Optional[str], options: Dict[str, Any]) -> str:
         """SavedModel (uint8 images or encoded bytes in, preprocessing inside) or ONNX (centre crops in)."""

@@ -1,7 +1,7 @@
 """Classification of image files with a trained model (``main.py infer``, ``scripts/classify.py``)."""
 from __future__ import annotations
 
-from typing import Iterator, List, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -24,12 +24,11 @@ class Classifier:
         image = preprocess_for_eval(decode_image_file(path), self.image_size)
         return self._forward(image[tf.newaxis]).numpy()[0]
 
-    def classify_files(self, paths: Sequence[str], top_k: int = 5) -> Iterator[Tuple[str, List[Prediction]]]:
-        """Yields ``(path, [(class name, probability), ...])`` with the top-k classes."""
-        for path in paths:
-            probs = self.probabilities(path)
-            order = np.argsort(-probs)[:top_k]
-            yield path, [(self._name(i), float(probs[i])) for i in order]
+    def classify(self, path: str, top_k: int = 5) -> List[Prediction]:
+        """``[(class name, probability), ...]``: the top-k classes of one image file."""
+        probs = self.probabilities(path)
+        order = np.argsort(-probs)[:top_k]
+        return [(self._name(i), float(probs[i])) for i in order]
 
     def _name(self, index: int) -> str:
         return self.class_names[index] if index < len(self.class_names) else str(index)

@@ -174,7 +174,7 @@ class MaskRCNNFamily(Family):
         try:
             return resolve_sources(data.data_dir, eval_file=data.eval_file, train_annotations=data.train_annotations,
                                    train_images=data.train_images, eval_images=data.eval_images,
-                                   need_train=training)
+                                   need_train=training, strict=data.strict_data, report_dir=experiment.workspace)
         except FileNotFoundError as err:
             raise SystemExit(f"error: {err}") from None
 
@@ -266,8 +266,9 @@ class MaskRCNNFamily(Family):
         detector = Detector(model, self._inputs(experiment), list(data.class_names), list(data.category_ids),
                             score_threshold=options.get("score_threshold", 0.5))
         out_dir = options.get("output_dir") or os.path.join(experiment.workspace, "predictions")
-        results, pngs = detector.run_on_files(list(paths), out_dir)
+        results, pngs, failures = detector.run_on_files(list(paths), out_dir)
         print(f"COCO results: {os.path.abspath(results)}\ndrawn predictions: {os.path.abspath(out_dir)} ({len(pngs)} PNG)")
+        return failures
 
     def export(self, experiment, model, export_dir: Optional[str], options: Dict[str, Any]) -> str:
         """SavedModel with ``serving_default`` (uint8 images) and ``serving_bytes`` (encoded images)."""

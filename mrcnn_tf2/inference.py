@@ -10,7 +10,7 @@ post-processing have one implementation shared with the SavedModel.
 
 Score threshold: ``detect`` returns and ``detections.json`` keeps ALL detections (as a
 COCO evaluation wants); only the PNGs and the printed count use ``score_threshold``.
-An unreadable image file raises ``ValueError`` naming it (no silent skips).
+``load_image`` raises ``ValueError`` naming an unreadable file; ``run_on_files`` names it and goes on.
 """
 from __future__ import annotations
 
@@ -143,29 +143,39 @@ class Detector:
         save_detections_png(png, image, detections["boxes"], detections["classes"], detections["scores"],
                             detections["masks"], self.class_names, self.score_threshold)
 
-    def run_on_files(self, paths: Sequence[str], out_dir: str) -> Tuple[str, List[str]]:
+    def run_on_files(self, paths: Sequence[str], out_dir: str) -> Tuple[str, List[str], List[Tuple[str, str]]]:
         """Detects on every file, writes the COCO results, an image table and one PNG per image.
 
         Writes ``out_dir/detections.json`` (COCO results, every detection),
         ``out_dir/images.json`` (``[{"id", "file_name", "height", "width"}]`` for the
         ``image_id`` values of :func:`image_ids_for`) and ``out_dir/<stem>_pred.png``;
-        prints one line per image.
+        prints one line per image. An unreadable file is named and skipped (the others are
+        still done); the JSON files of an earlier run are removed first, so they never look current.
 
         Returns:
-          (path of ``detections.json``, list of PNG paths in input order).
+          (path of ``detections.json``, PNG paths in input order, ``(path, why)`` of the failed files).
         """
+        from common.data_check import for_each_image
+
         os.makedirs(out_dir, exist_ok=True)
+        results_path = os.path.join(out_dir, RESULTS_FILE)
+        for name in (RESULTS_FILE, IMAGES_FILE):
+            if os.path.exists(os.path.join(out_dir, name)):
+                os.remove(os.path.join(out_dir, name))
         results, images, pngs, used = [], [], [], set()
-        for path, image_id in zip(paths, image_ids_for(paths)):
+        ids = dict(zip(paths, image_ids_for(paths)))
+
+        def detect_file(path):
             image = load_image(path)
             detections = self.detect(image)
-            png = _png_path(out_dir, path, image_id, used)
+            png = _png_path(out_dir, path, ids[path], used)
             self._draw(png, image, detections)
-            results += coco_entries(detections, image_id)
-            images.append({"id": image_id, "file_name": path, "height": image.shape[0], "width": image.shape[1]})
+            results.extend(coco_entries(detections, ids[path]))
+            images.append({"id": ids[path], "file_name": path, "height": image.shape[0], "width": image.shape[1]})
             pngs.append(png)
             print(self._summary(path, detections, png), flush=True)
-        results_path = os.path.join(out_dir, RESULTS_FILE)
+
+        failures = for_each_image(list(paths), detect_file)
         _write_json(results_path, results)
         _write_json(os.path.join(out_dir, IMAGES_FILE), images)
-        return results_path, pngs
+        return results_path, pngs, failures

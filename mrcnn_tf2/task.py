@@ -30,6 +30,9 @@ from mrcnn_tf2.modeling.mask_rcnn import MaskRCNN
 _log = logging.getLogger(__name__)
 
 
+_LOG = logging.getLogger(__name__)
+
+
 @dataclasses.dataclass
 class DetectionTaskConfig:
     """Data-side settings of a Mask R-CNN run.
@@ -126,7 +129,13 @@ class InstanceSegmentationTask(Task):
             self.evaluator = None
             return
         if self.evaluator is None:
-            self.evaluator = CocoEvaluator(self.config.data.eval_file, include_masks=True)
+            reference = self.config.data.reference
+            if reference is None:
+                self.evaluator = CocoEvaluator(self.config.data.eval_file, include_masks=True)
+            else:  # the ground truth training uses: dropped boxes and bad annotations are not scored
+                self.evaluator = CocoEvaluator(reference.ground_truth(), include_masks=True)
+                _LOG.info("COCO evaluation ground truth: %d instances; not scored: %s",
+                          len(self.evaluator.coco_gt.dataset["annotations"]), reference.excluded_summary())
         self.evaluator.reset()
 
     def update_validation(self, outputs) -> int:

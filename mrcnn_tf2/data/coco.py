@@ -13,15 +13,24 @@ Conventions
     dropped (with their masks), and one summary line is logged per file.
   * Masks are decoded on demand (``CocoDataset.masks``) from polygons, compressed or
     uncompressed RLE; an instance without a segmentation gets its box as mask.
+  * Checked once when loaded (``CocoDataset.report``, a :class:`common.data_check.DataReport`):
+    an image whose file is missing, unusable or of another size than listed, and an
+    annotation with an unknown image or category id, a non-finite or negative box, a
+    polygon of fewer than 3 points or a mis-sized RLE are left out and named (by file and
+    annotation id). ``CocoDataset.ground_truth()`` is the same cleaned set for COCO
+    evaluation: what training drops, evaluation does not score.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import os
 
 import numpy as np
 from pycocotools import mask as mask_utils
+
+from common.data_check import DataReport, image_problem
 
 _LOG = logging.getLogger(__name__)
 _REQUIRED_KEYS = {
@@ -63,22 +72,59 @@ def _validate(coco, path):
             if missing:
                 raise ValueError(f"{path}: an entry of '{section}' lacks {missing}: "
                                  f"{str(entry)[:200]}")
-    _check_references(coco, path)
-
-
-def _check_references(coco, path):
-    """Unique image/category ids; annotations point at known ones."""
-    image_ids = [image["id"] for image in coco["images"]]
-    category_ids = [category["id"] for category in coco["categories"]]
-    for name, ids in (("image", image_ids), ("category", category_ids)):
+    for name, ids in (("image", [i["id"] for i in coco["images"]]), ("category", [c["id"] for c in coco["categories"]])):
         if len(set(ids)) != len(ids):
             raise ValueError(f"{path}: duplicate {name} ids.")
-    image_ids, category_ids = set(image_ids), set(category_ids)
-    for ann in coco["annotations"]:
-        if ann["image_id"] not in image_ids or ann["category_id"] not in category_ids:
-            raise ValueError(f"{path}: annotation {ann.get('id')} refers to image "
-                             f"{ann['image_id']} / category {ann['category_id']}, "
-                             "which are not listed.")
+
+
+def _finite_numbers(values, count=None) -> bool:
+    try:
+        array = np.asarray(values, np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        return False
+    return (count is None or array.size == count) and bool(np.all(np.isfinite(array)))
+
+
+def annotation_problem(ann: dict, image: dict, category_ids) -> str:
+    """Why annotation ``ann`` of ``image`` cannot be used ("" if it can).
+
+    Zero-area and out-of-image boxes are not problems here: :func:`coco_boxes` drops them.
+    """
+    if ann["category_id"] not in category_ids:
+        return f"unknown category id {ann['category_id']!r}"
+    if not _finite_numbers(ann["bbox"], 4):
+        return f"bbox {ann['bbox']!r} is not 4 finite numbers"
+    if ann["bbox"][2] < 0 or ann["bbox"][3] < 0:
+        return f"bbox {ann['bbox']!r} has a negative width or height"
+    segmentation = ann.get("segmentation")
+    if isinstance(segmentation, list):
+        for polygon in segmentation:
+            if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2 or not _finite_numbers(polygon):
+                return f"polygon with fewer than 3 points or bad coordinates: {str(polygon)[:60]}"
+    elif isinstance(segmentation, dict):
+        if list(segmentation.get("size", [])) != [image["height"], image["width"]] or "counts" not in segmentation:
+            return (f"RLE of size {segmentation.get('size')} on an image of size "
+                    f"{[image['height'], image['width']]}")
+    return ""
+
+
+def _image_file_problem(path: str, image: dict) -> str:
+    """Why the file of ``image`` cannot be used ("" if it can): missing, unusable, or not the listed size."""
+    if not os.path.isfile(path):
+        return "image file not found"
+    why = image_problem(path)
+    if why:
+        return why
+    from PIL import Image
+
+    try:
+        with Image.open(path) as opened:
+            width, height = opened.size
+    except (OSError, ValueError) as err:
+        return f"cannot be read as an image ({err})"
+    if (height, width) != (image["height"], image["width"]):
+        return f"image is {width}x{height}, the annotations say {image['width']}x{image['height']}"
+    return ""
 
 
 def coco_boxes(bboxes, height, width):
@@ -153,26 +199,49 @@ class CocoDataset:
         "clipped"}).
     """
 
-    def __init__(self, annotation_file: str, image_dir: str):
+    def __init__(self, annotation_file: str, image_dir: str, check_files: bool = True):
         self.annotation_file, self.image_dir = annotation_file, image_dir
         coco = load_coco_json(annotation_file)
-        categories = sorted(coco["categories"], key=lambda c: c["id"])
-        self.class_names = ["background"] + [c["name"] for c in categories]
-        self.category_ids = [0] + [c["id"] for c in categories]
+        self._categories = sorted(coco["categories"], key=lambda c: c["id"])
+        self.class_names = ["background"] + [c["name"] for c in self._categories]
+        self.category_ids = [0] + [c["id"] for c in self._categories]
         self.num_classes = len(self.class_names)
-        self._images = sorted(coco["images"], key=lambda image: image["id"])
+        self.report = DataReport(annotation_file)
+        images = sorted(coco["images"], key=lambda image: image["id"])
+        self._images = self._usable_images(images) if check_files else images
         self.image_ids = [image["id"] for image in self._images]
-        self._instances, self.dropped = self._index_annotations(coco["annotations"])
+        self._instances, self.dropped = self._index_annotations(coco["annotations"], {i["id"] for i in images})
         self._log_summary()
 
     def __len__(self) -> int:
         return len(self._images)
 
-    def _index_annotations(self, annotations):
-        """-> ({image id: instance arrays}, summed drop counts)."""
+    def _usable_images(self, images):
+        """Images whose file exists, passes :func:`common.data_check.image_problem` and has the listed size."""
+        paths = [os.path.join(self.image_dir, image["file_name"]) for image in images]
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            problems = list(pool.map(_image_file_problem, paths, images))
+        self.report.checked += len(images)
+        for path, image, why in zip(paths, images, problems):
+            if why:
+                self.report.add(path, f"{why} (image id {image['id']}; its annotations are left out)")
+        return [image for image, why in zip(images, problems) if not why]
+
+    def _index_annotations(self, annotations, listed_ids):
+        """-> ({image id: instance arrays}, summed drop counts); bad annotations go to the report."""
         per_image = {image_id: [] for image_id in self.image_ids}
+        images = {image["id"]: image for image in self._images}
+        known = set(self.category_ids[1:])
+        self.report.checked += len(annotations)
         for ann in annotations:
-            per_image[ann["image_id"]].append(ann)
+            if ann["image_id"] not in listed_ids:
+                self.report.add(self._where(ann), f"refers to image id {ann['image_id']!r}, which is not listed")
+            elif ann["image_id"] in images:
+                why = annotation_problem(ann, images[ann["image_id"]], known)
+                if why:
+                    self.report.add(self._where(ann, images[ann["image_id"]]), why)
+                else:
+                    per_image[ann["image_id"]].append(ann)
         class_of = {coco_id: i for i, coco_id in enumerate(self.category_ids) if i}
         totals = {"zero_area": 0, "outside_image": 0, "clipped": 0}
         instances = {}
@@ -180,6 +249,23 @@ class CocoDataset:
             instances[image["id"]], counts = _instances(per_image[image["id"]], image, class_of)
             totals = {k: totals[k] + counts[k] for k in totals}
         return instances, totals
+
+    def _where(self, ann, image=None) -> str:
+        name = f" ({image['file_name']})" if image else ""
+        return f"{self.annotation_file} annotation {ann.get('id')}{name}"
+
+    def ground_truth(self) -> dict:
+        """The cleaned COCO dataset dict (kept images and the annotations training uses), for pycocotools."""
+        annotations = [ann for image_id in self.image_ids for ann in self._instances[image_id]["annotations"]]
+        return {"images": list(self._images), "annotations": annotations, "categories": list(self._categories)}
+
+    def excluded_summary(self) -> str:
+        """Ground-truth instances left out of training and evaluation, by reason (for the eval log)."""
+        d = self.dropped
+        bad = sum(1 for where, _ in self.report.problems if " annotation " in where)
+        images = len(self.report) - bad
+        return (f"{d['zero_area']} zero-area box(es), {d['outside_image']} box(es) outside the image, "
+                f"{bad} unusable annotation(s), and the annotations of {images} unusable image(s)")
 
     def _log_summary(self):
         """One line: kept instances, dropped and clipped boxes."""
@@ -216,7 +302,7 @@ class CocoDataset:
         image = self._images[index]
         record = {"path": self.image_path(index), "image_id": image["id"],
                   "height": image["height"], "width": image["width"],
-                  **{k: v.copy() for k, v in self._instances[image["id"]].items()}}
+                  **{k: v.copy() for k, v in self._instances[image["id"]].items() if k != "annotations"}}
         if with_masks:
             record["masks"] = self.masks(index)
         return record
@@ -237,6 +323,7 @@ def _instances(annotations, image, class_of):
                                      image["height"], image["width"])
     kept = [a for a, k in zip(annotations, keep) if k]
     return {
+        "annotations": kept,
         "boxes": boxes[keep],
         "classes": np.array([class_of[a["category_id"]] for a in kept], np.int32),
         "is_crowd": np.array([bool(a.get("iscrowd", 0)) for a in kept], bool),

@@ -19,6 +19,8 @@ import glob
 import os
 from typing import List, Optional, Union
 
+from common import data_check
+from common.errors import DataError
 from mrcnn_tf2.data.coco import CocoDataset
 
 Source = Union[CocoDataset, str]
@@ -35,6 +37,8 @@ class DataSources:
       class_names: ``["background", ...]`` from the annotation file.
       category_ids: contiguous class -> COCO category id (``[0, ...]``).
       num_train: training images (None if unknown, e.g. TFRecords).
+      reference: the validation annotations as a checked ``CocoDataset`` (its ``ground_truth()``
+        is what COCO evaluation scores).
     """
 
     train: Optional[Source]
@@ -43,6 +47,7 @@ class DataSources:
     class_names: List[str]
     category_ids: List[int]
     num_train: Optional[int] = None
+    reference: Optional[CocoDataset] = None
 
     @property
     def num_classes(self) -> int:
@@ -71,11 +76,17 @@ def _tfrecords(data_dir: str, split: str) -> Optional[str]:
 
 def resolve_sources(data_dir: Optional[str], *, eval_file: Optional[str] = None,
                     train_annotations: Optional[str] = None, train_images: Optional[str] = None,
-                    eval_images: Optional[str] = None, need_train: bool = True) -> DataSources:
+                    eval_images: Optional[str] = None, need_train: bool = True, strict: bool = False,
+                    report_dir: Optional[str] = None) -> DataSources:
     """Resolves the data of a run (see the module docstring).
+
+    Every COCO source is checked (``CocoDataset.report``); its problems are reported once by
+    :func:`common.data_check.settle` (``strict``: an error; ``report_dir``: where the full
+    lists ``unusable_train.tsv`` / ``unusable_val.tsv`` go).
 
     Raises:
       FileNotFoundError: naming what was looked for and where.
+      common.errors.DataError: ``strict`` and a bad image or annotation.
     """
     if data_dir and not os.path.isdir(data_dir):
         raise FileNotFoundError(f"--data_dir {data_dir} is not a directory")
@@ -94,10 +105,22 @@ def resolve_sources(data_dir: Optional[str], *, eval_file: Optional[str] = None,
                                     "annotations/instances_train*.json (or pass --train_annotations)")
         train = train_records if train_annotations is None else CocoDataset(
             train_annotations, train_images or _images_for(data_dir, train_annotations, "train"))
-    reference = val if isinstance(val, CocoDataset) else CocoDataset(eval_file, eval_images or data_dir or ".")
+    reference = val if isinstance(val, CocoDataset) else CocoDataset(eval_file, eval_images or data_dir or ".",
+                                                                      check_files=False)
+    for split, source in (("train", train), ("val", reference)):
+        if isinstance(source, CocoDataset):
+            _settle(source, split, strict, report_dir)
     return DataSources(train=train, val=val, eval_file=eval_file, class_names=reference.class_names,
                        category_ids=reference.category_ids,
-                       num_train=len(train) if isinstance(train, CocoDataset) else None)
+                       num_train=len(train) if isinstance(train, CocoDataset) else None, reference=reference)
+
+
+def _settle(coco: CocoDataset, split: str, strict: bool, report_dir: Optional[str]) -> None:
+    list_file = os.path.join(report_dir, f"unusable_{split}.tsv") if report_dir else None
+    action = "left out of training" if split == "train" else "left out of the evaluation (not scored)"
+    data_check.settle(coco.report, strict, list_file, what="images and annotations", action=action)
+    if not len(coco):
+        raise DataError(f"no usable images in {coco.annotation_file} ({coco.image_dir})")
 
 
 def _coco_or_records(data_dir, eval_file, eval_images, val_records, split) -> Source:

@@ -40,7 +40,8 @@ def image_dir(tmp_path):
 
 def test_run_on_files_writes_coco_results_and_pngs(detector, image_dir, tmp_path, capsys):
     paths = list_images([str(image_dir)])
-    results_path, pngs = detector.run_on_files(paths, str(tmp_path / "out"))
+    results_path, pngs, failures = detector.run_on_files(paths, str(tmp_path / "out"))
+    assert failures == []
     with open(results_path) as f:
         results = json.load(f)
     with open(tmp_path / "out" / inference.IMAGES_FILE) as f:
@@ -90,10 +91,18 @@ def test_list_images_is_recursive_and_names_what_is_missing(image_dir):
         list_images([str(image_dir / "missing.jpg")])
 
 
-def test_unreadable_image_names_the_file(detector, image_dir, tmp_path):
-    bad = image_dir / "broken.jpg"
+def test_an_unreadable_image_is_named_and_the_others_are_still_done(detector, image_dir, tmp_path, capsys):
+    bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"definitely not a jpeg")
     with pytest.raises(ValueError, match="broken.jpg"):
         inference.load_image(str(bad))
-    with pytest.raises(ValueError, match="broken.jpg"):
-        detector.run_on_files([str(bad)], str(tmp_path / "out"))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / inference.RESULTS_FILE).write_text("[\"stale results of an earlier run\"]")
+    good = sorted(str(p) for p in image_dir.iterdir())[:1]
+    results_path, pngs, failures = detector.run_on_files([str(bad)] + good, str(out))
+    assert [path for path, _ in failures] == [str(bad)] and len(pngs) == 1
+    assert "broken.jpg: not a JPEG/PNG" in capsys.readouterr().err
+    images = json.load(open(out / inference.IMAGES_FILE))
+    assert [entry["file_name"] for entry in images] == good
+    assert "stale" not in open(results_path).read()
