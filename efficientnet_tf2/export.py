@@ -3,7 +3,10 @@
 * ``serving_default``: ``images`` uint8 ``[B, H, W, 3]`` (any H, W) ->
   ``probabilities`` float32 ``[B, C]``, ``classes`` int32 ``[B]``,
   ``labels`` string ``[B]`` (class names).
-* ``serving_bytes``: ``image_bytes`` string ``[B]`` (encoded JPEG/PNG) -> same.
+* ``serving_bytes``: ``image_bytes`` string ``[B]`` (encoded JPEG/PNG) -> same, plus
+  ``valid`` bool ``[B]``: an image that is not a whole JPEG/PNG/GIF/BMP/WebP does not fail
+  the batch; it gets ``valid`` False, zero probabilities, class 0 and an empty label
+  (:mod:`common.serving`).
 
 Both apply the eval preprocessing of training (resize to size+32, center
 crop, ImageNet normalisation), so clients send raw pixels or files.
@@ -14,6 +17,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
+from common.serving import blank_invalid, decode_checked
 from efficientnet_tf2.preprocessing import eval_resize_crop, normalize
 
 
@@ -44,11 +48,12 @@ class ClassifierModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve_bytes(self, image_bytes):
         def decode(data):
-            image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
-            return self._prepare(image)
+            image, valid = decode_checked(data, lambda d: tf.io.decode_image(
+                d, channels=3, expand_animations=False, dtype=tf.uint8))
+            return self._prepare(image), valid
 
-        batch = tf.map_fn(decode, image_bytes, fn_output_signature=tf.float32)
-        return self._predict(batch)
+        batch, valid = tf.map_fn(decode, image_bytes, fn_output_signature=(tf.float32, tf.bool))
+        return blank_invalid(self._predict(batch), valid)
 
 
 def export_saved_model(model, export_dir: str, image_size: int, class_names: Sequence[str]) -> str:

@@ -27,6 +27,9 @@ Outputs of both signatures (:data:`OUTPUT_KEYS`)
   detection_masks        ``[B, D, Hc, Wc] uint8`` 0/1: the 28 x 28 probabilities pasted
                          at original resolution (``paste_masks``, unclipped boxes), then
                          thresholded at 0.5; zero outside an image's own ``H x W``
+  valid                  ``[B] bool``, ``serving_bytes`` only: False for an image that is not
+                         a whole JPEG/PNG/GIF/BMP/WebP (:mod:`common.serving`); its outputs are
+                         blank (0 detections) and the rest of the batch is served as usual
 
 :func:`postprocess_detections` is the one implementation of "scaled network output ->
 original boxes, ids, names and pasted masks"; the serving functions, ``verify_export``
@@ -45,6 +48,7 @@ import tensorflow as tf
 
 from custom_ops import loader as custom_ops_loader
 from mrcnn_tf2.data.inputs import InputConfig
+from common.serving import blank_invalid, decode_checked
 from mrcnn_tf2.data.preprocessing import decode_image, preprocess_image
 from mrcnn_tf2.evaluation import MASK_THRESHOLD
 from mrcnn_tf2.ops import box_ops
@@ -113,11 +117,16 @@ def preprocess_encoded(image_bytes: tf.Tensor, input_config: InputConfig, padded
       input_config, padded_size: as in :func:`preprocess_batch`.
 
     Returns:
-      (``[B, Hp, Wp, 3] float32``, ``[B, 5] float32`` image_info).
+      (``[B, Hp, Wp, 3] float32``, ``[B, 5] float32`` image_info, ``[B] bool`` valid: the image
+      passed :func:`common.serving.decode_checked`, else it is a 1x1 placeholder).
     """
-    spec = (tf.TensorSpec([*padded_size, 3], tf.float32), tf.TensorSpec([5], tf.float32))
-    return tf.map_fn(lambda data: preprocess_image(decode_image(data), input_config, padded_size),
-                     image_bytes, fn_output_signature=spec)
+    spec = (tf.TensorSpec([*padded_size, 3], tf.float32), tf.TensorSpec([5], tf.float32), tf.TensorSpec([], tf.bool))
+
+    def prepare(data):
+        image, valid = decode_checked(data, decode_image)
+        return (*preprocess_image(image, input_config, padded_size), valid)
+
+    return tf.map_fn(prepare, image_bytes, fn_output_signature=spec)
 
 
 def original_hw(image_info: tf.Tensor) -> tf.Tensor:
@@ -247,9 +256,9 @@ class DetectionModule(tf.Module):
 
     def _serve_bytes(self, image_bytes: tf.Tensor) -> Dict[str, tf.Tensor]:
         """``serving_bytes`` body: ``[B] string`` JPEG/PNG (any sizes) -> outputs, masks on the max H, W."""
-        inputs, image_info = preprocess_encoded(image_bytes, self.input_config, self.padded_size)
+        inputs, image_info, valid = preprocess_encoded(image_bytes, self.input_config, self.padded_size)
         canvas_hw = tf.reduce_max(original_hw(image_info), axis=0)
-        return self.detect(inputs, image_info, canvas_hw)
+        return blank_invalid(self.detect(inputs, image_info, canvas_hw), valid)
 
     def _make_functions(self) -> Dict[str, tf.types.experimental.PolymorphicFunction]:
         """The two serving ``tf.function``s (plain Python bodies, so no autograph)."""

@@ -32,6 +32,12 @@ def test_saved_model_round_trip(tmp_path):
         encoded.append(buf.getvalue())
     out_bytes = loaded.signatures["serving_bytes"](image_bytes=tf.constant(encoded))
     np.testing.assert_allclose(out_bytes["probabilities"], expected, atol=1e-5)
+    assert out_bytes["valid"].numpy().tolist() == [True, True]
+    # one unusable image does not fail the batch: it is flagged and blanked, the others are served
+    mixed = loaded.signatures["serving_bytes"](image_bytes=tf.constant([encoded[0], encoded[1][:300], b""]))
+    assert mixed["valid"].numpy().tolist() == [True, False, False]
+    np.testing.assert_allclose(mixed["probabilities"][0], expected[0], atol=1e-5)
+    assert not mixed["probabilities"][1:].numpy().any() and mixed["labels"].numpy()[1] == b""
     assert [s.decode() for s in loaded.class_names.numpy()] == list("abcdef")
     assert out["labels"].numpy()[0].decode() == "abcdef"[int(out["classes"][0])]
 

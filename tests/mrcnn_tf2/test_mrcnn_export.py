@@ -76,6 +76,18 @@ def test_image_bytes_pads_masks_to_largest_image(exported):
     assert num > 0 and np.all(boxes[:, [0, 2]] <= 90) and np.all(boxes[:, [1, 3]] <= 70)
 
 
+def test_image_bytes_flags_an_unusable_image_and_serves_the_others(exported):
+    _, _, loaded = exported
+    images = make_images()
+    good = [tf.io.encode_png(image).numpy() for image in images]
+    alone = run(loaded, "serving_bytes", image_bytes=tf.constant(good))
+    mixed = run(loaded, "serving_bytes", image_bytes=tf.constant([good[0], good[1][:100], b"not an image"]))
+    assert mixed["valid"].tolist() == [True, False, False] and alone["valid"].tolist() == [True, True]
+    assert mixed["num_detections"].tolist() == [alone["num_detections"][0], 0, 0]
+    np.testing.assert_allclose(mixed["detection_boxes"][0], alone["detection_boxes"][0], atol=1e-3)
+    assert not mixed["detection_scores"][1:].any() and not mixed["detection_masks"][1:].any()
+
+
 def test_both_signatures_equal_keras_path(exported):
     model, export_dir, _ = exported
     delta = export.verify_export(model, export_dir, make_images(), INPUT, NAMES, IDS)
