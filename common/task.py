@@ -85,6 +85,10 @@ class Task(abc.ABC):
         """Number of training steps in an epoch, or ``None`` if unknown."""
         return None
 
+    def epoch_metrics(self) -> Dict[str, float]:
+        """Extra ``train.*`` metrics of the epoch that just ended (e.g. images skipped by the pipeline)."""
+        return {}
+
 
 def local_batch_size(global_batch: int, input_context=None) -> int:
     """Batch of one replica: ``global_batch`` split by the input context (all of it without one)."""

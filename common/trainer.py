@@ -136,7 +136,7 @@ class Trainer:
                 self.logger.log((epoch + 1, step + 1),
                                 dict(stats.window("train"), **{"train.lr": optimizer_learning_rate(self.optimizer)}))
         bar.close()
-        return stats.summary("train")
+        return {**stats.summary("train"), **self.task.epoch_metrics()}
 
     def evaluate(self, global_batch: int, epoch: Optional[int] = None) -> Dict[str, float]:
         """Validation pass (with EMA weights as ``val.ema.*`` too when EMA is on)."""

@@ -7,6 +7,7 @@ smoothing; the loss is computed in float32 from float32 logits.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from typing import Dict, Optional, Tuple
 
@@ -19,6 +20,7 @@ from efficientnet_tf2.config import EfficientNetConfig
 from efficientnet_tf2.mixup import mixup, smooth_labels
 from efficientnet_tf2.model import build_efficientnet
 
+_LOG = logging.getLogger(__name__)
 # --data-backend -> DALI device (efficientnet_tf2.dali, imported only when used).
 DALI_BACKENDS = {"dali-cpu": "cpu", "dali-gpu": "gpu"}
 
@@ -80,6 +82,7 @@ class ImageClassificationTask(Task):
         self.class_names = None
         self._num_train = None
         self.excluded = set()  # unusable files found by the check, left out of every split
+        self.train_skips = data_lib.SkipCounter()  # files that passed the check but failed to decode
         if config.data_backend != "synthetic":
             self._check_folders()
         if config.data_backend in DALI_BACKENDS:
@@ -157,7 +160,7 @@ class ImageClassificationTask(Task):
         return data_lib.build_dataset(self.config.data_dir, split, self.image_size, batch,
                                       training=training, augment=augment,
                                       num_classes=self.config.num_classes, seed=seed, shard=shard,
-                                      exclude=self.excluded)
+                                      exclude=self.excluded, skip_counter=self.train_skips if training else None)
 
     def build_train_dataset(self, global_batch, epoch, input_context=None):
         return self._dataset("train", global_batch, True, self.config.seed + epoch, input_context)
@@ -172,6 +175,17 @@ class ImageClassificationTask(Task):
 
     def checkpoint_items(self):
         return {"mixup_rng": self.mixup_rng}
+
+    def epoch_metrics(self):
+        """``train.skipped_images``: files that passed the pre-run check but failed to decode (warned)."""
+        if self.config.data_backend != "tfdata":
+            return {}
+        skipped = self.train_skips.count
+        self.train_skips.reset()
+        if skipped:
+            _LOG.warning("%d training image(s) passed the file check but failed to decode and were skipped "
+                         "this epoch (TensorFlow's warning names the error; -v shows it)", skipped)
+        return {"train.skipped_images": float(skipped)}
 
     def train_loss(self, model, batch, training=True):
         """Cross-entropy with MixUp and label smoothing on ``(images, labels)``."""

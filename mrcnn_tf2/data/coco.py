@@ -127,6 +127,14 @@ def _image_file_problem(path: str, image: dict) -> str:
     return ""
 
 
+def _with_segmentation(ann: dict) -> dict:
+    """``ann``, with its box as polygon when it has no segmentation (the mask training uses too)."""
+    if ann.get("segmentation"):
+        return ann
+    x, y, w, h = (float(v) for v in ann["bbox"])
+    return {**ann, "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]]}
+
+
 def coco_boxes(bboxes, height, width):
     """COCO ``[x, y, w, h]`` -> clipped boxes and which of them to keep.
 
@@ -256,7 +264,8 @@ class CocoDataset:
 
     def ground_truth(self) -> dict:
         """The cleaned COCO dataset dict (kept images and the annotations training uses), for pycocotools."""
-        annotations = [ann for image_id in self.image_ids for ann in self._instances[image_id]["annotations"]]
+        annotations = [_with_segmentation(ann) for image_id in self.image_ids
+                       for ann in self._instances[image_id]["annotations"]]
         return {"images": list(self._images), "annotations": annotations, "categories": list(self._categories)}
 
     def excluded_summary(self) -> str:
