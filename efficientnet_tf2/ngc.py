@@ -34,16 +34,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import re
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional
 
 import numpy as np
 import tf_keras as keras
 
+from common.state_dict import (STATE_DICT_EXTENSIONS, StateDictError, TensorSpec, key_problems, layer_specs,
+                               names, strip_prefix)
+from common.state_dict import read_state_dict as read_state_dict_file
+
 _log = logging.getLogger(__name__)
 
-NGC_EXTENSIONS = (".pth", ".pt", ".npz")
+NGC_EXTENSIONS = STATE_DICT_EXTENSIONS
 IGNORED_SUFFIXES = ("num_batches_tracked",)
 _QUANTIZER = re.compile(r"(^|\.)[^.]*_quantizer(\.|$)")
 _BLOCK = re.compile(r"^block(\d+)([a-z])_(expand_conv|expand_bn|dw_conv|dw_bn|project_conv|project_bn"
@@ -53,26 +56,10 @@ _BLOCK_PARTS = {"expand_conv": "expand.conv", "expand_bn": "expand.bn", "dw_conv
                 "se_reduce": "se.squeeze", "se_expand": "se.expand"}
 _FIXED = {"stem_conv": "stem.conv", "stem_bn": "stem.bn", "top_conv": "features.conv",
           "top_bn": "features.bn", "predictions": "classifier.fc"}
-_MAX_NAMED = 5
 
 
-class NgcCheckpointError(ValueError):
+class NgcCheckpointError(StateDictError):
     """The checkpoint does not fit the model (missing/extra keys, wrong shapes) or cannot be read."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TensorSpec:
-    """Where one ``state_dict`` entry goes.
-
-    Attributes:
-      variable: the Keras variable it is assigned to.
-      torch_shape: shape the entry must have in the checkpoint.
-      convert: ``torch array -> Keras array`` (a transpose or reshape).
-    """
-
-    variable: object
-    torch_shape: Tuple[int, ...]
-    convert: Callable[[np.ndarray], np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,35 +113,6 @@ def _mapped_layers(model: keras.Model):
             yield layer, name
 
 
-def _spec(variable, torch_axes: Optional[Tuple[int, ...]] = None) -> TensorSpec:
-    """Spec of a variable stored transposed by ``torch_axes`` (Keras axes in PyTorch order)."""
-    shape = tuple(int(d) for d in variable.shape)
-    if torch_axes is None:
-        return TensorSpec(variable, shape, lambda a: a)
-    expected = tuple(shape[i] for i in torch_axes)
-    inverse = tuple(int(i) for i in np.argsort(torch_axes))
-    return TensorSpec(variable, expected, lambda a: np.transpose(a, inverse))
-
-
-def layer_specs(layer: keras.layers.Layer, module: str) -> Dict[str, TensorSpec]:
-    """``{state_dict key: TensorSpec}`` of one Keras layer mapped to PyTorch ``module``."""
-    layers = keras.layers
-    if isinstance(layer, layers.DepthwiseConv2D):
-        specs = {"weight": _spec(layer.depthwise_kernel, (2, 3, 0, 1))}
-    elif isinstance(layer, layers.Conv2D):
-        specs = {"weight": _spec(layer.kernel, (3, 2, 0, 1))}
-    elif isinstance(layer, layers.Dense):
-        specs = {"weight": _spec(layer.kernel, (1, 0))}
-    elif isinstance(layer, layers.BatchNormalization):
-        specs = {"weight": _spec(layer.gamma), "bias": _spec(layer.beta),
-                 "running_mean": _spec(layer.moving_mean), "running_var": _spec(layer.moving_variance)}
-    else:
-        raise NgcCheckpointError(f"no NGC conversion for layer {layer.name} of type {type(layer).__name__}")
-    if getattr(layer, "use_bias", False) and not isinstance(layer, layers.BatchNormalization):
-        specs["bias"] = _spec(layer.bias)
-    return {f"{module}.{key}": spec for key, spec in specs.items()}
-
-
 def expected_state_dict(model: keras.Model) -> Dict[str, TensorSpec]:
     """``{state_dict key: TensorSpec}`` for every weight of ``model``.
 
@@ -170,77 +128,13 @@ def expected_state_dict(model: keras.Model) -> Dict[str, TensorSpec]:
         raise NgcCheckpointError("NGC mapping assigns some Keras weight twice")
     missing = [w.name for w in model.weights if id(w) not in covered]
     if missing:
-        raise NgcCheckpointError(f"Keras weights without an NGC counterpart: {_names(missing)}")
+        raise NgcCheckpointError(f"Keras weights without an NGC counterpart: {names(missing)}")
     return specs
 
 
 def is_quantizer_key(key: str) -> bool:
     """True for quantizer entries (``...conv._input_quantizer._amax`` and the like)."""
     return bool(_QUANTIZER.search(key))
-
-
-def strip_prefix(state: Mapping[str, np.ndarray], prefix: str = "module.") -> Dict[str, np.ndarray]:
-    """Removes a DataParallel/DDP ``module.`` prefix from every key that has it."""
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
-
-
-def unwrap_checkpoint(obj) -> Mapping:
-    """The ``state_dict`` inside a training checkpoint dict (``state_dict``/``model`` key), else ``obj``."""
-    for wrapper in ("state_dict", "model"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
-            return unwrap_checkpoint(obj[wrapper])
-    if not isinstance(obj, Mapping):
-        raise NgcCheckpointError(f"expected a state_dict (a dict of tensors); found {type(obj).__name__}")
-    return obj
-
-
-def _to_numpy(value) -> np.ndarray:
-    """torch tensor (or array-like) -> numpy; floating tensors become float32."""
-    if hasattr(value, "detach"):
-        value = value.detach().cpu()
-        if value.is_floating_point():
-            value = value.float()
-        value = value.numpy()
-    return np.asarray(value)
-
-
-def _read_pth(path: str):
-    """``torch.load(path, weights_only=True)`` on CPU, with a clear error without torch."""
-    try:
-        import torch
-    except ImportError as err:
-        raise NgcCheckpointError(
-            f"reading {path} needs PyTorch, which is not installed: install torch (CPU) or convert to .npz. "
-            "Install: pip install -e '.[torch]' --extra-index-url https://download.pytorch.org/whl/cpu; "
-            "convert where torch is: numpy.savez(OUT.npz, **{k: v.float().numpy() for k, v in "
-            "torch.load(IN.pth, map_location='cpu', weights_only=True).items()})") from err
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def read_state_dict(path: str) -> Dict[str, np.ndarray]:
-    """NGC ``state_dict`` of a ``.pth``/``.pt`` (needs torch) or ``.npz`` file.
-
-    Checkpoint wrappers (``{"state_dict": ...}``, ``{"model": ...}``) are
-    unwrapped and a ``module.`` prefix is stripped. Keys starting with ``__``
-    (fixture extras such as ``__logits__``) are dropped.
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such NGC checkpoint: {path}")
-    if path.endswith(".npz"):
-        with np.load(path, allow_pickle=False) as archive:
-            raw = {k: archive[k] for k in archive.files}
-    elif path.endswith((".pth", ".pt")):
-        raw = _read_pth(path)
-    else:
-        raise NgcCheckpointError(f"unknown NGC checkpoint format {path!r}; expected one of {NGC_EXTENSIONS}")
-    state = unwrap_checkpoint(raw)
-    return strip_prefix({str(k): _to_numpy(v) for k, v in state.items() if not str(k).startswith("__")})
-
-
-def _names(keys: List[str]) -> str:
-    """First few ``keys``, and how many more."""
-    shown = ", ".join(keys[:_MAX_NAMED])
-    return shown + (f" (+{len(keys) - _MAX_NAMED} more)" if len(keys) > _MAX_NAMED else "")
 
 
 def _fit(value: np.ndarray, spec: TensorSpec) -> Optional[np.ndarray]:
@@ -255,20 +149,24 @@ def _fit(value: np.ndarray, spec: TensorSpec) -> Optional[np.ndarray]:
 def check_state_dict(state: Mapping[str, np.ndarray], specs: Mapping[str, TensorSpec]) -> None:
     """Raises :class:`NgcCheckpointError` naming missing, unexpected and mis-shaped keys."""
     weights = {k for k in state if not is_quantizer_key(k) and not k.endswith(IGNORED_SUFFIXES)}
-    missing = [k for k in specs if k not in weights]
-    unexpected = sorted(weights - set(specs))
-    shapes = [f"{k}: expected {specs[k].torch_shape}, found {tuple(state[k].shape)}"
-              for k in specs if k in state and _fit(np.asarray(state[k]), specs[k]) is None]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing key(s): {_names(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s): {_names(unexpected)}")
-    if shapes:
-        problems.append(f"{len(shapes)} shape mismatch(es): {_names(shapes)}")
+
+    def mismatch(key):
+        if _fit(np.asarray(state[key]), specs[key]) is None:
+            return f"{key}: expected {specs[key].torch_shape}, found {tuple(state[key].shape)}"
+        return None
+
+    problems = key_problems(weights, specs, mismatch)
     if problems:
         raise NgcCheckpointError("NGC checkpoint does not fit the model: " + "; ".join(problems) +
                                  ". Check --model (b0/b4, widese) and --num-classes.")
+
+
+def read_state_dict(path: str) -> Dict[str, np.ndarray]:
+    """:func:`common.state_dict.read_state_dict` with NGC's error type."""
+    try:
+        return read_state_dict_file(path)
+    except StateDictError as err:
+        raise NgcCheckpointError(str(err)) from err
 
 
 def load_ngc_state_dict(model: keras.Model, state: Mapping[str, np.ndarray]) -> NgcImport:

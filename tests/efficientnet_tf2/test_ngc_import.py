@@ -6,6 +6,7 @@ import types
 import numpy as np
 import pytest
 
+from common import state_dict
 from efficientnet_tf2 import ngc, registry
 from efficientnet_tf2.model import build_efficientnet
 
@@ -121,8 +122,8 @@ def test_module_prefix_and_wrappers(tmp_path):
     model = model_for("efficientnet-b0")
     ngc.load_ngc_checkpoint(model, str(path))
     np.testing.assert_array_equal(model.get_layer("stem_bn").gamma.numpy(), state["stem.bn.weight"])
-    assert ngc.unwrap_checkpoint({"epoch": 3, "state_dict": {"a": 1}}) == {"a": 1}
-    assert ngc.unwrap_checkpoint({"model": {"b": 2}}) == {"b": 2}
+    assert state_dict.unwrap_checkpoint({"epoch": 3, "state_dict": {"a": 1}}) == {"a": 1}
+    assert state_dict.unwrap_checkpoint({"model": {"b": 2}}) == {"b": 2}
 
 
 def test_quantizer_entries_are_set_aside():
