@@ -64,6 +64,11 @@ class AnchorConfig:
         return self.num_scales * len(self.aspect_ratios)
 
 
+#: The backbone fields of torchvision's ResNet (v1.5: stride on the 3x3 conv; BatchNorm eps 1e-5;
+#: PyTorch's symmetric padding of the strided 3x3 convs), for its ImageNet / COCO weights.
+TORCHVISION_BACKBONE = {"stride_in_1x1": False, "bn_epsilon": 1e-5, "padding": "symmetric"}
+
+
 @dataclasses.dataclass(frozen=True)
 class BackboneConfig:
     """Backbone: ResNet (:func:`mrcnn_tf2.modeling.resnet.build_resnet`) or an EfficientNet variant.
@@ -82,6 +87,9 @@ class BackboneConfig:
         Keras applications and Detectron's MSRA weights) instead of the 3x3 conv
         (v1.5, NVIDIA's TF2 model). Deviation: True by default because the backbone
         checkpoint loaded here is Keras' ImageNet ResNet-50, trained that way.
+      bn_epsilon: BatchNorm epsilon: 1.001e-5 (Keras applications), 1e-5 (torchvision).
+      padding: of the strided 3x3 convs: ``same`` (TensorFlow) or ``symmetric`` (PyTorch's
+        ``padding=1``, needed for torchvision weights).
     """
 
     name: str = "resnet"
@@ -90,12 +98,15 @@ class BackboneConfig:
     finetune_bn: bool = False
     freeze_at: int = 2
     stride_in_1x1: bool = True
+    bn_epsilon: float = 1.001e-5
+    padding: str = "same"
 
     def __post_init__(self):
         _check(self.name == "resnet" or self.name.startswith("efficientnet-"),
                f"backbone.name must be 'resnet' or an EfficientNet model name. Received: {self.name!r}")
         _check(self.depth in (50, 101, 152), f"depth must be 50, 101 or 152. Received: depth={self.depth}")
         _check(self.width_multiplier > 0, f"width_multiplier must be > 0. Received: {self.width_multiplier}")
+        _check(self.padding in ("same", "symmetric"), f"padding must be same or symmetric. Received: {self.padding!r}")
         _check(0 <= self.freeze_at <= 5, f"freeze_at must be in [0, 5]. Received: freeze_at={self.freeze_at}")
 
 

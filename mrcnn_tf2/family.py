@@ -19,10 +19,12 @@ from common import cli, registry
 from common.cli import flag
 from common.config import Experiment, check, find_config
 from common.family import Family
-from mrcnn_tf2.config import COCO_NUM_CLASSES, DEFAULT_IMAGE_SIZE, MaskRCNNConfig
+from mrcnn_tf2.config import COCO_NUM_CLASSES, DEFAULT_IMAGE_SIZE, TORCHVISION_BACKBONE, MaskRCNNConfig
 
 BACKENDS = ("tfdata", "synthetic")
 BEST_METRIC = "segm/AP"
+
+TORCHVISION_EXTENSIONS = (".pth", ".pt", ".npz")  # as mrcnn_tf2.torchvision_import (TensorFlow-free here)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +68,8 @@ class SegmentationTaskConfig:
       init_learning_rate: warm-up start.
       learning_rate_values: per-image rates (times the global batch): after warm-up, then each decay.
       learning_rate_boundaries: epochs: end of warm-up, then each decay.
-      backbone_checkpoint: ImageNet ResNet-50 weights (Keras .h5 or TF checkpoint).
+      backbone_checkpoint: ImageNet ResNet-50 weights: Keras .h5, a TF checkpoint, or torchvision's
+        ``resnet50-*.pth`` / its ``.npz`` (the backbone then takes torchvision's layout).
       custom_ops: the fused C++/CUDA kernels of :mod:`custom_ops` (plain-TF ops when False).
     """
 
@@ -189,9 +192,14 @@ class MaskRCNNFamily(Family):
         classes = data.num_classes or (sources.num_classes if sources else COCO_NUM_CLASSES)
         names = tuple(sources.class_names) if sources else (data.class_names or tuple(str(i) for i in range(classes)))
         ids = tuple(sources.category_ids) if sources else (data.category_ids or tuple(range(classes)))
-        return experiment.override({"data.num_classes": classes, "data.class_names": names, "data.category_ids": ids,
-                                    "task.model.num_classes": classes,
-                                    "task.model.image_size": self._inputs(experiment).batch_padded_size()})
+        resolved = {"data.num_classes": classes, "data.class_names": names, "data.category_ids": ids,
+                    "task.model.num_classes": classes,
+                    "task.model.image_size": self._inputs(experiment).batch_padded_size()}
+        checkpoint = experiment.task.backbone_checkpoint or ""
+        if checkpoint.endswith(TORCHVISION_EXTENSIONS) and experiment.task.model.backbone.name == "resnet":
+            # torchvision's ResNet weights mean torchvision's layout (v1.5, eps 1e-5, PyTorch padding)
+            resolved.update({f"task.model.backbone.{k}": v for k, v in TORCHVISION_BACKBONE.items()})
+        return experiment.override(resolved)
 
     def build_task(self, experiment, training: bool):
         from mrcnn_tf2.task import DetectionTaskConfig, InstanceSegmentationTask

@@ -7,7 +7,9 @@ widths and proposal / RoI / detection counts shrink::
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Dict, Mapping, Sequence
+
+import numpy as np
 
 from mrcnn_tf2.config import MaskRCNNConfig
 
@@ -23,3 +25,32 @@ TINY_OVERRIDES = {
 def tiny_config(**overrides: Any) -> MaskRCNNConfig:
     """:data:`TINY_OVERRIDES` applied to the default config, then ``overrides`` (dotted names)."""
     return MaskRCNNConfig().override(**{**TINY_OVERRIDES, **overrides})
+
+
+def random_torch_weights(shapes: Mapping[str, Sequence[int]], seed: int) -> Dict[str, np.ndarray]:
+    """Seeded random values of a PyTorch ``state_dict`` (torch-free: the fixture script and the tests share it).
+
+    Keys are drawn in sorted order from one ``numpy`` generator: conv / linear weights He-normal
+    (std ``sqrt(2 / fan_in)``), BatchNorm weights U(0.5, 1.0), BatchNorm and other biases N(0, 0.05).
+    BatchNorm running statistics are not drawn: the fixture calibrates them on an image and stores them.
+
+    Args:
+      shapes: ``{key: shape}`` of the weights to draw (without ``running_*`` / ``num_batches_tracked``).
+      seed: generator seed.
+
+    Returns:
+      ``{key: float32 array}``.
+    """
+    rng = np.random.default_rng(seed)
+    values = {}
+    for key in sorted(shapes):
+        shape = tuple(int(d) for d in shapes[key])
+        if len(shape) >= 2:
+            fan_in = int(np.prod(shape[1:]))
+            value = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
+        elif key.endswith(".weight"):
+            value = rng.uniform(0.5, 1.0, shape)
+        else:
+            value = rng.normal(0.0, 0.05, shape)
+        values[key] = value.astype(np.float32)
+    return values

@@ -52,7 +52,7 @@ def build_backbone(config) -> "keras.Model":
     """``images [B, H, W, 3] -> {2: C2, 3: C3, 4: C4, 5: C5}`` of a :class:`BackboneConfig`."""
     if config.name == "resnet":
         return build_resnet(config.depth, config.width_multiplier, config.finetune_bn, config.freeze_at,
-                            config.stride_in_1x1, name="resnet")
+                            config.stride_in_1x1, name="resnet", bn_epsilon=config.bn_epsilon, padding=config.padding)
     from efficientnet_tf2 import registry as efficientnet_variants
     from efficientnet_tf2.model import build_backbone as build_efficientnet_backbone
 

@@ -13,6 +13,12 @@ have biases (redundant before BatchNorm but part of the weights file), BN epsilo
 1.001e-5, the stem is ``ZeroPadding2D(3)`` + 7x7/2 conv + ``ZeroPadding2D(1)`` + 3x3/2
 max-pool.
 
+Layout of torchvision's ResNet (``bn_epsilon=1e-5``, ``padding="symmetric"``,
+``stride_in_1x1=False``, the ``torchvision`` preset): the strided 3x3 convs pad one pixel
+on every side (``ZeroPadding2D(1)`` + valid conv, as PyTorch's ``padding=1``) instead of
+TensorFlow's ``same`` (which pads only bottom/right at stride 2); the conv biases stay and
+are zero after an import (:mod:`mrcnn_tf2.torchvision_import`).
+
 Stride placement: with ``stride_in_1x1=True`` (default) the first block of stages 3-5
 strides on its first 1x1 conv, as in the original ResNet v1, Keras applications and
 Detectron's MSRA weights: the layout the Keras checkpoint was trained with.
@@ -78,14 +84,17 @@ def _scaled(filters: int, width_multiplier: float) -> int:
     return max(8, int(round(filters * width_multiplier)))
 
 
-def _batch_norm(name: str, frozen: bool):
+PADDINGS = ("same", "symmetric")
+
+
+def _batch_norm(name: str, frozen: bool, epsilon: float = BN_EPSILON):
     """Frozen or trainable BN layer named ``name``."""
     cls = FrozenBatchNormalization if frozen else layers.BatchNormalization
-    return cls(axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+    return cls(axis=-1, momentum=BN_MOMENTUM, epsilon=epsilon, name=name)
 
 
 def conv_bn(x, filters: int, kernel_size: int, strides: int, name: str, *, frozen: bool,
-            finetune_bn: bool, relu: bool = True, padding: str = "same"):
+            finetune_bn: bool, relu: bool = True, padding: str = "same", bn_epsilon: float = BN_EPSILON):
     """Conv (with bias, Keras-applications style) + BN (+ ReLU).
 
     Args:
@@ -93,20 +102,25 @@ def conv_bn(x, filters: int, kernel_size: int, strides: int, name: str, *, froze
       name: prefix; layers are ``{name}_conv``, ``{name}_bn``, ``{name}_relu``.
       frozen: conv and BN not trainable (frozen stage).
       finetune_bn: trainable BN in a non-frozen stage.
+      padding: ``same`` | ``valid`` | ``symmetric`` (``kernel_size // 2`` zeros on every side, then valid).
+      bn_epsilon: BatchNorm epsilon.
 
     Returns:
       ``[B, H / strides, W / strides, filters]``.
     """
+    if padding == "symmetric":
+        x = layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
+        padding = "valid"
     x = layers.Conv2D(filters, kernel_size, strides, padding=padding, kernel_initializer=CONV_INIT,
                       trainable=not frozen, name=f"{name}_conv")(x)
-    x = _batch_norm(f"{name}_bn", frozen=frozen or not finetune_bn)(x)
+    x = _batch_norm(f"{name}_bn", frozen=frozen or not finetune_bn, epsilon=bn_epsilon)(x)
     if relu:
         x = layers.Activation("relu", name=f"{name}_relu")(x)
     return x
 
 
 def bottleneck_block(x, filters: int, strides: int, name: str, *, conv_shortcut: bool,
-                     stride_in_1x1: bool, **conv_kwargs):
+                     stride_in_1x1: bool, padding: str = "same", **conv_kwargs):
     """Bottleneck 1x1 -> 3x3 -> 1x1 (x4) with a projection or identity shortcut.
 
     Args:
@@ -116,7 +130,8 @@ def bottleneck_block(x, filters: int, strides: int, name: str, *, conv_shortcut:
       name: e.g. ``conv3_block1``.
       conv_shortcut: 1x1 projection ``{name}_0`` (first block of a stage).
       stride_in_1x1: stride on the first 1x1 (v1) instead of the 3x3 (v1.5).
-      **conv_kwargs: ``frozen`` and ``finetune_bn`` for :func:`conv_bn`.
+      padding: of a strided 3x3 conv: ``same`` (TensorFlow) or ``symmetric`` (PyTorch).
+      **conv_kwargs: ``frozen``, ``finetune_bn`` and ``bn_epsilon`` for :func:`conv_bn`.
 
     Returns:
       ``[B, H / strides, W / strides, 4 * filters]``.
@@ -126,24 +141,25 @@ def bottleneck_block(x, filters: int, strides: int, name: str, *, conv_shortcut:
         shortcut = conv_bn(x, 4 * filters, 1, strides, f"{name}_0", relu=False, padding="valid", **conv_kwargs)
     stride_1x1, stride_3x3 = (strides, 1) if stride_in_1x1 else (1, strides)
     x = conv_bn(x, filters, 1, stride_1x1, f"{name}_1", padding="valid", **conv_kwargs)
-    x = conv_bn(x, filters, 3, stride_3x3, f"{name}_2", **conv_kwargs)
+    x = conv_bn(x, filters, 3, stride_3x3, f"{name}_2", padding=padding if stride_3x3 > 1 else "same",
+                **conv_kwargs)
     x = conv_bn(x, 4 * filters, 1, 1, f"{name}_3", relu=False, padding="valid", **conv_kwargs)
     x = layers.Add(name=f"{name}_add")([shortcut, x])
     return layers.Activation("relu", name=f"{name}_out")(x)
 
 
-def _stem(x, width_multiplier: float, frozen: bool, finetune_bn: bool):
+def _stem(x, width_multiplier: float, frozen: bool, finetune_bn: bool, bn_epsilon: float):
     """conv1 7x7/2 + max-pool 3x3/2: ``[B, H, W, 3]`` -> ``[B, H/4, W/4, 64 * wm]``."""
     x = layers.ZeroPadding2D(3, name="conv1_pad")(x)
     x = conv_bn(x, _scaled(STEM_FILTERS, width_multiplier), 7, 2, "conv1", frozen=frozen,
-                finetune_bn=finetune_bn, padding="valid")
+                finetune_bn=finetune_bn, padding="valid", bn_epsilon=bn_epsilon)
     x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
     return layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
 
 
 def build_resnet(depth: int = 50, width_multiplier: float = 1.0, finetune_bn: bool = False,
                  freeze_at: int = 2, stride_in_1x1: bool = True, input_shape=(None, None, 3),
-                 name: str = "resnet") -> keras.Model:
+                 name: str = "resnet", bn_epsilon: float = BN_EPSILON, padding: str = "same") -> keras.Model:
     """ResNet feature extractor.
 
     Args:
@@ -154,6 +170,8 @@ def build_resnet(depth: int = 50, width_multiplier: float = 1.0, finetune_bn: bo
       stride_in_1x1: see the module docstring.
       input_shape: ``(H, W, 3)``; ``None`` sizes allowed.
       name: model name.
+      bn_epsilon: BatchNorm epsilon (Keras 1.001e-5, torchvision 1e-5).
+      padding: of the strided 3x3 convs, ``same`` or ``symmetric`` (see the module docstring).
 
     Returns:
       A functional ``keras.Model``: images ``[B, H, W, 3]`` float ->
@@ -162,14 +180,17 @@ def build_resnet(depth: int = 50, width_multiplier: float = 1.0, finetune_bn: bo
     """
     if depth not in STAGE_BLOCKS:
         raise ValueError(f"Unsupported ResNet depth. Received: depth={depth}; known {sorted(STAGE_BLOCKS)}")
+    if padding not in PADDINGS:
+        raise ValueError(f"Received: padding={padding!r}; expected one of {PADDINGS}")
     if width_multiplier <= 0 or not 0 <= freeze_at <= 5:
         raise ValueError("Need width_multiplier > 0 and 0 <= freeze_at <= 5. Received: "
                          f"width_multiplier={width_multiplier}, freeze_at={freeze_at}")
     inputs = keras.Input(shape=input_shape, name="image")
-    x = _stem(inputs, width_multiplier, freeze_at >= 1, finetune_bn)
+    x = _stem(inputs, width_multiplier, freeze_at >= 1, finetune_bn, bn_epsilon)
     features = {}
     for level, (blocks, filters) in enumerate(zip(STAGE_BLOCKS[depth], STAGE_FILTERS), start=2):
-        kwargs = {"frozen": freeze_at >= level, "finetune_bn": finetune_bn, "stride_in_1x1": stride_in_1x1}
+        kwargs = {"frozen": freeze_at >= level, "finetune_bn": finetune_bn, "stride_in_1x1": stride_in_1x1,
+                  "padding": padding, "bn_epsilon": bn_epsilon}
         for block in range(blocks):
             strides = 2 if block == 0 and level > 2 else 1
             x = bottleneck_block(x, _scaled(filters, width_multiplier), strides, f"conv{level}_block{block + 1}",
@@ -224,7 +245,8 @@ def load_backbone_weights(backbone: keras.Model, path: str) -> None:
 
     Args:
       backbone: the model returned by :func:`build_resnet`.
-      path: a tf.keras / tf_keras HDF5 file (``.h5``, ``.hdf5``) of
+      path: torchvision ResNet weights (``.pth``/``.pt``, or ``.npz``: see
+        :mod:`mrcnn_tf2.torchvision_import`); a tf.keras / tf_keras HDF5 file (``.h5``, ``.hdf5``) of
         ``keras.applications.ResNet50(include_top=False)`` (with the top, the extra
         layers are ignored), matched by layer name; or a TensorFlow checkpoint (prefix or
         directory) written by ``save_weights`` of a model with the same architecture
@@ -235,6 +257,11 @@ def load_backbone_weights(backbone: keras.Model, path: str) -> None:
       ValueError: the file lacks some backbone layers or has other shapes (the message
         names the file and the first offending layers).
     """
+    if path.endswith((".pth", ".pt", ".npz")):
+        from mrcnn_tf2.torchvision_import import load_backbone_checkpoint
+
+        load_backbone_checkpoint(backbone, path)
+        return
     if path.endswith((".h5", ".hdf5")):
         if not os.path.exists(path):
             raise FileNotFoundError(f"Backbone weights file not found: {path!r}")

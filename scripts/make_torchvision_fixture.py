@@ -1,0 +1,104 @@
+"""Writes the torchvision parity fixtures of ``tests/fixtures/torchvision/`` (needs torch + torchvision).
+
+Run where PyTorch is installed (not in CI; ``pip install torch torchvision`` in a separate venv)::
+
+    python scripts/make_torchvision_fixture.py --out tests/fixtures/torchvision
+
+``resnet50``: torchvision's ``resnet50(weights=None)`` (the ImageNet checkpoint's layout) gets
+seeded random weights from :func:`mrcnn_tf2.testing.random_torch_weights` (the tests re-create
+them without torch), its BatchNorm statistics are calibrated on one image (a forward pass with
+momentum 1, so activations stay O(1) through 50 layers instead of exploding), and its C2-C5
+outputs on that image are stored for a few channels. Stored: ``resnet50.json`` (seed, weight
+shapes, stored channels) and ``resnet50.npz`` (the uint8 image, the calibrated running
+statistics, the reference features ``c2``..``c5`` as ``[H_l, W_l, k]``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from mrcnn_tf2.testing import random_torch_weights  # noqa: E402  (needs ROOT on the path)
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+IMAGE_SIZE = (416, 608)
+CHANNELS_KEPT = 8
+SEED = 1234
+
+
+def fixture_image(seed: int = 0) -> np.ndarray:
+    """``[416, 608, 3] uint8``: coloured shapes on a noisy background (the project's synthetic renderer)."""
+    from dataset.make_synthetic_shapes import render
+
+    image, _ = render(np.random.default_rng(seed), *IMAGE_SIZE, num_shapes=6)
+    return image
+
+
+def normalized(image: np.ndarray) -> np.ndarray:
+    """``[H, W, 3] uint8`` -> ``[H, W, 3] float32``: torchvision's ``(x / 255 - mean) / std``."""
+    return ((image.astype(np.float32) / 255.0 - np.float32(MEAN)) / np.float32(STD)).astype(np.float32)
+
+
+def _is_drawn(key: str) -> bool:
+    return not key.endswith(("running_mean", "running_var", "num_batches_tracked"))
+
+
+def _calibrate(model, torch, batch) -> None:
+    """Running statistics := the batch statistics of one forward pass, layer after layer."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = 1.0
+    model.train()
+    with torch.no_grad():
+        model(batch)
+    model.eval()
+
+
+def resnet50_fixture(out_dir: str, seed: int = SEED) -> None:
+    import torch
+    import torchvision
+
+    model = torchvision.models.resnet50(weights=None)
+    state = model.state_dict()
+    shapes = {k: list(v.shape) for k, v in state.items() if _is_drawn(k) and not k.startswith("fc.")}
+    drawn = random_torch_weights(shapes, seed)
+    model.load_state_dict({**state, **{k: torch.from_numpy(v) for k, v in drawn.items()}})
+    image = fixture_image()
+    batch = torch.from_numpy(normalized(image)).permute(2, 0, 1)[None]
+    _calibrate(model, torch, batch)
+    with torch.no_grad():
+        x = model.maxpool(model.relu(model.bn1(model.conv1(batch))))
+        features = {}
+        for level, stage in zip(range(2, 6), (model.layer1, model.layer2, model.layer3, model.layer4)):
+            x = stage(x)
+            features[level] = x[0].permute(1, 2, 0).numpy()
+    channels = {level: np.linspace(0, f.shape[-1] - 1, CHANNELS_KEPT).round().astype(int).tolist()
+                for level, f in features.items()}
+    stats = {k: v.numpy() for k, v in model.state_dict().items() if k.endswith(("running_mean", "running_var"))}
+    arrays = {"image": image, **stats, **{f"c{l}": features[l][..., channels[l]] for l in features}}
+    np.savez_compressed(os.path.join(out_dir, "resnet50.npz"), **arrays)
+    with open(os.path.join(out_dir, "resnet50.json"), "w") as f:
+        json.dump({"seed": seed, "shapes": shapes, "channels": channels, "torch": torch.__version__,
+                   "torchvision": torchvision.__version__}, f, indent=0)
+    for level, f in features.items():
+        print(f"C{level}: {f.shape}, |x| mean {np.abs(f).mean():.3f}, max {np.abs(f).max():.2f}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=os.path.join(ROOT, "tests", "fixtures", "torchvision"))
+    args = parser.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    resnet50_fixture(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
