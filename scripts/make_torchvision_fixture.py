@@ -11,6 +11,14 @@ momentum 1, so activations stay O(1) through 50 layers instead of exploding), an
 outputs on that image are stored for a few channels. Stored: ``resnet50.json`` (seed, weight
 shapes, stored channels) and ``resnet50.npz`` (the uint8 image, the calibrated running
 statistics, the reference features ``c2``..``c5`` as ``[H_l, W_l, k]``).
+
+``detector``: ``MaskRCNN(resnet_fpn_backbone("resnet50", weights=None, norm_layer=FrozenBatchNorm2d), 91)``
+(the COCO checkpoint's layout), random weights the same way (seed + 1), FrozenBatchNorm statistics
+calibrated on the image (each set to its input's per-channel mean and variance, in forward order),
+then the outputs of the stages that are plain functions of their inputs: FPN P2-P6 (a few channels),
+RPN objectness and deltas per level on the image, and the box head (logits, deltas) and mask head
+(a few classes' logits) on seeded random RoI features (re-created by the test). Stored:
+``detector.json`` and ``detector.npz``.
 """
 from __future__ import annotations
 
@@ -91,12 +99,76 @@ def resnet50_fixture(out_dir: str, seed: int = SEED) -> None:
         print(f"C{level}: {f.shape}, |x| mean {np.abs(f).mean():.3f}, max {np.abs(f).max():.2f}")
 
 
+ROI_SEED, NUM_ROIS = 99, 8
+MASK_CLASSES = (1, 17, 44, 90)
+
+
+def roi_features(size: int, seed: int = ROI_SEED) -> np.ndarray:
+    """``[NUM_ROIS, 256, size, size] float32`` seeded RoI features (the test re-creates them)."""
+    return np.random.default_rng(seed + size).normal(0.0, 1.0, (NUM_ROIS, 256, size, size)).astype(np.float32)
+
+
+def _calibrate_frozen(model, torch, batch) -> None:
+    """Each FrozenBatchNorm2d's statistics := its input's per-channel mean / variance, in forward order."""
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    def hook(module, inputs):
+        x = inputs[0]
+        module.running_mean.copy_(x.mean(dim=(0, 2, 3)))
+        module.running_var.copy_(x.var(dim=(0, 2, 3), unbiased=False))
+
+    handles = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, FrozenBatchNorm2d)]
+    with torch.no_grad():
+        model.backbone.body(batch)
+    for handle in handles:
+        handle.remove()
+
+
+def detector_fixture(out_dir: str, seed: int = SEED + 1) -> None:
+    import torch
+    import torchvision
+    from torchvision.models.detection import MaskRCNN
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=FrozenBatchNorm2d)
+    model = MaskRCNN(backbone, num_classes=91).eval()
+    state = model.state_dict()
+    shapes = {k: list(v.shape) for k, v in state.items() if _is_drawn(k)}
+    drawn = random_torch_weights(shapes, seed)
+    model.load_state_dict({**state, **{k: torch.from_numpy(v) for k, v in drawn.items()}})
+    batch = torch.from_numpy(normalized(fixture_image())).permute(2, 0, 1)[None]
+    _calibrate_frozen(model, torch, batch)
+    arrays = {k: v.numpy() for k, v in model.state_dict().items() if k.endswith(("running_mean", "running_var"))}
+    with torch.no_grad():
+        features = list(model.backbone(batch).values())  # P2..P6
+        objectness, deltas = model.rpn.head(features)
+        box_logits, box_deltas = model.roi_heads.box_predictor(model.roi_heads.box_head(
+            torch.from_numpy(roi_features(7))))
+        mask_logits = model.roi_heads.mask_predictor(model.roi_heads.mask_head(torch.from_numpy(roi_features(14))))
+    channels = np.linspace(0, 255, CHANNELS_KEPT).round().astype(int).tolist()
+    for level, (p, o, d) in enumerate(zip(features, objectness, deltas), start=2):
+        arrays[f"p{level}"] = p[0].permute(1, 2, 0).numpy()[..., channels]
+        arrays[f"rpn_scores_{level}"] = o[0].permute(1, 2, 0).numpy()
+        arrays[f"rpn_deltas_{level}"] = d[0].permute(1, 2, 0).numpy()
+        print(f"P{level}: {tuple(p.shape)}, |P| mean {p.abs().mean():.3f}; objectness |x| max {o.abs().max():.2f}")
+    arrays.update(box_logits=box_logits.numpy(), box_deltas=box_deltas.numpy(),
+                  mask_logits=mask_logits[:, list(MASK_CLASSES)].permute(0, 2, 3, 1).numpy())
+    print(f"box logits |x| max {box_logits.abs().max():.2f}, mask logits |x| max {mask_logits.abs().max():.2f}")
+    np.savez_compressed(os.path.join(out_dir, "detector.npz"), **arrays)
+    with open(os.path.join(out_dir, "detector.json"), "w") as f:
+        json.dump({"seed": seed, "shapes": shapes, "channels": channels, "roi_seed": ROI_SEED,
+                   "num_rois": NUM_ROIS, "mask_classes": list(MASK_CLASSES), "torch": torch.__version__,
+                   "torchvision": torchvision.__version__}, f, indent=0)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.path.join(ROOT, "tests", "fixtures", "torchvision"))
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     resnet50_fixture(args.out)
+    detector_fixture(args.out)
     return 0
 
 

@@ -106,3 +106,92 @@ def test_backbone_checkpoint_pth_selects_torchvisions_layout():
     assert torchvision.freeze_at == 2 and not torchvision.finetune_bn  # NVIDIA's frozen BN and stages
     keras_h5 = backbone("resnet50.h5")
     assert (keras_h5.stride_in_1x1, keras_h5.padding) == (True, "same")
+
+
+# ----------------------------------------------------------------- the whole detector
+@pytest.fixture(scope="module")
+def detector_reference(reference):
+    with open(os.path.join(FIXTURES, "detector.json")) as f:
+        meta = json.load(f)
+    with np.load(os.path.join(FIXTURES, "detector.npz")) as arrays:
+        stored = {k: arrays[k] for k in arrays.files}
+    state = random_torch_weights(meta["shapes"], meta["seed"])
+    state.update({k: v for k, v in stored.items() if k.endswith(("running_mean", "running_var"))})
+    return meta, stored, state, reference[1]["image"]
+
+
+def _detector(num_classes=91, **overrides):
+    from mrcnn_tf2.config import MaskRCNNConfig
+    from mrcnn_tf2.task import built_model
+
+    config = MaskRCNNConfig().override(**{"num_classes": num_classes, "image_size": (448, 640),
+                                          **{f"backbone.{k}": v for k, v in TORCHVISION_BACKBONE.items()},
+                                          **overrides})
+    return built_model(config)
+
+
+@pytest.fixture(scope="module")
+def detector(detector_reference):
+    from mrcnn_tf2.torchvision_import import load_detector_state_dict
+
+    model = _detector()
+    assert load_detector_state_dict(model, detector_reference[2]) == 307
+    return model
+
+
+def _relative(ours, theirs):
+    return float(np.abs(ours - theirs).max() / np.abs(theirs).max())
+
+
+def _roi_features(meta, size):
+    """The fixture's seeded RoI features, ``[1, S, size, size, 256]`` (torch made them ``[S, 256, size, size]``)."""
+    rng = np.random.default_rng(meta["roi_seed"] + size)
+    features = rng.normal(0.0, 1.0, (meta["num_rois"], 256, size, size)).astype(np.float32)
+    return features.transpose(0, 2, 3, 1)[None]
+
+
+def test_fpn_and_rpn_head_equal_torchvision(detector_reference, detector):
+    from mrcnn_tf2.torchvision_import import DELTA_ORDER
+
+    meta, stored, _, image = detector_reference
+    features = detector.fpn(detector.backbone((((image / 255.0 - MEAN) / STD).astype(np.float32))[None]))
+    scores, deltas = detector.rpn_head(features)
+    order = (np.arange(3)[:, None] * 4 + np.asarray(DELTA_ORDER)[None]).reshape(-1)
+    for level in range(2, 7):
+        figures = {"P": _relative(features[level].numpy()[0][..., meta["channels"]], stored[f"p{level}"]),
+                   "objectness": _relative(scores[level].numpy()[0], stored[f"rpn_scores_{level}"]),
+                   "deltas": _relative(deltas[level].numpy()[0], stored[f"rpn_deltas_{level}"][..., order])}
+        print(f"P{level}: " + ", ".join(f"{k} {v:.1e}" for k, v in figures.items()))
+        assert max(figures.values()) <= 1e-3, (level, figures)
+
+
+def test_box_and_mask_heads_equal_torchvision(detector_reference, detector):
+    from mrcnn_tf2.torchvision_import import DELTA_ORDER
+
+    meta, stored, _, _ = detector_reference
+    logits, deltas = detector.box_head(_roi_features(meta, 7))
+    order = (np.arange(91)[:, None] * 4 + np.asarray(DELTA_ORDER)[None]).reshape(-1)
+    assert _relative(logits.numpy()[0], stored["box_logits"]) <= 1e-4
+    assert _relative(deltas.numpy()[0], stored["box_deltas"][:, order]) <= 1e-4
+    masks = detector.mask_head(_roi_features(meta, 14)).numpy()[0]
+    assert _relative(masks[..., meta["mask_classes"]], stored["mask_logits"]) <= 1e-4
+
+
+def test_fine_tuning_with_another_class_count_reinitialises_only_the_predictors(detector_reference, caplog):
+    import logging
+
+    from mrcnn_tf2.torchvision_import import load_detector_state_dict
+
+    state = detector_reference[2]
+    model = _detector(num_classes=4)
+    heads = {"class_logits": model.box_head.class_dense, "box_deltas": model.box_head.box_dense,
+             "mask_logits": model.mask_head.logits}
+    fresh = {name: layer.kernel.numpy() for name, layer in heads.items()}
+    with caplog.at_level(logging.WARNING, logger="mrcnn_tf2.torchvision_import"):
+        assert load_detector_state_dict(model, state) == 307 - 6
+    assert "box_head/class_logits, box_head/box_deltas and mask_head/mask_logits keep" in caplog.text
+    for name, kernel in fresh.items():
+        np.testing.assert_array_equal(heads[name].kernel.numpy(), kernel)
+    np.testing.assert_array_equal(model.box_head.fcs[1].kernel.numpy(), state["roi_heads.box_head.fc7.weight"].T)
+    np.testing.assert_array_equal(model.mask_head.deconv.bias.numpy(),
+                                  state["roi_heads.mask_predictor.conv5_mask.bias"])
