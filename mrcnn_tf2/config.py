@@ -36,6 +36,12 @@ class AnchorConfig:
       num_scales: octave scales per level.
       aspect_ratios: ``(w, h)`` multiplier pairs.
       anchor_scale: anchor side in units of the level stride (8 -> 32..512 px).
+      offset: anchor centres at ``stride * (i + offset)``: 0.5 (NVIDIA, cell centres), 0 (torchvision,
+        ``shifts = arange(W_l) * stride``).
+      round_half_sizes: round the anchors' half width and height to integers (torchvision's
+        ``base_anchors.round()``).
+      stride_from_sizes: the stride of a level is ``image size // feature size`` per axis
+        (torchvision: 61 x 62 px on P6 of an 800 x 1184 input) instead of ``2**level``.
     """
 
     min_level: int = 2
@@ -43,6 +49,9 @@ class AnchorConfig:
     num_scales: int = 1
     aspect_ratios: Tuple[Tuple[float, float], ...] = ASPECT_RATIOS
     anchor_scale: float = 8.0
+    offset: float = 0.5
+    round_half_sizes: bool = False
+    stride_from_sizes: bool = False
 
     def __post_init__(self):
         _check(0 <= self.min_level <= self.max_level,
@@ -67,6 +76,11 @@ class AnchorConfig:
 #: The backbone fields of torchvision's ResNet (v1.5: stride on the 3x3 conv; BatchNorm eps 1e-5;
 #: PyTorch's symmetric padding of the strided 3x3 convs), for its ImageNet / COCO weights.
 TORCHVISION_BACKBONE = {"stride_in_1x1": False, "bn_epsilon": 1e-5, "padding": "symmetric"}
+
+#: torchvision's ``AnchorGenerator(((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0),) * 5)``:
+#: ratio ``h / w`` r gives the pair ``(1 / sqrt(r), sqrt(r))``, in the order 0.5 (wide), 1, 2 (tall).
+TORCHVISION_ANCHORS = {"aspect_ratios": tuple((1.0 / r ** 0.5, r ** 0.5) for r in (0.5, 1.0, 2.0)),
+                       "anchor_scale": 8.0, "offset": 0.0, "round_half_sizes": True, "stride_from_sizes": True}
 
 
 @dataclasses.dataclass(frozen=True)

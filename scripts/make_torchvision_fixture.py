@@ -19,6 +19,9 @@ then the outputs of the stages that are plain functions of their inputs: FPN P2-
 RPN objectness and deltas per level on the image, and the box head (logits, deltas) and mask head
 (a few classes' logits) on seeded random RoI features (re-created by the test). Stored:
 ``detector.json`` and ``detector.npz``.
+
+``anchors``: torchvision's ``AnchorGenerator`` (sizes 32..512, ratios 0.5/1/2) on an 800 x 1184
+batch, every 97th anchor of each level (``anchors.npz``).
 """
 from __future__ import annotations
 
@@ -162,6 +165,32 @@ def detector_fixture(out_dir: str, seed: int = SEED + 1) -> None:
                    "torchvision": torchvision.__version__}, f, indent=0)
 
 
+ANCHOR_IMAGE_SIZE, ANCHOR_EVERY = (800, 1184), 97
+
+
+def anchors_fixture(out_dir: str) -> None:
+    """torchvision's RPN anchors for an 800 x 1184 batch (every 97th of each level) -> ``anchors.npz``."""
+    import torch
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.image_list import ImageList
+
+    generator = AnchorGenerator(((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0),) * 5)
+    height, width = ANCHOR_IMAGE_SIZE
+    sizes = [(-(-height // 2 ** l), -(-width // 2 ** l)) for l in range(2, 6)]
+    sizes.append(((sizes[-1][0] - 1) // 2 + 1, (sizes[-1][1] - 1) // 2 + 1))  # P6 = max_pool(P5, 1, 2)
+    features = [torch.zeros(1, 1, h, w) for h, w in sizes]
+    images = ImageList(torch.zeros(1, 3, height, width), [(height, width)])
+    anchors = generator(images, features)[0].numpy()  # [N, 4] (x1, y1, x2, y2), levels concatenated
+    counts = [h * w * 3 for h, w in sizes]
+    arrays, start = {}, 0
+    for level, count in zip(range(2, 7), counts):
+        arrays[f"anchors_{level}"] = anchors[start:start + count][::ANCHOR_EVERY]
+        start += count
+    np.savez_compressed(os.path.join(out_dir, "anchors.npz"), image_size=np.array(ANCHOR_IMAGE_SIZE),
+                        every=np.array(ANCHOR_EVERY), counts=np.array(counts), **arrays)
+    print(f"anchors: {len(anchors)} for {height}x{width}, P6 feature {sizes[-1]}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.path.join(ROOT, "tests", "fixtures", "torchvision"))
@@ -169,6 +198,7 @@ def main(argv=None) -> int:
     os.makedirs(args.out, exist_ok=True)
     resnet50_fixture(args.out)
     detector_fixture(args.out)
+    anchors_fixture(args.out)
     return 0
 
 

@@ -14,9 +14,10 @@ Conventions (the seed's ``mrcnn_tf2/model/anchors.py``, i.e. the TPU / Model Gar
     ``0.98 * s**2`` (the pairs are rounded from ``sqrt(2)``, ``1/sqrt(2)``).
   * Base size at level ``l`` and octave ``k``: ``anchor_scale * 2**l * 2**(k / num_scales)``;
     with ``anchor_scale=8`` the square anchors are 32, 64, 128, 256, 512 pixels on P2..P6.
-  * Centres are at ``stride * (i + 0.5)`` for ``i = 0..H_l-1`` (the seed's
-    ``np.arange(stride / 2, H, stride)``), in the continuous pixel coordinates of
-    ``box_ops``. The grid has ``ceil(H / stride)`` rows, which equals the seed's count
+  * Centres are at ``stride * (i + offset)`` for ``i = 0..H_l-1``; ``offset = 0.5`` is the
+    seed's ``np.arange(stride / 2, H, stride)``, 0 torchvision's; continuous pixel coordinates
+    of ``box_ops``. (torchvision also rounds the half sizes and takes the stride as
+    ``image size // feature size``: the ``TORCHVISION_ANCHORS`` fields.) The grid has ``ceil(H / stride)`` rows, which equals the seed's count
     when ``H`` is a multiple of ``2**max_level`` and otherwise matches the size of a
     'same'-padded feature map.
   * Order inside a level is ``(y, x, a)`` row-major, ``a = octave * len(aspect_ratios) +
@@ -72,13 +73,22 @@ class AnchorGenerator(AnchorConfig):
             sizes += [(base * ay, base * ax) for ax, ay in self.aspect_ratios]
         return np.asarray(sizes, np.float64)
 
+    def level_strides(self, image_size: Sequence[int], level: int) -> Tuple[int, int]:
+        """``(stride_y, stride_x)``: ``2**level``, or ``image size // feature size`` (``stride_from_sizes``)."""
+        if not self.stride_from_sizes:
+            return 2 ** level, 2 ** level
+        rows, cols = self.feature_size(image_size, level)
+        return int(image_size[0]) // rows, int(image_size[1]) // cols
+
     def level_anchors(self, image_size: Sequence[int], level: int) -> np.ndarray:
         """``[H_l * W_l * A, 4]`` float32 numpy anchors of one level, ``(y, x, a)`` order."""
-        stride = 2 ** level
+        stride_y, stride_x = self.level_strides(image_size, level)
         rows, cols = self.feature_size(image_size, level)
-        yc = (np.arange(rows) + 0.5)[:, None, None] * stride  # [H_l, 1, 1]
-        xc = (np.arange(cols) + 0.5)[None, :, None] * stride  # [1, W_l, 1]
+        yc = (np.arange(rows) + self.offset)[:, None, None] * stride_y  # [H_l, 1, 1]
+        xc = (np.arange(cols) + self.offset)[None, :, None] * stride_x  # [1, W_l, 1]
         half = self.anchor_sizes(level) / 2.0  # [A, 2]
+        if self.round_half_sizes:
+            half = np.round(half)
         hh, hw = half[:, 0], half[:, 1]
         shape = (rows, cols, len(half))
         boxes = [np.broadcast_to(v, shape) for v in (yc - hh, xc - hw, yc + hh, xc + hw)]

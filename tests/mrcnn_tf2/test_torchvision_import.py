@@ -195,3 +195,22 @@ def test_fine_tuning_with_another_class_count_reinitialises_only_the_predictors(
     np.testing.assert_array_equal(model.box_head.fcs[1].kernel.numpy(), state["roi_heads.box_head.fc7.weight"].T)
     np.testing.assert_array_equal(model.mask_head.deconv.bias.numpy(),
                                   state["roi_heads.mask_predictor.conv5_mask.bias"])
+
+
+def test_anchors_equal_torchvisions():
+    """Centres at ``i * stride``, rounded half sizes, P6 stride 800 // 13 = 61 by 1184 // 19 = 62."""
+    import dataclasses
+
+    from mrcnn_tf2.config import TORCHVISION_ANCHORS, AnchorConfig
+    from mrcnn_tf2.ops.anchors import AnchorGenerator
+
+    with np.load(os.path.join(FIXTURES, "anchors.npz")) as arrays:
+        stored = {k: arrays[k] for k in arrays.files}
+    generator = AnchorGenerator(**{**dataclasses.asdict(AnchorConfig()), **TORCHVISION_ANCHORS})
+    size = tuple(int(v) for v in stored["image_size"])
+    assert generator.level_strides(size, 6) == (61, 62)
+    for level, count in zip(range(2, 7), stored["counts"]):
+        ours = generator.level_anchors(size, level)
+        assert len(ours) == count
+        np.testing.assert_allclose(ours[::int(stored["every"])][:, [1, 0, 3, 2]], stored[f"anchors_{level}"],
+                                   atol=1e-4, err_msg=f"P{level}")
