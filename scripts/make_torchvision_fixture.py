@@ -16,7 +16,8 @@ statistics, the reference features ``c2``..``c5`` as ``[H_l, W_l, k]``).
 (the COCO checkpoint's layout), random weights the same way (seed + 1), FrozenBatchNorm statistics
 calibrated on the image (each set to its input's per-channel mean and variance, in forward order),
 then the outputs of the stages that are plain functions of their inputs: FPN P2-P6 (a few channels),
-RPN objectness and deltas per level on the image, and the box head (logits, deltas) and mask head
+RPN objectness and deltas per level on the image, the test-time RPN proposals (boxes ``(x1, y1, x2, y2)``
+and scores) of the image, and the box head (logits, deltas) and mask head
 (a few classes' logits) on seeded random RoI features (re-created by the test). Stored:
 ``detector.json`` and ``detector.npz``.
 
@@ -103,6 +104,9 @@ def resnet50_fixture(out_dir: str, seed: int = SEED) -> None:
 
 
 ROI_SEED, NUM_ROIS = 99, 8
+# Random He-normal objectness weights give logits up to ~50: sigmoid saturates to 1.0 and ties make
+# torchvision's NMS order arbitrary. Scaled down, the logits stay within a trained model's range.
+SCALED = {"rpn.head.cls_logits.weight": 0.1}
 MASK_CLASSES = (1, 17, 44, 90)
 
 
@@ -127,6 +131,21 @@ def _calibrate_frozen(model, torch, batch) -> None:
         handle.remove()
 
 
+def _rpn_proposals(rpn, batch, features, objectness, deltas):
+    """torchvision's test-time proposals of the image (RegionProposalNetwork.forward without the losses)."""
+    from torchvision.models.detection.image_list import ImageList
+    from torchvision.models.detection.rpn import concat_box_prediction_layers
+
+    images = ImageList(batch, [tuple(batch.shape[-2:])])
+    anchors = rpn.anchor_generator(images, features)
+    per_level = [o[0].numel() for o in objectness]
+    flat_scores, flat_deltas = concat_box_prediction_layers(objectness, deltas)
+    proposals = rpn.box_coder.decode(flat_deltas, anchors).view(1, -1, 4)
+    boxes, scores = rpn.filter_proposals(proposals, flat_scores, images.image_sizes, per_level)
+    print(f"RPN: {len(boxes[0])} proposals, scores {float(scores[0].min()):.3f}..{float(scores[0].max()):.3f}")
+    return boxes[0].numpy(), scores[0].numpy()
+
+
 def detector_fixture(out_dir: str, seed: int = SEED + 1) -> None:
     import torch
     import torchvision
@@ -139,6 +158,8 @@ def detector_fixture(out_dir: str, seed: int = SEED + 1) -> None:
     state = model.state_dict()
     shapes = {k: list(v.shape) for k, v in state.items() if _is_drawn(k)}
     drawn = random_torch_weights(shapes, seed)
+    for key, factor in SCALED.items():
+        drawn[key] = drawn[key] * np.float32(factor)
     model.load_state_dict({**state, **{k: torch.from_numpy(v) for k, v in drawn.items()}})
     batch = torch.from_numpy(normalized(fixture_image())).permute(2, 0, 1)[None]
     _calibrate_frozen(model, torch, batch)
@@ -146,6 +167,8 @@ def detector_fixture(out_dir: str, seed: int = SEED + 1) -> None:
     with torch.no_grad():
         features = list(model.backbone(batch).values())  # P2..P6
         objectness, deltas = model.rpn.head(features)
+        arrays["proposals"], arrays["proposal_scores"] = _rpn_proposals(model.rpn, batch, features, objectness,
+                                                                        deltas)
         box_logits, box_deltas = model.roi_heads.box_predictor(model.roi_heads.box_head(
             torch.from_numpy(roi_features(7))))
         mask_logits = model.roi_heads.mask_predictor(model.roi_heads.mask_head(torch.from_numpy(roi_features(14))))
@@ -160,7 +183,7 @@ def detector_fixture(out_dir: str, seed: int = SEED + 1) -> None:
     print(f"box logits |x| max {box_logits.abs().max():.2f}, mask logits |x| max {mask_logits.abs().max():.2f}")
     np.savez_compressed(os.path.join(out_dir, "detector.npz"), **arrays)
     with open(os.path.join(out_dir, "detector.json"), "w") as f:
-        json.dump({"seed": seed, "shapes": shapes, "channels": channels, "roi_seed": ROI_SEED,
+        json.dump({"seed": seed, "shapes": shapes, "scaled": SCALED, "channels": channels, "roi_seed": ROI_SEED,
                    "num_rois": NUM_ROIS, "mask_classes": list(MASK_CLASSES), "torch": torch.__version__,
                    "torchvision": torchvision.__version__}, f, indent=0)
 
