@@ -262,11 +262,13 @@ class DetectionConfig:
       nms_threshold: class-wise NMS IoU (``test_nms``).
       score_threshold: minimum class probability. NVIDIA's GPU path uses 0.0
         (``combined_non_max_suppression(score_threshold=0.0)``); Detectron uses 0.05.
+      min_size: boxes with a side below this (pixels) are dropped before NMS (torchvision 0.01).
     """
 
     max_detections: int = 100
     nms_threshold: float = 0.5
     score_threshold: float = 0.0
+    min_size: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)

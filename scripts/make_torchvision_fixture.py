@@ -104,9 +104,10 @@ def resnet50_fixture(out_dir: str, seed: int = SEED) -> None:
 
 
 ROI_SEED, NUM_ROIS = 99, 8
-# Random He-normal objectness weights give logits up to ~50: sigmoid saturates to 1.0 and ties make
-# torchvision's NMS order arbitrary. Scaled down, the logits stay within a trained model's range.
-SCALED = {"rpn.head.cls_logits.weight": 0.1}
+# Random He-normal objectness and class weights give logits up to ~50: sigmoid / softmax saturate to
+# 1.0 and ties make torchvision's NMS order arbitrary. Scaled down, the logits stay within a trained
+# model's range (RPN scores 0.41..0.99; 97 detections scoring 0.05..0.32).
+SCALED = {"rpn.head.cls_logits.weight": 0.1, "roi_heads.box_predictor.cls_score.weight": 0.1}
 MASK_CLASSES = (1, 17, 44, 90)
 
 
@@ -146,6 +147,32 @@ def _rpn_proposals(rpn, batch, features, objectness, deltas):
     return boxes[0].numpy(), scores[0].numpy()
 
 
+def _detections(model, batch, features, proposals):
+    """Box head on torchvision's proposals, its detections, their 28x28 mask probabilities and pasted masks."""
+    from collections import OrderedDict
+
+    from pycocotools import mask as mask_utils
+    from torchvision.models.detection.roi_heads import maskrcnn_inference, paste_masks_in_image
+
+    heads, size = model.roi_heads, [tuple(batch.shape[-2:])]
+    named = OrderedDict((str(i), f) for i, f in enumerate(features[:4]))
+    named["pool"] = features[4]
+    class_logits, box_deltas = heads.box_predictor(heads.box_head(heads.box_roi_pool(named, [proposals], size)))
+    boxes, scores, labels = heads.postprocess_detections(class_logits, box_deltas, [proposals], size)
+    mask_logits = heads.mask_predictor(heads.mask_head(heads.mask_roi_pool(named, boxes, size)))
+    probabilities = maskrcnn_inference(mask_logits, labels)[0]  # [D, 1, 28, 28]
+    pasted = paste_masks_in_image(probabilities, boxes[0], size[0], padding=1)[:, 0] > 0.5  # [D, H, W]
+    rles = mask_utils.encode(np.asfortranarray(pasted.numpy().transpose(1, 2, 0).astype(np.uint8)))
+    print(f"detections: {len(boxes[0])}, scores {float(scores[0].min()):.3f}..{float(scores[0].max()):.3f}, "
+          f"{len(set(labels[0].tolist()))} classes")
+    kept = list(MASK_CLASSES)
+    return {"head_logits": class_logits.numpy(),
+            "head_deltas": box_deltas.view(len(proposals), -1, 4)[:, kept].reshape(len(proposals), -1).numpy(),
+            "detection_boxes": boxes[0].numpy(), "detection_scores": scores[0].numpy(),
+            "detection_labels": labels[0].numpy(), "mask_probabilities": probabilities[:, 0].numpy(),
+            "mask_rle_counts": np.array([r["counts"] for r in rles], dtype=object).astype(str)}
+
+
 def detector_fixture(out_dir: str, seed: int = SEED + 1) -> None:
     import torch
     import torchvision
@@ -169,6 +196,7 @@ def detector_fixture(out_dir: str, seed: int = SEED + 1) -> None:
         objectness, deltas = model.rpn.head(features)
         arrays["proposals"], arrays["proposal_scores"] = _rpn_proposals(model.rpn, batch, features, objectness,
                                                                         deltas)
+        arrays.update(_detections(model, batch, features, torch.from_numpy(arrays["proposals"])))
         box_logits, box_deltas = model.roi_heads.box_predictor(model.roi_heads.box_head(
             torch.from_numpy(roi_features(7))))
         mask_logits = model.roi_heads.mask_predictor(model.roi_heads.mask_head(torch.from_numpy(roi_features(14))))

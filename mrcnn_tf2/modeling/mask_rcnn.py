@@ -182,7 +182,7 @@ class MaskRCNN(keras.Model):
             class_logits, box_deltas, proposals.boxes, image_info, rois_valid=proposals.valid,
             max_detections=det.max_detections, nms_threshold=det.nms_threshold,
             score_threshold=det.score_threshold, weights=self.config.box_head.bbox_reg_weights,
-            pre_nms_topk_per_class=self.config.rpn.post_nms_topk_test)
+            pre_nms_topk_per_class=self.config.rpn.post_nms_topk_test, min_size=det.min_size)
         mask_logits = self.mask_head(self._roi_features(features, detections["detection_boxes"], mask=True))
         classes = detections["detection_classes"]
         picked = tf.gather(mask_logits, classes, axis=-1, batch_dims=2)  # [B, D, 28, 28]

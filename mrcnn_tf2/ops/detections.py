@@ -11,7 +11,7 @@ Algorithm (NVIDIA's ``generate_detections_gpu``)
   Class probabilities are ``softmax(class_logits)``. Every RoI is decoded once per
   class with that class's deltas (``box_ops.decode_boxes``, weights (10, 10, 5, 5))
   and clipped to the scaled image ``(image_info[:, 0], image_info[:, 1])``. Background
-  is dropped. Each foreground class keeps its ``k`` best RoIs, then greedy NMS runs
+  is dropped, and so are boxes with a side below ``min_size`` (torchvision: 0.01 px). Each foreground class keeps its ``k`` best RoIs, then greedy NMS runs
   *per class* (boxes of different classes never suppress each other; IoU ``>
   nms_threshold`` suppresses), boxes with probability ``<= score_threshold`` are
   discarded, and the ``K`` best detections over all classes are returned sorted by
@@ -73,7 +73,7 @@ def generate_detections(class_logits, box_deltas, rois, image_info, *,
                         rois_valid: Optional[tf.Tensor] = None, max_detections: int = 100,
                         nms_threshold: float = 0.5, score_threshold: float = 0.05,
                         weights: Sequence[float] = box_ops.DEFAULT_WEIGHTS,
-                        pre_nms_topk_per_class: int = 1000) -> Dict[str, tf.Tensor]:
+                        pre_nms_topk_per_class: int = 1000, min_size: float = 0.0) -> Dict[str, tf.Tensor]:
     """Box-head outputs -> final detections (see the module docstring).
 
     Args:
@@ -88,6 +88,8 @@ def generate_detections(class_logits, box_deltas, rois, image_info, *,
       score_threshold: detections need probability ``> score_threshold``.
       weights: delta weights of the box head.
       pre_nms_topk_per_class: RoIs per class considered by NMS.
+      min_size: class boxes (after clipping) with a side ``< min_size`` pixels are dropped before NMS
+        (torchvision's ``remove_small_boxes(boxes, 1e-2)``; 0 keeps every box, as NVIDIA).
 
     Returns:
       ``{"num_detections": [B] int32, "detection_boxes": [B, K, 4] float32 (pixels,
@@ -102,6 +104,9 @@ def generate_detections(class_logits, box_deltas, rois, image_info, *,
     boxes = _class_boxes(box_deltas, rois, image_info, weights)[:, :, 1:]
     if rois_valid is not None:
         scores = tf.where(tf.cast(rois_valid, tf.bool)[..., None], scores, -1.0)
+    if min_size > 0:
+        sides = boxes[..., 2:] - boxes[..., :2]  # [B, S, C', 2]
+        scores = tf.where(tf.reduce_all(sides >= min_size, axis=-1), scores, -1.0)
     boxes, scores = _per_class_topk(boxes, scores, pre_nms_topk_per_class)
     nmsed = tf.image.combined_non_max_suppression(
         boxes, scores, max_output_size_per_class=max_detections, max_total_size=max_detections,

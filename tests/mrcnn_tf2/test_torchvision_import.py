@@ -251,3 +251,54 @@ def test_rpn_proposals_equal_torchvisions(detector_reference, detector):
           f"{len(swapped)} swapped by near-ties, max |score delta| {score_delta:.1e}")
     assert len(swapped) <= 4
     assert score_delta <= 1e-4
+
+
+def _features(detector, image):
+    return detector.fpn(detector.backbone((((image / 255.0 - MEAN) / STD).astype(np.float32))[None]))
+
+
+def _yxyx(xyxy):
+    return np.asarray(xyxy, np.float32)[..., [1, 0, 3, 2]]
+
+
+def test_box_head_on_torchvisions_proposals_and_its_detections(detector_reference, detector):
+    """MultiScaleRoIAlign (7x7, sampling 2, aligned=False, FPN level rule), TwoMLPHead, the predictor,
+    then softmax, (10, 10, 5, 5) decode, clip, score > 0.05, class-wise NMS 0.5, 100 detections."""
+    from mrcnn_tf2.ops.detections import generate_detections
+
+    meta, stored, _, image = detector_reference
+    features = _features(detector, image)
+    rois = _yxyx(stored["proposals"])[None]
+    logits, deltas = detector.box_head(detector._roi_features(features, rois, mask=False))
+    kept = (np.asarray(meta["mask_classes"])[:, None] * 4 + np.asarray([1, 0, 3, 2])[None]).reshape(-1)
+    figures = {"logits": _relative(logits.numpy()[0], stored["head_logits"]),
+               "deltas": _relative(deltas.numpy()[0][:, kept], stored["head_deltas"])}
+    print("box head on torchvision's proposals: " + ", ".join(f"{k} {v:.1e}" for k, v in figures.items()))
+    assert max(figures.values()) <= 1e-3, figures
+
+    size = image.shape[:2]
+    info = np.array([[size[0], size[1], 1.0, size[0], size[1]]], np.float32)
+    found = generate_detections(logits, deltas, rois, info, max_detections=100, nms_threshold=0.5,
+                                score_threshold=0.05, weights=(10.0, 10.0, 5.0, 5.0), min_size=1e-2)
+    count = int(found["num_detections"][0])
+    boxes = found["detection_boxes"].numpy()[0, :count][:, [1, 0, 3, 2]]
+    labels, scores = found["detection_classes"].numpy()[0, :count], found["detection_scores"].numpy()[0, :count]
+    print(f"detections: {count} (torchvision {len(stored['detection_labels'])}), "
+          f"max |box delta| {np.abs(boxes - stored['detection_boxes']).max():.1e} px, "
+          f"max |score delta| {np.abs(scores - stored['detection_scores']).max():.1e}")
+    assert count == len(stored["detection_labels"])
+    np.testing.assert_array_equal(labels, stored["detection_labels"])
+    np.testing.assert_allclose(boxes, stored["detection_boxes"], atol=0.5)
+    np.testing.assert_allclose(scores, stored["detection_scores"], atol=1e-4)
+
+
+def test_mask_probabilities_on_torchvisions_detections(detector_reference, detector):
+    """MultiScaleRoIAlign 14x14 on the detections, 4 x conv + deconv + logits, sigmoid of the label."""
+    _, stored, _, image = detector_reference
+    features = _features(detector, image)
+    logits = detector.mask_head(detector._roi_features(features, _yxyx(stored["detection_boxes"])[None], mask=True))
+    picked = np.take_along_axis(logits.numpy()[0], stored["detection_labels"][:, None, None, None], axis=-1)[..., 0]
+    probabilities = 1.0 / (1.0 + np.exp(-picked))
+    worst = float(np.abs(probabilities - stored["mask_probabilities"]).max())
+    print(f"mask probabilities (28x28, {len(picked)} detections): max |delta| {worst:.1e}")
+    assert worst <= 1e-3
