@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from common import data_check
 from mrcnn_tf2.data.coco import CocoDataset
 
 _BAR_WIDTH = 30
@@ -115,21 +116,8 @@ def _progress(done, total, stream):
     stream.flush()
 
 
-def check_images(coco: CocoDataset):
-    """FileNotFoundError listing (up to 5) images of ``coco`` that do not exist."""
-    missing = []
-    for index in range(len(coco)):
-        try:
-            coco.image_path(index)
-        except FileNotFoundError as error:
-            missing.append(str(error))
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} of {len(coco)} images listed in "
-                                f"{coco.annotation_file} are missing: " + " ".join(missing[:5]))
-
-
 def create_tf_record(image_dir: str, annotation_file: str, output_file_prefix: str,
-                     num_shards: int, progress_stream=sys.stderr) -> list:
+                     num_shards: int, progress_stream=sys.stderr, strict: bool = False) -> list:
     """Writes all images of ``annotation_file`` to sharded TFRecords; returns the paths.
 
     Args:
@@ -138,11 +126,13 @@ def create_tf_record(image_dir: str, annotation_file: str, output_file_prefix: s
       output_file_prefix: path prefix of the shards (its folder is created).
       num_shards: number of output files (>= 1).
       progress_stream: where the progress bar goes (None: no bar).
+      strict: an unusable image or annotation (``CocoDataset.report``) is an error; by default each
+        is named in one warning and left out of the records.
     """
     if num_shards < 1:
         raise ValueError(f"Received: num_shards={num_shards}; expected >= 1.")
     coco = CocoDataset(annotation_file, image_dir)
-    check_images(coco)
+    data_check.settle(coco.report, strict, None, what="images and annotations", action="left out of the TFRecords")
     paths = shard_paths(output_file_prefix, num_shards)
     os.makedirs(os.path.dirname(os.path.abspath(output_file_prefix)), exist_ok=True)
     writers = [tf.io.TFRecordWriter(path) for path in paths]
@@ -166,6 +156,8 @@ def _parse_args(argv=None):
     parser.add_argument("--output_file_prefix", required=True,
                         help="shards are PREFIX-00000-of-0000N.tfrecord")
     parser.add_argument("--num_shards", type=int, default=32)
+    parser.add_argument("--strict-data", "--strict_data", dest="strict_data", action="store_true",
+                        help="an unusable image or annotation is an error (default: named, left out)")
     return parser.parse_args(argv)
 
 
@@ -174,7 +166,7 @@ def main(argv=None):
     args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     paths = create_tf_record(args.image_dir, args.object_annotations_file,
-                             args.output_file_prefix, args.num_shards)
+                             args.output_file_prefix, args.num_shards, strict=args.strict_data)
     print(f"Wrote {len(paths)} shards: {paths[0]} ... {paths[-1]}")
 
 

@@ -1,6 +1,7 @@
 """Tests for dataset.create_coco_tf_record: shard names, round trip of every feature, errors."""
 import io
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -88,12 +89,20 @@ def test_edge_cases_survive(shapes, tmp_path):
     assert feature(empty, "image/object/class/label") == []
 
 
-def test_missing_image_names_the_path(shapes, tmp_path):
+def test_missing_images_are_named_and_left_out_or_refused(shapes, tmp_path, caplog):
+    from common.errors import DataError
+
     missing = os.path.join(str(tmp_path), "images")
     os.makedirs(missing)
-    with pytest.raises(FileNotFoundError, match=r"images/000001000001\.jpg"):
+    with pytest.raises(DataError, match=r"images/000001000001\.jpg: image file not found"):
         cctr.create_tf_record(missing, shapes["val_annotations"], str(tmp_path / "val"), 1,
-                              progress_stream=None)
+                              progress_stream=None, strict=True)
+    partial = os.path.join(str(tmp_path), "partial")
+    shutil.copytree(shapes["val_images"], partial)
+    os.remove(os.path.join(partial, "000001000001.jpg"))
+    paths = cctr.create_tf_record(partial, shapes["val_annotations"], str(tmp_path / "val"), 1, progress_stream=None)
+    assert "000001000001.jpg: image file not found" in caplog.text
+    assert sum(1 for _ in tf.data.TFRecordDataset(paths)) == len(os.listdir(partial))
 
 
 def test_cli(shapes, tmp_path, capsys):
