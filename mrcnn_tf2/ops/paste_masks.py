@@ -21,6 +21,12 @@ Geometry (detectron2 ``paste_masks_in_image``, i.e. ``grid_sample`` with
 
 ``paste_masks`` is the one definition (usable in a SavedModel serving function);
 ``paste_masks_numpy`` runs it on numpy inputs for the COCO evaluator.
+
+torchvision's ``paste_masks_in_image`` (legacy Detectron, the ``torchvision`` preset) is
+:func:`paste_masks_torchvision`: the ``m x m`` mask is zero-padded by one cell, its box scaled by
+``(m + 2) / m`` about the centre and truncated to integers ``x0, x1``; the padded mask is resized
+bilinearly (``align_corners=False``, edge-clamped) to ``(x1 - x0 + 1)`` pixels and put at ``x0``. That
+is separable too: the same two matmuls with those resize weights.
 """
 from __future__ import annotations
 
@@ -108,3 +114,62 @@ def paste_masks_numpy(masks: np.ndarray, boxes: np.ndarray, image_hw: Sequence[i
     if threshold is None:
         return paste_masks(masks, boxes, image_hw).numpy()
     return _paste_graph(masks, boxes, image_hw, np.float32(threshold)).numpy()
+
+
+def _resize_weights(start: tf.Tensor, length: tf.Tensor, size: tf.Tensor, cells: int) -> tf.Tensor:
+    """torch ``interpolate(bilinear, align_corners=False)`` of ``cells`` values onto ``length`` pixels at ``start``.
+
+    Args:
+      start: ``[K]`` int32, first pixel of each resized mask (may be negative).
+      length: ``[K]`` int32 >= 1, pixels of each resized mask.
+      size: scalar int32, image pixels along the axis.
+      cells: mask cells along the axis.
+
+    Returns:
+      ``[K, size, cells]`` float32; rows of pixels outside ``[start, start + length)`` are 0.
+    """
+    pixels = tf.range(size)[None, :]  # [1, size]
+    offset = pixels - start[:, None]  # [K, size]
+    inside = tf.logical_and(offset >= 0, offset < length[:, None])
+    scale = float(cells) / tf.cast(length, tf.float32)[:, None]
+    source = tf.maximum((tf.cast(offset, tf.float32) + 0.5) * scale - 0.5, 0.0)
+    low = tf.minimum(tf.floor(source), cells - 1.0)
+    high = tf.minimum(low + 1.0, cells - 1.0)
+    frac = source - low
+    index = tf.range(cells, dtype=tf.float32)[None, None, :]
+    weights = (tf.cast(tf.equal(index, low[..., None]), tf.float32) * (1.0 - frac)[..., None]
+               + tf.cast(tf.equal(index, high[..., None]), tf.float32) * frac[..., None])
+    return tf.where(inside[..., None], weights, 0.0)
+
+
+def paste_masks_torchvision(masks, boxes, image_hw: Union[Sequence[int], tf.Tensor], padding: int = 1,
+                            threshold: Optional[float] = None) -> tf.Tensor:
+    """torchvision's ``paste_masks_in_image`` (see the module docstring), as two batched matmuls.
+
+    Args:
+      masks: ``[K, m, m]`` float mask probabilities.
+      boxes: ``[K, 4]`` float (ymin, xmin, ymax, xmax) in pixels of the target image.
+      image_hw: ``(H, W)``.
+      padding: cells of zeros around each mask (torchvision: 1).
+      threshold: if given, ``uint8`` masks ``pasted > threshold`` (torchvision users compare ``> 0.5``).
+
+    Returns:
+      ``[K, H, W]`` float32 probabilities, or ``uint8`` 0/1 with ``threshold``.
+    """
+    masks = tf.pad(tf.cast(masks, tf.float32), [[0, 0], [padding, padding], [padding, padding]])
+    cells = int(masks.shape[1]) if masks.shape[1] is not None else None
+    m = cells - 2 * padding
+    scale = float(cells) / m
+    boxes = tf.cast(boxes, tf.float32)
+    centre = (boxes[:, :2] + boxes[:, 2:]) * 0.5
+    half = (boxes[:, 2:] - boxes[:, :2]) * 0.5 * scale
+    lo = tf.cast(centre - half, tf.int32)  # truncation toward zero, as torch's .to(int64)
+    hi = tf.cast(centre + half, tf.int32)
+    length = tf.maximum(hi - lo + 1, 1)
+    image_hw = tf.cast(image_hw, tf.int32)
+    weights_y = _resize_weights(lo[:, 0], length[:, 0], image_hw[0], cells)
+    weights_x = _resize_weights(lo[:, 1], length[:, 1], image_hw[1], cells)
+    pasted = tf.matmul(tf.matmul(weights_y, masks), weights_x, transpose_b=True)
+    if threshold is None:
+        return pasted
+    return tf.cast(pasted > threshold, tf.uint8)

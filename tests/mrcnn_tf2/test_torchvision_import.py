@@ -302,3 +302,23 @@ def test_mask_probabilities_on_torchvisions_detections(detector_reference, detec
     worst = float(np.abs(probabilities - stored["mask_probabilities"]).max())
     print(f"mask probabilities (28x28, {len(picked)} detections): max |delta| {worst:.1e}")
     assert worst <= 1e-3
+
+
+def test_pasted_masks_equal_torchvisions(detector_reference):
+    """``paste_masks_in_image(probabilities, boxes, (H, W), padding=1) > 0.5`` per detection, IoU >= 0.98."""
+    from pycocotools import mask as mask_utils
+
+    from mrcnn_tf2.ops.paste_masks import paste_masks_torchvision
+
+    _, stored, _, image = detector_reference
+    ours = paste_masks_torchvision(stored["mask_probabilities"], _yxyx(stored["detection_boxes"]),
+                                   image.shape[:2], threshold=0.5).numpy()
+    height, width = image.shape[:2]
+    theirs = mask_utils.decode([{"size": [height, width], "counts": c.encode()} for c in stored["mask_rle_counts"]])
+    theirs = theirs.transpose(2, 0, 1)
+    inter = np.logical_and(ours, theirs).sum((1, 2))
+    union = np.logical_or(ours, theirs).sum((1, 2))
+    iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    print(f"pasted masks: {len(iou)} detections, min IoU {iou.min():.4f}, "
+          f"{int((ours != theirs).sum())} of {ours.size} pixels differ")
+    assert iou.min() >= 0.98
