@@ -146,6 +146,9 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
          help="input size: S, HxW or H W"),
     flag("--num-classes", "--num_classes", dest="data.num_classes", type=POSITIVE_INT, group="model",
          help="classes (unset: from the data)"),
+    flag("--pretrained-from-file", dest="task.pretrained_from_file", modes=MODEL_MODES, group="model",
+         help="initial weights: Keras .h5 / .weights.h5, a TF checkpoint, or a PyTorch state_dict (.pth needs "
+              "torch, or .npz): NVIDIA NGC EfficientNet (use --padding symmetric), torchvision Mask R-CNN"),
     flag("--pretrained", dest="opt.pretrained", action="store_true", modes=_RUN, group="model",
          help="NVIDIA's download of published weights: not available offline (see the error)"),
     # data
@@ -334,6 +337,17 @@ class ArgumentParser(argparse.ArgumentParser):
         raise SystemExit(f"error: {message} (`{self.prog} -h` lists the flags)")
 
 
+def _has_field(base: Optional[cfg.Experiment], dest: str) -> bool:
+    """``dest`` is an ``opt.*`` option or a field of ``base`` (always True without a base)."""
+    if base is None or dest.startswith("opt."):
+        return True
+    try:
+        cfg.get_path(base, dest)
+    except (AttributeError, KeyError):
+        return False
+    return True
+
+
 def build_parser(mode: str, family, model: str, base: Optional[cfg.Experiment] = None) -> argparse.ArgumentParser:
     """The parser of ``MODE --model MODEL``: shared flags, then the family's."""
     parser = ArgumentParser(
@@ -344,6 +358,8 @@ def build_parser(mode: str, family, model: str, base: Optional[cfg.Experiment] =
                         default=argparse.SUPPRESS, metavar="NAME", help=f"{model_help} (see `main.py -h`)")
     groups: Dict[str, argparse._ArgumentGroup] = {}
     for item in flags_for(mode, family):
+        if not _has_field(base, item.dest):
+            continue  # a shared concept this family's experiment does not have (e.g. no data checks)
         group = groups.get(item.section()) or groups.setdefault(item.section(), parser.add_argument_group(item.section()))
         kwargs = dict(item.kwargs)
         kwargs.setdefault("default", argparse.SUPPRESS)

@@ -114,9 +114,6 @@ FLAGS = (
          help="'symmetric' = k//2 on every side as NVIDIA's PyTorch model (for NGC weights)"),
     flag("--bn-momentum", dest="task.model.bn_momentum", type=cli.UNIT_FLOAT, modes=("train", "info"), group="model",
          help="BatchNorm moving-average momentum, Keras convention (0.9 suits short runs on small data)"),
-    flag("--pretrained-from-file", dest="task.pretrained_from_file", modes=_MODEL_MODES, group="model",
-         help="initial weights: Keras .weights.h5/.h5, TF checkpoint, or an NGC PyTorch state_dict "
-              "(.pth needs torch, or .npz; use --padding symmetric)"),
     flag("--augmentation", dest="data.augment", choices=AUGMENTATIONS, modes=("train",), group="data",
          help="training augmentation on top of crop + flip"),
     _train("--lr", dest="task.lr", type=cli.POSITIVE_FLOAT, help="learning rate for --lr-batch images"),

@@ -82,6 +82,10 @@ TORCHVISION_BACKBONE = {"stride_in_1x1": False, "bn_epsilon": 1e-5, "padding": "
 TORCHVISION_ANCHORS = {"aspect_ratios": tuple((1.0 / r ** 0.5, r ** 0.5) for r in (0.5, 1.0, 2.0)),
                        "anchor_scale": 8.0, "offset": 0.0, "round_half_sizes": True, "stride_from_sizes": True}
 
+#: torchvision's proposal and detection filters: proposals with a side < 1e-3 px dropped, detections need
+#: probability > 0.05 and a side >= 0.01 px (``RegionProposalNetwork`` / ``RoIHeads`` defaults).
+TORCHVISION_FILTERS = {"rpn.min_size": 1e-3, "detection.score_threshold": 0.05, "detection.min_size": 1e-2}
+
 
 @dataclasses.dataclass(frozen=True)
 class BackboneConfig:

@@ -19,7 +19,9 @@ from common import cli, registry
 from common.cli import flag
 from common.config import Experiment, check, find_config
 from common.family import Family
-from mrcnn_tf2.config import COCO_NUM_CLASSES, DEFAULT_IMAGE_SIZE, TORCHVISION_BACKBONE, MaskRCNNConfig
+from mrcnn_tf2.coco_categories import coco_91_layout
+from mrcnn_tf2.config import (COCO_NUM_CLASSES, DEFAULT_IMAGE_SIZE, TORCHVISION_ANCHORS, TORCHVISION_BACKBONE,
+                              TORCHVISION_FILTERS, MaskRCNNConfig)
 
 BACKENDS = ("tfdata", "synthetic")
 BEST_METRIC = "segm/AP"
@@ -70,6 +72,9 @@ class SegmentationTaskConfig:
       learning_rate_boundaries: epochs: end of warm-up, then each decay.
       backbone_checkpoint: ImageNet ResNet-50 weights: Keras .h5, a TF checkpoint, or torchvision's
         ``resnet50-*.pth`` / its ``.npz`` (the backbone then takes torchvision's layout).
+      pretrained_from_file: initial weights of the whole model: a TF checkpoint / Keras weights file, or
+        torchvision's ``maskrcnn_resnet50_fpn`` state_dict (``.pth``/``.npz``; the model then takes
+        torchvision's layout: backbone, anchors, proposal and detection filters).
       custom_ops: the fused C++/CUDA kernels of :mod:`custom_ops` (plain-TF ops when False).
     """
 
@@ -80,6 +85,7 @@ class SegmentationTaskConfig:
     learning_rate_values: Tuple[float, ...] = (1e-2, 1e-3, 1e-4)
     learning_rate_boundaries: Tuple[float, ...] = (0.3, 8.0, 10.0)
     backbone_checkpoint: Optional[str] = None
+    pretrained_from_file: Optional[str] = None
     custom_ops: bool = True
 
     def __post_init__(self):
@@ -195,10 +201,9 @@ class MaskRCNNFamily(Family):
         resolved = {"data.num_classes": classes, "data.class_names": names, "data.category_ids": ids,
                     "task.model.num_classes": classes,
                     "task.model.image_size": self._inputs(experiment).batch_padded_size()}
-        checkpoint = experiment.task.backbone_checkpoint or ""
-        if checkpoint.endswith(TORCHVISION_EXTENSIONS) and experiment.task.model.backbone.name == "resnet":
-            # torchvision's ResNet weights mean torchvision's layout (v1.5, eps 1e-5, PyTorch padding)
-            resolved.update({f"task.model.backbone.{k}": v for k, v in TORCHVISION_BACKBONE.items()})
+        resolved.update(_torchvision_layout(experiment.task))
+        if not sources and classes == COCO_NUM_CLASSES and not data.class_names:
+            resolved["data.class_names"], resolved["data.category_ids"] = map(tuple, coco_91_layout())
         return experiment.override(resolved)
 
     def build_task(self, experiment, training: bool):
@@ -216,7 +221,9 @@ class MaskRCNNFamily(Family):
 
     def build_model(self, experiment, task):
         model = task.build_model()
-        if experiment.task.backbone_checkpoint:
+        if experiment.task.pretrained_from_file:
+            _load_pretrained(model, experiment.task.pretrained_from_file)
+        elif experiment.task.backbone_checkpoint:
             from mrcnn_tf2.modeling.resnet import load_backbone_weights
 
             if experiment.task.model.backbone.name != "resnet":
@@ -255,9 +262,13 @@ class MaskRCNNFamily(Family):
         from common.checkpoint import resolve, restore_model_only
         from mrcnn_tf2.task import built_model
 
+        if checkpoint is None and experiment.task.pretrained_from_file:
+            model = built_model(self._resolve(experiment, None).task.model)
+            _load_pretrained(model, experiment.task.pretrained_from_file)
+            return model
         if not find_config(checkpoint, experiment.workspace):
             raise SystemExit(f"error: no config.json in {experiment.workspace}: --workspace must be the folder of a "
-                             "Mask R-CNN training run")
+                             "Mask R-CNN training run (or pass --pretrained-from-file)")
         if checkpoint is None:
             raise SystemExit(f"error: no checkpoint in {experiment.workspace} (expected model_best/ or "
                              "checkpoint-latest/); pass --checkpoint")
@@ -270,7 +281,7 @@ class MaskRCNNFamily(Family):
         """COCO results JSON + drawn PNGs in ``--output-dir`` (default ``<workspace>/predictions``)."""
         from mrcnn_tf2.inference import Detector
 
-        data = experiment.data
+        data = self._resolve(experiment, None).data  # names and ids (the 91 COCO ones for imports)
         detector = Detector(model, self._inputs(experiment), list(data.class_names), list(data.category_ids),
                             score_threshold=options.get("score_threshold", 0.5))
         out_dir = options.get("output_dir") or os.path.join(experiment.workspace, "predictions")
@@ -283,7 +294,7 @@ class MaskRCNNFamily(Family):
         from mrcnn_tf2.export import export_saved_model, verify_export
         from mrcnn_tf2.inference import load_image
 
-        data, inputs = experiment.data, self._inputs(experiment)
+        data, inputs = self._resolve(experiment, None).data, self._inputs(experiment)
         out = export_dir or os.path.join(experiment.workspace, "saved_model")
         try:
             export_saved_model(model, out, inputs, list(data.class_names), list(data.category_ids),
@@ -321,6 +332,32 @@ class MaskRCNNFamily(Family):
         config = self._resolve(experiment, None).task.model
         make = benchmark.make_train_step if kind == "training" else benchmark.make_infer_step
         return make(config, self._inputs(experiment), batch, xla=experiment.runtime.xla)
+
+
+def _torchvision_layout(task) -> Dict[str, Any]:
+    """Model fields implied by torchvision weights: the backbone's layout (ResNet weights), and with a
+    whole detector also its anchors and proposal / detection filters (``mrcnn_tf2.config``)."""
+    whole = (task.pretrained_from_file or "").endswith(TORCHVISION_EXTENSIONS)
+    backbone = whole or (task.backbone_checkpoint or "").endswith(TORCHVISION_EXTENSIONS)
+    fields = {}
+    if backbone and task.model.backbone.name == "resnet":
+        fields.update({f"task.model.backbone.{k}": v for k, v in TORCHVISION_BACKBONE.items()})
+    if whole:
+        fields.update({f"task.model.anchors.{k}": v for k, v in TORCHVISION_ANCHORS.items()})
+        fields.update({f"task.model.{k}": v for k, v in TORCHVISION_FILTERS.items()})
+    return fields
+
+
+def _load_pretrained(model, path: str) -> None:
+    """``--pretrained-from-file``: a torchvision state_dict by extension, else Keras / TF weights."""
+    if path.endswith(TORCHVISION_EXTENSIONS):
+        from mrcnn_tf2.torchvision_import import load_detector_checkpoint
+
+        load_detector_checkpoint(model, path)
+    else:
+        from common.checkpoint import load_weights_file
+
+        load_weights_file(model, path)
 
 
 FAMILY = registry.register(MaskRCNNFamily())

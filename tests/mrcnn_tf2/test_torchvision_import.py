@@ -322,3 +322,40 @@ def test_pasted_masks_equal_torchvisions(detector_reference):
     print(f"pasted masks: {len(iou)} detections, min IoU {iou.min():.4f}, "
           f"{int((ours != theirs).sum())} of {ours.size} pixels differ")
     assert iou.min() >= 0.98
+
+
+def test_fine_tuning_from_the_imported_coco_layout_on_the_shapes(detector_reference, tmp_path):
+    """``--pretrained-from-file coco.npz`` on a 4-class data set: torchvision's layout, predictors fresh,
+    every other layer the import's; a few steps on one batch lower the loss."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from common import cli
+    from dataset.make_synthetic_shapes import make_dataset
+    from mrcnn_tf2.family import FAMILY
+
+    state = detector_reference[2]
+    weights = str(tmp_path / "coco.npz")
+    np.savez(weights, **state)
+    data = make_dataset(str(tmp_path / "shapes"), num_train=4, num_val=2, image_size=128, seed=0)["root"]
+    invocation = cli.parse(["train", "--model", "mask-rcnn", "--data-dir", data, "--workspace", str(tmp_path / "w"),
+                            "--pretrained-from-file", weights, "--image-size", "128", "128", "--seed", "0"])
+    task, experiment = FAMILY.build_task(invocation.experiment, training=True)
+    config = experiment.task.model
+    assert config.num_classes == 4 and config.anchors.offset == 0.0 and config.backbone.padding == "symmetric"
+    assert (config.rpn.min_size, config.detection.score_threshold, config.detection.min_size) == (1e-3, 0.05, 1e-2)
+    model = FAMILY.build_model(experiment, task)
+    np.testing.assert_array_equal(model.box_head.fcs[0].bias.numpy(), state["roi_heads.box_head.fc6.bias"])
+    np.testing.assert_array_equal(model.mask_head.convs[3].bias.numpy(), state["roi_heads.mask_head.3.0.bias"])
+    assert model.box_head.class_dense.kernel.shape == (1024, 4)
+
+    batch = next(iter(task.build_train_dataset(2, epoch=0)))
+    optimizer = keras.optimizers.Adam(1e-4)
+    losses = []
+    for _ in range(4):
+        with tf.GradientTape() as tape:
+            loss, _ = task.train_loss(model, batch)
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        losses.append(float(loss))
+    print(f"fine-tuning losses on one batch: {[round(x, 3) for x in losses]}")
+    assert losses[-1] < losses[0], losses
