@@ -82,9 +82,11 @@ TORCHVISION_BACKBONE = {"stride_in_1x1": False, "bn_epsilon": 1e-5, "padding": "
 TORCHVISION_ANCHORS = {"aspect_ratios": tuple((1.0 / r ** 0.5, r ** 0.5) for r in (0.5, 1.0, 2.0)),
                        "anchor_scale": 8.0, "offset": 0.0, "round_half_sizes": True, "stride_from_sizes": True}
 
-#: torchvision's proposal and detection filters: proposals with a side < 1e-3 px dropped, detections need
-#: probability > 0.05 and a side >= 0.01 px (``RegionProposalNetwork`` / ``RoIHeads`` defaults).
-TORCHVISION_FILTERS = {"rpn.min_size": 1e-3, "detection.score_threshold": 0.05, "detection.min_size": 1e-2}
+#: torchvision's proposal and detection post-processing: proposals with a side < 1e-3 px dropped,
+#: detections need probability > 0.05 and a side >= 0.01 px (``RegionProposalNetwork`` / ``RoIHeads``
+#: defaults), masks pasted by its ``paste_masks_in_image``.
+TORCHVISION_FILTERS = {"rpn.min_size": 1e-3, "detection.score_threshold": 0.05, "detection.min_size": 1e-2,
+                       "detection.mask_paste": "torchvision"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,12 +269,20 @@ class DetectionConfig:
       score_threshold: minimum class probability. NVIDIA's GPU path uses 0.0
         (``combined_non_max_suppression(score_threshold=0.0)``); Detectron uses 0.05.
       min_size: boxes with a side below this (pixels) are dropped before NMS (torchvision 0.01).
+      mask_paste: how 28x28 masks are pasted into the image: ``continuous`` (bilinear in continuous
+        coordinates, detectron2's) or ``torchvision`` (its ``paste_masks_in_image``: padded mask,
+        integer box), see :mod:`mrcnn_tf2.ops.paste_masks`.
     """
 
     max_detections: int = 100
     nms_threshold: float = 0.5
     score_threshold: float = 0.0
     min_size: float = 0.0
+    mask_paste: str = "continuous"
+
+    def __post_init__(self):
+        _check(self.mask_paste in ("continuous", "torchvision"),
+               f"detection.mask_paste must be continuous or torchvision. Received: {self.mask_paste!r}")
 
 
 @dataclasses.dataclass(frozen=True)

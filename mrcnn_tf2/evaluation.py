@@ -71,7 +71,7 @@ def encode_masks(masks: np.ndarray) -> List[dict]:
 
 
 def _image_results(dets: Mapping[str, np.ndarray], info: np.ndarray, image_id: int,
-                   category_ids: Sequence[int], include_masks: bool) -> List[dict]:
+                   category_ids: Sequence[int], include_masks: bool, mask_paste: str = "continuous") -> List[dict]:
     """COCO result entries of one image.
 
     Args:
@@ -98,14 +98,14 @@ def _image_results(dets: Mapping[str, np.ndarray], info: np.ndarray, image_id: i
     if include_masks:
         orig_hw = (int(round(info[3])), int(round(info[4])))
         pasted = paste_masks_numpy(dets["detection_masks"][:num][keep], boxes, orig_hw,
-                                   threshold=MASK_THRESHOLD)
+                                   threshold=MASK_THRESHOLD, mode=mask_paste)
         for entry, rle in zip(entries, encode_masks(pasted)):
             entry["segmentation"] = rle
     return entries
 
 
 def detections_to_coco(detections: Mapping[str, np.ndarray], image_info, source_ids,
-                       category_ids: Sequence[int], include_masks: bool = True
+                       category_ids: Sequence[int], include_masks: bool = True, mask_paste: str = "continuous"
                        ) -> List[dict]:
     """A batch of model detections -> COCO result entries in original image pixels.
 
@@ -118,6 +118,7 @@ def detections_to_coco(detections: Mapping[str, np.ndarray], image_info, source_
       category_ids: contiguous class index -> COCO category id (index 0 background).
       include_masks: add an RLE ``segmentation`` (mask pasted at original resolution,
         thresholded at 0.5) to every entry.
+      mask_paste: how masks are pasted (``detection.mask_paste``).
 
     Returns:
       List of dicts: ``image_id`` int, ``category_id`` int, ``bbox`` [x, y, w, h]
@@ -131,7 +132,7 @@ def detections_to_coco(detections: Mapping[str, np.ndarray], image_info, source_
     for b, image_id in enumerate(source_ids.reshape(-1)):
         dets = {key: value[b] for key, value in arrays.items()}
         results += _image_results(dets, image_info[b], int(image_id), category_ids,
-                                  include_masks)
+                                  include_masks, mask_paste)
     return results
 
 
@@ -176,10 +177,11 @@ class CocoEvaluator:
     """
 
     def __init__(self, annotation_file: Union[str, dict], include_masks: bool = True,
-                 verbose: bool = False):
+                 verbose: bool = False, mask_paste: str = "continuous"):
         """Loads the ground truth (a COCO JSON path or dataset dict).
 
-        ``verbose`` lets pycocotools print its loading messages and summaries.
+        ``verbose`` lets pycocotools print its loading messages and summaries; ``mask_paste``
+        is the model's ``detection.mask_paste``.
         """
         with self._quiet(verbose):
             self.coco_gt = _load_coco(annotation_file)
@@ -188,6 +190,7 @@ class CocoEvaluator:
         self.class_names = ["background"] + [c["name"] for c in categories]
         self.include_masks = include_masks
         self.verbose = verbose
+        self.mask_paste = mask_paste
         self.reset()
 
     @staticmethod
@@ -205,7 +208,7 @@ class CocoEvaluator:
     def update(self, detections: Mapping[str, np.ndarray], image_info, source_ids) -> None:
         """Adds one batch (see ``detections_to_coco`` for the shapes)."""
         self._results += detections_to_coco(detections, image_info, source_ids,
-                                            self.category_ids, self.include_masks)
+                                            self.category_ids, self.include_masks, self.mask_paste)
         self._image_ids.update(int(i) for i in _as_numpy(source_ids).reshape(-1))
 
     def results(self) -> List[dict]:

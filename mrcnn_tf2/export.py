@@ -52,7 +52,7 @@ from common.serving import blank_invalid, decode_checked
 from mrcnn_tf2.data.preprocessing import decode_image, preprocess_image
 from mrcnn_tf2.evaluation import MASK_THRESHOLD
 from mrcnn_tf2.ops import box_ops
-from mrcnn_tf2.ops.paste_masks import paste_masks
+from mrcnn_tf2.ops.paste_masks import paste
 
 LABELS_FILE = "labels.json"
 SIGNATURES = ("serving_default", "serving_bytes")
@@ -148,14 +148,14 @@ def original_boxes(boxes: tf.Tensor, image_info: tf.Tensor) -> Tuple[tf.Tensor, 
     return unclipped, box_ops.clip_boxes(unclipped, image_info[:, None, 3:5])
 
 
-def _paste_one(masks, boxes, num, image_hw, canvas_hw) -> tf.Tensor:
+def _paste_one(masks, boxes, num, image_hw, canvas_hw, mode) -> tf.Tensor:
     """Pastes the first ``num`` of ``[D, m, m]`` masks into ``image_hw``, zero-padded to ``[D, Hc, Wc] uint8``."""
-    pasted = paste_masks(masks[:num], boxes[:num], image_hw, threshold=MASK_THRESHOLD)
+    pasted = paste(masks[:num], boxes[:num], image_hw, mode, threshold=MASK_THRESHOLD)
     extra = tf.concat([[tf.shape(masks)[0] - num], canvas_hw - image_hw], axis=0)
     return tf.pad(pasted, tf.stack([tf.zeros_like(extra), extra], axis=1))
 
 
-def paste_batch_masks(masks, boxes, num_detections, image_info, canvas_hw) -> tf.Tensor:
+def paste_batch_masks(masks, boxes, num_detections, image_info, canvas_hw, mode: str = "continuous") -> tf.Tensor:
     """Pastes every image's masks at its original resolution on a common canvas.
 
     Args:
@@ -164,18 +164,20 @@ def paste_batch_masks(masks, boxes, num_detections, image_info, canvas_hw) -> tf
       num_detections: ``[B] int32``; slots after it stay 0.
       image_info: ``[B, 5] float32``.
       canvas_hw: ``[2] int32`` (Hc, Wc) >= every image's (H, W).
+      mode: ``detection.mask_paste`` (``ops.paste_masks.PASTE_MODES``).
 
     Returns:
       ``[B, D, Hc, Wc] uint8`` 0/1 masks (threshold 0.5).
     """
     canvas_hw = tf.cast(canvas_hw, tf.int32)
     spec = tf.TensorSpec([masks.shape[1], None, None], tf.uint8)
-    return tf.map_fn(lambda args: _paste_one(*args, canvas_hw),
+    return tf.map_fn(lambda args: _paste_one(*args, canvas_hw, mode),
                      (masks, boxes, num_detections, original_hw(image_info)), fn_output_signature=spec)
 
 
 def postprocess_detections(detections: Dict[str, tf.Tensor], image_info: tf.Tensor, canvas_hw,
-                           category_ids: Sequence[int], class_names: Sequence[str]) -> Dict[str, tf.Tensor]:
+                           category_ids: Sequence[int], class_names: Sequence[str],
+                           mask_paste: str = "continuous") -> Dict[str, tf.Tensor]:
     """Model inference outputs -> the exported outputs (see the module docstring).
 
     Args:
@@ -184,6 +186,7 @@ def postprocess_detections(detections: Dict[str, tf.Tensor], image_info: tf.Tens
       image_info: ``[B, 5] float32`` rows used to preprocess the images.
       canvas_hw: ``[2] int`` (Hc, Wc) of the mask canvas.
       category_ids: ``K`` dataset ids by class index; class_names: ``K`` names.
+      mask_paste: how masks are pasted (``detection.mask_paste``).
 
     Returns:
       Dict with the :data:`OUTPUT_KEYS`.
@@ -194,7 +197,7 @@ def postprocess_detections(detections: Dict[str, tf.Tensor], image_info: tf.Tens
     unclipped, clipped = original_boxes(detections["detection_boxes"], image_info)
     ids = tf.gather(tf.constant([int(i) for i in category_ids], tf.int32), classes)
     names = tf.gather(tf.constant(list(class_names), tf.string), classes)
-    masks = paste_batch_masks(detections["detection_masks"], unclipped, num, image_info, canvas_hw)
+    masks = paste_batch_masks(detections["detection_masks"], unclipped, num, image_info, canvas_hw, mask_paste)
     return {"num_detections": num,
             "detection_boxes": tf.where(valid[..., None], clipped, 0.0),
             "detection_classes": tf.where(valid, ids, 0),
@@ -247,7 +250,8 @@ class DetectionModule(tf.Module):
     def detect(self, images: tf.Tensor, image_info: tf.Tensor, canvas_hw) -> Dict[str, tf.Tensor]:
         """Preprocessed ``[B, Hp, Wp, 3]`` images + ``[B, 5]`` info -> exported outputs."""
         detections = self.model({"images": images, "image_info": image_info}, training=False)
-        return postprocess_detections(detections, image_info, canvas_hw, self.category_ids, self.class_names)
+        return postprocess_detections(detections, image_info, canvas_hw, self.category_ids, self.class_names,
+                                      self.model.config.detection.mask_paste)
 
     def _serve(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
         """``serving_default`` body: ``[B, H, W, 3] uint8`` (one size per batch) -> outputs."""

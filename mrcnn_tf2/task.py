@@ -130,10 +130,11 @@ class InstanceSegmentationTask(Task):
             return
         if self.evaluator is None:
             reference = self.config.data.reference
+            paste = self.config.model.detection.mask_paste
             if reference is None:
-                self.evaluator = CocoEvaluator(self.config.data.eval_file, include_masks=True)
+                self.evaluator = CocoEvaluator(self.config.data.eval_file, include_masks=True, mask_paste=paste)
             else:  # the ground truth training uses: dropped boxes and bad annotations are not scored
-                self.evaluator = CocoEvaluator(reference.ground_truth(), include_masks=True)
+                self.evaluator = CocoEvaluator(reference.ground_truth(), include_masks=True, mask_paste=paste)
                 _LOG.info("COCO evaluation ground truth: %d instances; not scored: %s",
                           len(self.evaluator.coco_gt.dataset["annotations"]), reference.excluded_summary())
         self.evaluator.reset()

@@ -88,15 +88,26 @@ def paste_masks(masks, boxes, image_hw: Union[Sequence[int], tf.Tensor],
     return tf.cast(pasted >= threshold, tf.uint8)
 
 
+PASTE_MODES = ("continuous", "torchvision")
+
+
+def paste(masks, boxes, image_hw, mode: str = "continuous", threshold: Optional[float] = None) -> tf.Tensor:
+    """:func:`paste_masks` (``continuous``) or :func:`paste_masks_torchvision` (``torchvision``)."""
+    if mode == "torchvision":
+        return paste_masks_torchvision(masks, boxes, image_hw, threshold=threshold)
+    if mode != "continuous":
+        raise ValueError(f"Received: mode={mode!r}; expected one of {PASTE_MODES}")
+    return paste_masks(masks, boxes, image_hw, threshold=threshold)
+
+
 @tf.function(reduce_retracing=True)
-def _paste_graph(masks, boxes, image_hw, threshold):
-    """``paste_masks`` thresholded, traced once for all sizes (used by the numpy path)."""
-    pasted = paste_masks(masks, boxes, image_hw)
-    return tf.cast(pasted >= threshold, tf.uint8)
+def _paste_graph(masks, boxes, image_hw, threshold, mode):
+    """:func:`paste` thresholded, traced once per mode for all sizes (used by the numpy path)."""
+    return paste(masks, boxes, image_hw, mode, threshold)
 
 
 def paste_masks_numpy(masks: np.ndarray, boxes: np.ndarray, image_hw: Sequence[int],
-                      threshold: Optional[float] = None) -> np.ndarray:
+                      threshold: Optional[float] = None, mode: str = "continuous") -> np.ndarray:
     """``paste_masks`` on numpy arrays (same algorithm, run through TF).
 
     Args:
@@ -104,6 +115,7 @@ def paste_masks_numpy(masks: np.ndarray, boxes: np.ndarray, image_hw: Sequence[i
       boxes: ``[K, 4]`` float, (ymin, xmin, ymax, xmax) in pixels of the target image.
       image_hw: ``(H, W)`` ints.
       threshold: if given, return ``uint8`` masks ``pasted >= threshold``.
+      mode: one of :data:`PASTE_MODES`.
 
     Returns:
       ``[K, H, W]`` float32 numpy array, or ``uint8`` when ``threshold`` is given.
@@ -112,8 +124,8 @@ def paste_masks_numpy(masks: np.ndarray, boxes: np.ndarray, image_hw: Sequence[i
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     image_hw = np.asarray(image_hw, np.int32)
     if threshold is None:
-        return paste_masks(masks, boxes, image_hw).numpy()
-    return _paste_graph(masks, boxes, image_hw, np.float32(threshold)).numpy()
+        return paste(masks, boxes, image_hw, mode).numpy()
+    return _paste_graph(masks, boxes, image_hw, np.float32(threshold), mode).numpy()
 
 
 def _resize_weights(start: tf.Tensor, length: tf.Tensor, size: tf.Tensor, cells: int) -> tf.Tensor:

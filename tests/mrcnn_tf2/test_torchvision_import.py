@@ -313,6 +313,11 @@ def test_pasted_masks_equal_torchvisions(detector_reference):
     _, stored, _, image = detector_reference
     ours = paste_masks_torchvision(stored["mask_probabilities"], _yxyx(stored["detection_boxes"]),
                                    image.shape[:2], threshold=0.5).numpy()
+    from mrcnn_tf2.ops.paste_masks import paste_masks_numpy
+
+    numpy_path = paste_masks_numpy(stored["mask_probabilities"], _yxyx(stored["detection_boxes"]), image.shape[:2],
+                                   threshold=0.5, mode="torchvision")  # the COCO evaluator's path
+    np.testing.assert_array_equal(numpy_path, ours)
     height, width = image.shape[:2]
     theirs = mask_utils.decode([{"size": [height, width], "counts": c.encode()} for c in stored["mask_rle_counts"]])
     theirs = theirs.transpose(2, 0, 1)
@@ -343,7 +348,8 @@ def test_fine_tuning_from_the_imported_coco_layout_on_the_shapes(detector_refere
     task, experiment = FAMILY.build_task(invocation.experiment, training=True)
     config = experiment.task.model
     assert config.num_classes == 4 and config.anchors.offset == 0.0 and config.backbone.padding == "symmetric"
-    assert (config.rpn.min_size, config.detection.score_threshold, config.detection.min_size) == (1e-3, 0.05, 1e-2)
+    assert (config.rpn.min_size, config.detection.score_threshold, config.detection.min_size,
+            config.detection.mask_paste) == (1e-3, 0.05, 1e-2, "torchvision")
     model = FAMILY.build_model(experiment, task)
     np.testing.assert_array_equal(model.box_head.fcs[0].bias.numpy(), state["roi_heads.box_head.fc6.bias"])
     np.testing.assert_array_equal(model.mask_head.convs[3].bias.numpy(), state["roi_heads.mask_head.3.0.bias"])
