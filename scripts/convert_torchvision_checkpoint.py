@@ -31,11 +31,15 @@ def convert(src: str, dst: str) -> int:
     return len(arrays)
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", help="torchvision checkpoint (.pth)")
     parser.add_argument("dst", help="output .npz")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     print(f"wrote {convert(args.src, args.dst)} tensors to {args.dst}")
     return 0
 

@@ -99,7 +99,7 @@ def readme_commands():
 
 def to_main_argv(argv):
     """A command line (``python SCRIPT ARGS``) -> the ``main.py`` argv it runs, or None when the
-    script itself only parses (checkpoint2model, model2onnx)."""
+    script itself only parses (checkpoint2model, convert_torchvision_checkpoint)."""
     script, args = os.path.basename(argv[1]), argv[2:]
     if script in ("main.py", "quant_main.py"):
         return args
@@ -126,6 +126,11 @@ def to_main_argv(argv):
         import checkpoint2model
 
         checkpoint2model.parse_args(args)
+        return None
+    if script == "convert_torchvision_checkpoint.py":
+        import convert_torchvision_checkpoint
+
+        convert_torchvision_checkpoint.parse_args(args)
         return None
     if script == "model2onnx.py":
         import model2onnx
