@@ -310,7 +310,7 @@ class MaskRCNNConfig(DictConfig):
 
     Attributes:
       num_classes: classes including background (COCO: 91 category ids incl. 0).
-      image_size: ``(H, W)`` network input (padded) size, multiples of 64.
+      image_size: ``(H, W)`` network input (padded) size, multiples of 32 (C5's stride).
       anchors, backbone, fpn, rpn, roi_sampler, roi_align, box_head, mask_head,
       detection, losses: component configs.
     """
@@ -334,7 +334,7 @@ class MaskRCNNConfig(DictConfig):
                "Need 2 <= anchors.min_level <= 5 and min_level <= max_level <= 6 (backbone C2..C5 plus a "
                f"pooled P6). Received: min_level={a.min_level}, max_level={a.max_level}")
         _check(self.num_classes >= 2, f"num_classes counts background, need >= 2. Received: {self.num_classes}")
-        stride = 2 ** self.anchors.max_level
+        stride = 2 ** min(self.anchors.max_level, 5)  # C5's stride; P6 is a stride-2 pool of P5 at any size
         _check(all(s % stride == 0 for s in self.image_size),
                f"image_size must be multiples of {stride}. Received: image_size={self.image_size}")
         _check(self.mask_head.resolution == 2 * self.roi_align.mask_output_size,

@@ -88,7 +88,7 @@ def padded_size_for(input_config: InputConfig, stride: int) -> Tuple[int, int]:
     """``(Hp, Wp)`` = ``input_config.batch_padded_size()``, checked to be multiples of ``stride``."""
     size = input_config.batch_padded_size()
     if any(s % stride for s in size):
-        raise ValueError(f"The padded input size must be a multiple of {stride} (2**max_level). Received: "
+        raise ValueError(f"The padded input size must be a multiple of {stride} (C5's stride). Received: "
                          f"InputConfig.batch_padded_size()={size}")
     return size
 
@@ -134,17 +134,22 @@ def original_hw(image_info: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.round(image_info[:, 3:5]), tf.int32)
 
 
-def original_boxes(boxes: tf.Tensor, image_info: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+def original_boxes(boxes: tf.Tensor, image_info: tf.Tensor, box_scaling: str = "scale") -> Tuple[tf.Tensor, tf.Tensor]:
     """Network-input boxes -> original-image boxes.
 
     Args:
       boxes: ``[B, D, 4] float32`` pixels of the scaled image.
       image_info: ``[B, 5] float32`` (h, w, scale, H, W).
+      box_scaling: ``scale`` (boxes / scale) or ``per_axis`` (y * H / h, x * W / w: torchvision).
 
     Returns:
-      (``[B, D, 4] float32`` boxes / scale, the same clipped to ``[0, H] x [0, W]``).
+      (``[B, D, 4] float32`` original boxes, the same clipped to ``[0, H] x [0, W]``).
     """
-    unclipped = box_ops.scale_boxes(boxes, 1.0 / image_info[:, 2, None, None])
+    if box_scaling == "per_axis":
+        ratios = image_info[:, 3:5] / image_info[:, 0:2]  # [B, 2] (H / h, W / w)
+        unclipped = boxes * tf.tile(ratios, [1, 2])[:, None, :]
+    else:
+        unclipped = box_ops.scale_boxes(boxes, 1.0 / image_info[:, 2, None, None])
     return unclipped, box_ops.clip_boxes(unclipped, image_info[:, None, 3:5])
 
 
@@ -177,7 +182,7 @@ def paste_batch_masks(masks, boxes, num_detections, image_info, canvas_hw, mode:
 
 def postprocess_detections(detections: Dict[str, tf.Tensor], image_info: tf.Tensor, canvas_hw,
                            category_ids: Sequence[int], class_names: Sequence[str],
-                           mask_paste: str = "continuous") -> Dict[str, tf.Tensor]:
+                           mask_paste: str = "continuous", box_scaling: str = "scale") -> Dict[str, tf.Tensor]:
     """Model inference outputs -> the exported outputs (see the module docstring).
 
     Args:
@@ -187,6 +192,7 @@ def postprocess_detections(detections: Dict[str, tf.Tensor], image_info: tf.Tens
       canvas_hw: ``[2] int`` (Hc, Wc) of the mask canvas.
       category_ids: ``K`` dataset ids by class index; class_names: ``K`` names.
       mask_paste: how masks are pasted (``detection.mask_paste``).
+      box_scaling: ``InputConfig.box_scaling``.
 
     Returns:
       Dict with the :data:`OUTPUT_KEYS`.
@@ -194,7 +200,7 @@ def postprocess_detections(detections: Dict[str, tf.Tensor], image_info: tf.Tens
     num = tf.cast(detections["num_detections"], tf.int32)
     classes = detections["detection_classes"]
     valid = tf.range(tf.shape(classes)[1])[None] < num[:, None]
-    unclipped, clipped = original_boxes(detections["detection_boxes"], image_info)
+    unclipped, clipped = original_boxes(detections["detection_boxes"], image_info, box_scaling)
     ids = tf.gather(tf.constant([int(i) for i in category_ids], tf.int32), classes)
     names = tf.gather(tf.constant(list(class_names), tf.string), classes)
     masks = paste_batch_masks(detections["detection_masks"], unclipped, num, image_info, canvas_hw, mask_paste)
@@ -237,7 +243,7 @@ class DetectionModule(tf.Module):
         self.input_config = input_config
         self.class_names = [str(n) for n in class_names]
         self.category_ids = [int(i) for i in category_ids]
-        self.padded_size = padded_size_for(input_config, 2 ** model.config.anchors.max_level)
+        self.padded_size = padded_size_for(input_config, 2 ** min(model.config.anchors.max_level, 5))
         _ensure_built(model, self.padded_size)
         self.model_weights = list(model.weights)
         self._functions = _Untracked(self._make_functions())
@@ -251,7 +257,7 @@ class DetectionModule(tf.Module):
         """Preprocessed ``[B, Hp, Wp, 3]`` images + ``[B, 5]`` info -> exported outputs."""
         detections = self.model({"images": images, "image_info": image_info}, training=False)
         return postprocess_detections(detections, image_info, canvas_hw, self.category_ids, self.class_names,
-                                      self.model.config.detection.mask_paste)
+                                      self.model.config.detection.mask_paste, self.input_config.box_scaling)
 
     def _serve(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
         """``serving_default`` body: ``[B, H, W, 3] uint8`` (one size per batch) -> outputs."""

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn_tf2.data.inputs import InputConfig
-from mrcnn_tf2.data.preprocessing import decode_image
+from mrcnn_tf2.data.preprocessing import decode_image, preprocess_image
 from mrcnn_tf2.evaluation import encode_masks
 from mrcnn_tf2.export import DetectionModule
 from mrcnn_tf2.visualize import save_detections_png
@@ -117,7 +117,11 @@ class Detector:
         if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
             raise ValueError(f"Expected an [H, W, 3] uint8 image. Received: shape={image.shape}, "
                              f"dtype={image.dtype}")
-        out = self.module.serve(tf.constant(image[None]))
+        if self.module.input_config.per_image_canvas:  # torchvision: the image's own multiple-of-32 canvas
+            inputs, info = preprocess_image(tf.constant(image), self.module.input_config)
+            out = self.module.detect(inputs[None], info[None], tf.shape(image)[:2])
+        else:
+            out = self.module.serve(tf.constant(image[None]))
         num = int(out["num_detections"][0])
         category_ids = out["detection_classes"][0, :num].numpy().astype(np.int64)
         return {"boxes": out["detection_boxes"][0, :num].numpy(),

@@ -17,7 +17,8 @@ statistics, the reference features ``c2``..``c5`` as ``[H_l, W_l, k]``).
 calibrated on the image (each set to its input's per-channel mean and variance, in forward order),
 then the outputs of the stages that are plain functions of their inputs: FPN P2-P6 (a few channels),
 RPN objectness and deltas per level on the image, the test-time RPN proposals (boxes ``(x1, y1, x2, y2)``
-and scores) of the image, and the box head (logits, deltas) and mask head
+and scores) of the image, the end-to-end ``model([image])`` outputs (its transform resizes to 800 x 1169
+and pads to 800 x 1184), and the box head (logits, deltas) and mask head
 (a few classes' logits) on seeded random RoI features (re-created by the test). Stored:
 ``detector.json`` and ``detector.npz``.
 
@@ -173,6 +174,25 @@ def _detections(model, batch, features, proposals):
             "mask_rle_counts": np.array([r["counts"] for r in rles], dtype=object).astype(str)}
 
 
+def _end_to_end(model, image):
+    """``model([image / 255])``: torchvision's transform (resize to 800, pad to 32), network, postprocess."""
+    import torch
+    from pycocotools import mask as mask_utils
+
+    tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
+    images, _ = model.transform([tensor])
+    features = model.backbone(images.tensors)
+    proposals, _ = model.rpn(images, features)
+    out = model([tensor])[0]
+    masks = (out["masks"][:, 0] > 0.5).numpy()
+    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+    print(f"end to end: {len(out['boxes'])} detections on the {image.shape[0]}x{image.shape[1]} image")
+    sample = images.tensors[0].permute(1, 2, 0)[::7, ::7].numpy()  # every 7th pixel of the network input
+    return {"e2e_input_every_7th": sample, "e2e_image_size": np.array(images.image_sizes[0]),
+            "e2e_proposals": proposals[0].numpy(), "e2e_boxes": out["boxes"].numpy(), "e2e_scores": out["scores"].numpy(), "e2e_labels": out["labels"].numpy(),
+            "e2e_mask_rle_counts": np.array([r["counts"] for r in rles], dtype=object).astype(str)}
+
+
 def detector_fixture(out_dir: str, seed: int = SEED + 1) -> None:
     import torch
     import torchvision
@@ -197,6 +217,7 @@ def detector_fixture(out_dir: str, seed: int = SEED + 1) -> None:
         arrays["proposals"], arrays["proposal_scores"] = _rpn_proposals(model.rpn, batch, features, objectness,
                                                                         deltas)
         arrays.update(_detections(model, batch, features, torch.from_numpy(arrays["proposals"])))
+        arrays.update(_end_to_end(model, fixture_image()))
         box_logits, box_deltas = model.roi_heads.box_predictor(model.roi_heads.box_head(
             torch.from_numpy(roi_features(7))))
         mask_logits = model.roi_heads.mask_predictor(model.roi_heads.mask_head(torch.from_numpy(roi_features(14))))

@@ -21,6 +21,13 @@ class InputConfig:
       mean, std: per-channel RGB normalisation in pixel scale (ImageNet).
       flip: random horizontal flip when training.
       skip_crowd: remove crowd instances from the GT.
+      size_rounding: scaled size ``round(H * scale)`` (NVIDIA) or ``floor`` (torchvision's
+        ``interpolate(scale_factor, recompute_scale_factor=True)``, in float64).
+      box_scaling: network boxes -> original pixels by ``1 / scale`` (``scale``) or per axis by
+        ``H / h`` and ``W / w`` (``per_axis``, torchvision's ``resize_boxes``).
+      per_image_canvas: eager inference pads each image to its own multiple of ``pad_multiple``
+        (torchvision's ``batch_images``) instead of the fixed ``batch_padded_size()`` canvas; the
+        canvas changes the features near the bottom/right border. Exported graphs keep the fixed canvas.
     """
     image_size: tuple = DEFAULT_IMAGE_SIZE
     padded_size: tuple | None = None
@@ -31,6 +38,9 @@ class InputConfig:
     std: tuple = (0.229 * 255, 0.224 * 255, 0.225 * 255)
     flip: bool = True
     skip_crowd: bool = True
+    size_rounding: str = "round"
+    box_scaling: str = "scale"
+    per_image_canvas: bool = False
 
     def __post_init__(self):
         """Validates sizes and counts ("Received: name=value; expected ...")."""
@@ -40,6 +50,10 @@ class InputConfig:
         for name, value in sizes:
             if len(value) != 2 or min(value) <= 0:
                 raise ValueError(f"Received: {name}={value}; expected two positive ints.")
+        for name, value, allowed in (("size_rounding", self.size_rounding, ("round", "floor")),
+                                     ("box_scaling", self.box_scaling, ("scale", "per_axis"))):
+            if value not in allowed:
+                raise ValueError(f"Received: {name}={value!r}; expected one of {allowed}.")
         for name in ("pad_multiple", "max_instances", "gt_mask_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Received: {name}={getattr(self, name)}; expected > 0.")

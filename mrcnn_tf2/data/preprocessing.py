@@ -49,8 +49,19 @@ def resize_scale(height, width, image_size: Sequence[int], padded_size=None) -> 
     return scale
 
 
-def scaled_size(height, width, scale, padded_size=None) -> tf.Tensor:
-    """``[2] int32`` (h, w) = round((H, W) * scale), at most ``padded_size`` if given."""
+def scaled_size(height, width, scale, padded_size=None, rounding: str = "round",
+                image_size: Sequence[int] = None) -> tf.Tensor:
+    """``[2] int32`` (h, w) = round((H, W) * scale), at most ``padded_size`` if given.
+
+    ``rounding="floor"`` is torchvision's size, ``floor(H * s)`` with ``s`` recomputed in float64 from
+    ``image_size`` (float32 would turn 480 * 800 / 480 into 799.99997 and floor it to 799).
+    """
+    if rounding == "floor":
+        hw64 = tf.cast(tf.stack([height, width]), tf.float64)
+        scale64 = tf.minimum(float(image_size[0]) / tf.reduce_min(hw64), float(image_size[1]) / tf.reduce_max(hw64))
+        size = tf.cast(tf.floor(hw64 * scale64), tf.int32)
+        size = tf.maximum(size, 1)
+        return tf.minimum(size, tf.constant(padded_size, tf.int32)) if padded_size is not None else size
     hw = tf.cast(tf.stack([height, width]), tf.float32)
     size = tf.cast(tf.round(hw * scale), tf.int32)
     size = tf.maximum(size, 1)
@@ -169,7 +180,7 @@ def preprocess_image(image: tf.Tensor, config: "InputConfig", padded_size=None):
     image = tf.convert_to_tensor(image)
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     scale = resize_scale(height, width, config.image_size, padded_size)
-    size = scaled_size(height, width, scale, padded_size)
+    size = scaled_size(height, width, scale, padded_size, config.size_rounding, config.image_size)
     resized = normalize_image(resize_image(image, size), config.mean, config.std)
     target = padded_size if padded_size is not None else round_up_size(
         size, config.pad_multiple)

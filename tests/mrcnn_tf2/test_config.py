@@ -62,7 +62,7 @@ def test_bad_overrides_are_rejected():
         MaskRCNNConfig().override(**{"rpn.pre_nms_top_k_train": 1})
     with pytest.raises(ValueError, match="Need 2 <= anchors.min_level"):
         MaskRCNNConfig().override(**{"anchors.min_level": 1})
-    with pytest.raises(ValueError, match="multiples of 64"):
+    with pytest.raises(ValueError, match="multiples of 32"):
         MaskRCNNConfig().override(image_size=(100, 128))
     with pytest.raises(ValueError, match="Unknown"):
         MaskRCNNConfig.from_dict({"rpn": {"bogus": 1}})

@@ -365,3 +365,22 @@ def test_fine_tuning_from_the_imported_coco_layout_on_the_shapes(detector_refere
         losses.append(float(loss))
     print(f"fine-tuning losses on one batch: {[round(x, 3) for x in losses]}")
     assert losses[-1] < losses[0], losses
+
+
+TORCHVISION_INPUT = dict(image_size=(800, 1333), pad_multiple=32, size_rounding="floor", box_scaling="per_axis",
+                         per_image_canvas=True)
+
+
+def test_input_transform_equals_torchvisions(detector_reference):
+    """GeneralizedRCNNTransform: short side 800 (long <= 1333), floor sizes, normalise, pad to 32."""
+    import tensorflow as tf
+
+    from mrcnn_tf2.data.inputs import InputConfig
+    from mrcnn_tf2.data.preprocessing import preprocess_image
+
+    _, stored, _, image = detector_reference
+    inputs, info = preprocess_image(tf.constant(image), InputConfig(**TORCHVISION_INPUT))
+    assert tuple(inputs.shape[:2]) == (800, 1184) and tuple(info.numpy()[:2]) == tuple(stored["e2e_image_size"])
+    worst = float(np.abs(inputs.numpy()[::7, ::7] - stored["e2e_input_every_7th"]).max())
+    print(f"input transform: max |delta| {worst:.1e} (normalised units)")
+    assert worst <= 1e-4
