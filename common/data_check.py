@@ -24,7 +24,7 @@ from common.errors import DataError
 _log = logging.getLogger(__name__)
 SHOWN = 5  # problems named in the summary line
 TAIL_BYTES = 4096  # where the end marker of a JPEG/PNG/GIF is looked for
-_THREADS = 16
+CHECK_THREADS = 16  # files checked at once (I/O bound)
 
 
 # ------------------------------------------------------------------ images
@@ -118,7 +118,7 @@ class DataReport:
 
 def check_images(paths: Sequence[str], report: DataReport) -> List[str]:
     """The usable ``paths`` (order kept); each unusable one is added to ``report``."""
-    with concurrent.futures.ThreadPoolExecutor(_THREADS) as pool:
+    with concurrent.futures.ThreadPoolExecutor(CHECK_THREADS) as pool:
         reasons = list(pool.map(image_problem, paths))
     report.checked += len(paths)
     good = []

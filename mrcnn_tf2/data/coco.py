@@ -30,7 +30,7 @@ import os
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from common.data_check import DataReport, image_problem
+from common.data_check import CHECK_THREADS, DataReport, image_problem
 
 _LOG = logging.getLogger(__name__)
 _REQUIRED_KEYS = {
@@ -227,7 +227,7 @@ class CocoDataset:
     def _usable_images(self, images):
         """Images whose file exists, passes :func:`common.data_check.image_problem` and has the listed size."""
         paths = [os.path.join(self.image_dir, image["file_name"]) for image in images]
-        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        with concurrent.futures.ThreadPoolExecutor(CHECK_THREADS) as pool:
             problems = list(pool.map(_image_file_problem, paths, images))
         self.report.checked += len(images)
         for path, image, why in zip(paths, images, problems):
