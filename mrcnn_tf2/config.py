@@ -88,6 +88,31 @@ TORCHVISION_ANCHORS = {"aspect_ratios": tuple((1.0 / r ** 0.5, r ** 0.5) for r i
 TORCHVISION_FILTERS = {"rpn.min_size": 1e-3, "detection.score_threshold": 0.05, "detection.min_size": 1e-2,
                        "detection.mask_paste": "torchvision"}
 
+#: torchvision's ``GeneralizedRCNNTransform(800, 1333, ...)`` as :class:`mrcnn_tf2.data.inputs.InputConfig`
+#: fields: short side 800 / long side <= 1333, sizes floored, boxes scaled back per axis, each image
+#: padded to its own multiple of 32 (``size_divisible=32``).
+TORCHVISION_INPUT = {"image_size": (800, 1333), "pad_multiple": 32, "size_rounding": "floor",
+                     "box_scaling": "per_axis", "per_image_canvas": True}
+
+#: ``--preset``: ``nvidia`` (NVIDIA's TF2 recipe, the defaults) or ``torchvision`` (its
+#: ``maskrcnn_resnet50_fpn``: backbone layout, anchors, filters and input transform above).
+PRESETS = ("nvidia", "torchvision")
+
+
+def preset_model_fields(preset: str) -> dict:
+    """Dotted :class:`MaskRCNNConfig` fields of ``preset`` (``{}`` for ``nvidia``, the defaults)."""
+    _check(preset in PRESETS, f"preset must be one of {PRESETS}. Received: {preset!r}")
+    if preset == "nvidia":
+        return {}
+    return {**{f"backbone.{k}": v for k, v in TORCHVISION_BACKBONE.items()},
+            **{f"anchors.{k}": v for k, v in TORCHVISION_ANCHORS.items()}, **TORCHVISION_FILTERS}
+
+
+def preset_input_fields(preset: str) -> dict:
+    """:class:`mrcnn_tf2.data.inputs.InputConfig` fields of ``preset`` (``{}`` for ``nvidia``)."""
+    _check(preset in PRESETS, f"preset must be one of {PRESETS}. Received: {preset!r}")
+    return dict(TORCHVISION_INPUT) if preset == "torchvision" else {}
+
 
 @dataclasses.dataclass(frozen=True)
 class BackboneConfig:

@@ -20,8 +20,8 @@ from common.cli import flag
 from common.config import Experiment, check, find_config
 from common.family import Family
 from mrcnn_tf2.coco_categories import coco_91_layout
-from mrcnn_tf2.config import (COCO_NUM_CLASSES, DEFAULT_IMAGE_SIZE, TORCHVISION_ANCHORS, TORCHVISION_BACKBONE,
-                              TORCHVISION_FILTERS, MaskRCNNConfig)
+from mrcnn_tf2.config import (COCO_NUM_CLASSES, DEFAULT_IMAGE_SIZE, PRESETS, TORCHVISION_BACKBONE, MaskRCNNConfig,
+                              preset_input_fields, preset_model_fields)
 
 BACKENDS = ("tfdata", "synthetic")
 BEST_METRIC = "segm/AP"
@@ -38,7 +38,8 @@ class DetectionData:
       backend: ``tfdata`` | ``synthetic`` (random inputs of the right shapes).
       eval_file, eval_images: validation annotation JSON and image folder (custom layouts).
       train_annotations, train_images: training annotation JSON and image folder.
-      image_size: ``(short side target, long side max)`` of the aspect-keeping resize.
+      image_size: ``(short side target, long side max)`` of the aspect-keeping resize (None: the
+        preset's, NVIDIA 832 x 1344, torchvision 800 x 1333).
       num_classes: classes including background (None: from the annotations, else 91).
       class_names, category_ids: filled in from the annotations (infer/export labels).
       strict_data: an unusable image or annotation is an error before the first step (default: named, skipped).
@@ -50,7 +51,7 @@ class DetectionData:
     eval_images: Optional[str] = None
     train_annotations: Optional[str] = None
     train_images: Optional[str] = None
-    image_size: Tuple[int, int] = DEFAULT_IMAGE_SIZE
+    image_size: Optional[Tuple[int, int]] = None
     num_classes: Optional[int] = None
     class_names: Tuple[str, ...] = ()
     category_ids: Tuple[int, ...] = ()
@@ -76,6 +77,9 @@ class SegmentationTaskConfig:
         torchvision's ``maskrcnn_resnet50_fpn`` state_dict (``.pth``/``.npz``; the model then takes
         torchvision's layout: backbone, anchors, proposal and detection filters).
       custom_ops: the fused C++/CUDA kernels of :mod:`custom_ops` (plain-TF ops when False).
+      preset: ``nvidia`` (NVIDIA's TF2 recipe) or ``torchvision`` (its ``maskrcnn_resnet50_fpn``:
+        backbone layout, anchors, proposal/detection filters, input transform; ``mrcnn_tf2.config``).
+        None: ``torchvision`` when ``pretrained_from_file`` is a torchvision state_dict, else ``nvidia``.
     """
 
     model: MaskRCNNConfig = MaskRCNNConfig()
@@ -87,8 +91,10 @@ class SegmentationTaskConfig:
     backbone_checkpoint: Optional[str] = None
     pretrained_from_file: Optional[str] = None
     custom_ops: bool = True
+    preset: Optional[str] = None
 
     def __post_init__(self):
+        check(self.preset in (None,) + PRESETS, f"mask-rcnn --preset must be one of {PRESETS}. Received: {self.preset!r}")
         check(self.optimizer in ("sgd", "adam"), f"mask-rcnn --optimizer must be sgd or adam. Received: {self.optimizer!r}")
         check(len(self.learning_rate_values) == len(self.learning_rate_boundaries),
               "--learning_rate_values and --learning_rate_boundaries need the same length (warm-up end + decays). "
@@ -129,6 +135,9 @@ FLAGS = (
          nargs="+", modes=("train",), group="training", help="per-image rates, multiplied by the global batch"),
     flag("--learning-rate-boundaries", "--learning_rate_boundaries", dest="task.learning_rate_boundaries",
          type=cli.NON_NEGATIVE_FLOAT, nargs="+", modes=("train",), group="training", help="epochs: end of warm-up, then each decay"),
+    flag("--preset", dest="task.preset", choices=PRESETS, modes=_MODEL_MODES + ("benchmark",), group="model",
+         help="nvidia (NVIDIA's recipe) or torchvision (maskrcnn_resnet50_fpn's layout, filters and input "
+              "transform; default with a torchvision --pretrained-from-file)"),
     flag("--score-threshold", "--score_threshold", dest="opt.score_threshold", type=cli.UNIT_FLOAT, default=0.5,
          modes=("infer",), group="inference", help="detections drawn in the PNGs"),
 )
@@ -190,7 +199,9 @@ class MaskRCNNFamily(Family):
     def _inputs(self, experiment):
         from mrcnn_tf2.data.inputs import InputConfig
 
-        return InputConfig(image_size=tuple(experiment.data.image_size))
+        fields = preset_input_fields(_preset(experiment.task))
+        size = experiment.data.image_size or fields.pop("image_size", DEFAULT_IMAGE_SIZE)
+        return InputConfig(**{**fields, "image_size": tuple(size)})
 
     def _resolve(self, experiment, sources):
         """Classes from the annotations (else the flags or 91), network size from the input size."""
@@ -201,7 +212,7 @@ class MaskRCNNFamily(Family):
         resolved = {"data.num_classes": classes, "data.class_names": names, "data.category_ids": ids,
                     "task.model.num_classes": classes,
                     "task.model.image_size": self._inputs(experiment).batch_padded_size()}
-        resolved.update(_torchvision_layout(experiment.task))
+        resolved.update(_preset_fields(experiment.task))
         if not sources and classes == COCO_NUM_CLASSES and not data.class_names:
             resolved["data.class_names"], resolved["data.category_ids"] = map(tuple, coco_91_layout())
         return experiment.override(resolved)
@@ -324,7 +335,7 @@ class MaskRCNNFamily(Family):
 
     # ------------------------------------------------------------ benchmark
     def default_benchmark_size(self, experiment) -> Tuple[int, int]:
-        return tuple(experiment.data.image_size)
+        return tuple(self._inputs(experiment).image_size)
 
     def benchmark_step(self, experiment, kind: str, batch: int):
         from mrcnn_tf2 import benchmark
@@ -334,18 +345,23 @@ class MaskRCNNFamily(Family):
         return make(config, self._inputs(experiment), batch, xla=experiment.runtime.xla)
 
 
-def _torchvision_layout(task) -> Dict[str, Any]:
-    """Model fields implied by torchvision weights: the backbone's layout (ResNet weights), and with a
-    whole detector also its anchors and proposal / detection filters (``mrcnn_tf2.config``)."""
-    whole = (task.pretrained_from_file or "").endswith(TORCHVISION_EXTENSIONS)
-    backbone = whole or (task.backbone_checkpoint or "").endswith(TORCHVISION_EXTENSIONS)
-    fields = {}
-    if backbone and task.model.backbone.name == "resnet":
+def _preset(task) -> str:
+    """``--preset``, else ``torchvision`` for a torchvision ``--pretrained-from-file``, else ``nvidia``."""
+    if task.preset:
+        return task.preset
+    return "torchvision" if (task.pretrained_from_file or "").endswith(TORCHVISION_EXTENSIONS) else "nvidia"
+
+
+def _preset_fields(task) -> Dict[str, Any]:
+    """Model fields of the preset (``mrcnn_tf2.config.preset_model_fields``); a torchvision ResNet-50
+    ``--backbone-checkpoint`` alone sets only the backbone's layout (its weights need it)."""
+    preset = _preset(task)
+    fields = {f"task.model.{k}": v for k, v in preset_model_fields(preset).items()}
+    if task.model.backbone.name != "resnet":
+        fields = {k: v for k, v in fields.items() if not k.startswith("task.model.backbone.")}
+    elif (task.backbone_checkpoint or "").endswith(TORCHVISION_EXTENSIONS):
         fields.update({f"task.model.backbone.{k}": v for k, v in TORCHVISION_BACKBONE.items()})
-    if whole:
-        fields.update({f"task.model.anchors.{k}": v for k, v in TORCHVISION_ANCHORS.items()})
-        fields.update({f"task.model.{k}": v for k, v in TORCHVISION_FILTERS.items()})
-    return fields
+    return {"task.preset": preset, **fields}
 
 
 def _load_pretrained(model, path: str) -> None:

@@ -238,7 +238,8 @@ def test_rpn_proposals_equal_torchvisions(detector_reference, detector):
     theirs = stored["proposals"]
     assert count == len(theirs), (count, len(theirs))
     ours = proposals.boxes.numpy()[0, :count][:, [1, 0, 3, 2]]
-    # the same boxes in the same order, except where two scores tie within float noise (swapped)
+    # the same boxes in the same order, except where two scores tie within float noise (swapped; each
+    # swapped box must be one of torchvision's near-tied ones)
     in_order = np.abs(ours - theirs).max(-1)
     ties = np.abs(stored["proposal_scores"][:, None] - stored["proposal_scores"][None, :]) <= 1e-4
     swapped = np.flatnonzero(in_order > 0.5)
@@ -249,7 +250,6 @@ def test_rpn_proposals_equal_torchvisions(detector_reference, detector):
     score_delta = float(np.abs(proposals.scores.numpy()[0, :count] - stored["proposal_scores"]).max())
     print(f"RPN proposals: {count} (torchvision {len(theirs)}), max |box delta| {worst:.1e} px, "
           f"{len(swapped)} swapped by near-ties, max |score delta| {score_delta:.1e}")
-    assert len(swapped) <= 4
     assert score_delta <= 1e-4
 
 
@@ -384,3 +384,84 @@ def test_input_transform_equals_torchvisions(detector_reference):
     worst = float(np.abs(inputs.numpy()[::7, ::7] - stored["e2e_input_every_7th"]).max())
     print(f"input transform: max |delta| {worst:.1e} (normalised units)")
     assert worst <= 1e-4
+
+
+def _torchvision_paste_boxes(xyxy, mask_size=28, padding=1):
+    """torchvision's ``expand_boxes(boxes, (M + 2p) / M).to(int64)``: the integer box a mask is pasted in."""
+    xyxy = np.asarray(xyxy, np.float64)
+    centre, half = (xyxy[:, 2:] + xyxy[:, :2]) * 0.5, (xyxy[:, 2:] - xyxy[:, :2]) * 0.5 * (mask_size + 2 * padding) / mask_size
+    return np.trunc(np.concatenate([centre - half, centre + half], -1)).astype(np.int64)
+
+
+def test_end_to_end_equals_torchvisions(detector_reference, tmp_path):
+    """``infer --pretrained-from-file coco.npz`` (the torchvision preset, chosen by the file) on the
+    416 x 608 image: torchvision's ``model([image])`` resizes it to 800 x 1169, pads to 800 x 1184, and
+    returns 100 detections in original pixels. Same count, boxes <= 0.5 px, scores <= 1e-4, identical
+    labels, mask IoU >= 0.98 per detection except where torchvision's own paste is discontinuous: it
+    truncates the expanded box to integers, so a box edge within float noise of an integer moves the
+    whole mask by a pixel (those are counted and printed, at most 2)."""
+    from pycocotools import mask as mask_utils
+
+    from common import cli
+    from mrcnn_tf2.family import FAMILY
+    from mrcnn_tf2.inference import Detector
+
+    _, stored, state, image = detector_reference
+    weights = str(tmp_path / "coco.npz")
+    np.savez(weights, **state)
+    experiment = cli.parse(["infer", "--model", "mask-rcnn", "--pretrained-from-file", weights, "x.png"]).experiment
+    inputs, data = FAMILY._inputs(experiment), FAMILY._resolve(experiment, None).data
+    assert (inputs.image_size, inputs.pad_multiple, inputs.per_image_canvas) == ((800, 1333), 32, True)
+    detector = Detector(FAMILY.load_model(experiment, None), inputs, list(data.class_names), list(data.category_ids))
+    out = detector.detect(image)
+
+    boxes, theirs_boxes = out["boxes"][:, [1, 0, 3, 2]], stored["e2e_boxes"]
+    assert len(boxes) == len(theirs_boxes) == 100
+    np.testing.assert_array_equal(out["category_ids"], stored["e2e_labels"])  # COCO ids: torchvision's labels
+    box_delta = float(np.abs(boxes - theirs_boxes).max())
+    score_delta = float(np.abs(out["scores"] - stored["e2e_scores"]).max())
+    height, width = image.shape[:2]
+    theirs = mask_utils.decode([{"size": [height, width], "counts": c.encode()}
+                                for c in stored["e2e_mask_rle_counts"]]).transpose(2, 0, 1).astype(bool)
+    ours = out["masks"].astype(bool)
+    union = np.logical_or(ours, theirs).sum((1, 2))
+    iou = np.where(union > 0, np.logical_and(ours, theirs).sum((1, 2)) / np.maximum(union, 1), 1.0)
+    boundary = np.any(_torchvision_paste_boxes(boxes) != _torchvision_paste_boxes(theirs_boxes), axis=-1)
+    print(f"end to end: {len(boxes)} detections (torchvision {len(theirs_boxes)}), max |box delta| {box_delta:.1e} px, "
+          f"max |score delta| {score_delta:.1e}, mask IoU min {iou[~boundary].min():.4f} "
+          f"({int(boundary.sum())} on a paste rounding boundary: IoU {np.round(iou[boundary], 3).tolist()})")
+    assert box_delta <= 0.5 and score_delta <= 1e-4
+    assert iou[~boundary].min() >= 0.98
+    assert boundary.sum() <= 2 and (iou[boundary] >= 0.5).all()
+
+
+def test_preset_flag_sets_model_and_input_fields():
+    """``--preset torchvision`` is config fields only; ``--image-size`` still wins; ``nvidia`` is the default."""
+    from common import cli
+    from mrcnn_tf2.config import TORCHVISION_ANCHORS, TORCHVISION_FILTERS, MaskRCNNConfig
+    from mrcnn_tf2.family import FAMILY
+
+    def resolved(*flags):
+        experiment = cli.parse(["info", "--model", "mask-rcnn", *flags]).experiment
+        return FAMILY._resolve(experiment, None), FAMILY._inputs(experiment)
+
+    experiment, inputs = resolved("--preset", "torchvision")
+    model = experiment.task.model
+    assert experiment.task.preset == "torchvision" and model.image_size == (800, 1344)
+    assert (inputs.image_size, inputs.size_rounding, inputs.box_scaling) == ((800, 1333), "floor", "per_axis")
+    assert all(getattr(model.anchors, k) == v for k, v in TORCHVISION_ANCHORS.items())
+    assert (model.rpn.min_size, model.detection.mask_paste) == (TORCHVISION_FILTERS["rpn.min_size"], "torchvision")
+    assert (model.backbone.stride_in_1x1, model.backbone.bn_epsilon) == (False, 1e-5)
+
+    experiment, inputs = resolved("--preset", "torchvision", "--image-size", "512x768")
+    assert inputs.image_size == (512, 768) and experiment.task.model.image_size == (512, 768)
+
+    experiment, inputs = resolved()
+    default = MaskRCNNConfig()
+    assert experiment.task.preset == "nvidia" and inputs.image_size == (832, 1344) and inputs.size_rounding == "round"
+    assert experiment.task.model.anchors == default.anchors and experiment.task.model.detection == default.detection
+
+    experiment, inputs = resolved("--preset", "nvidia", "--pretrained-from-file", "coco.npz")
+    assert experiment.task.preset == "nvidia" and experiment.task.model.anchors == default.anchors
+    with pytest.raises(SystemExit, match="--preset"):
+        cli.parse(["info", "--model", "mask-rcnn", "--preset", "detectron2"])
