@@ -52,7 +52,7 @@ from common.serving import blank_invalid, decode_checked
 from mrcnn_tf2.data.preprocessing import decode_image, preprocess_image
 from mrcnn_tf2.evaluation import MASK_THRESHOLD
 from mrcnn_tf2.ops import box_ops
-from mrcnn_tf2.ops.paste_masks import paste
+from mrcnn_tf2.ops.paste_masks import paste, torchvision_paste_boxes
 
 LABELS_FILE = "labels.json"
 SIGNATURES = ("serving_default", "serving_bytes")
@@ -370,12 +370,34 @@ def _max_delta(got: Dict[str, np.ndarray], want: Dict[str, np.ndarray], toleranc
     return delta, ok
 
 
-def _compare(name: str, got: Dict[str, np.ndarray], want: Dict[str, np.ndarray], tolerance: float) -> float:
-    """Max |delta| of boxes/scores; raises on any other difference or a delta above tolerance."""
+def _on_paste_boundary(got: Dict[str, np.ndarray], want: Dict[str, np.ndarray], mask_paste: str) -> np.ndarray:
+    """``[B, D] bool``: detections whose torchvision paste box differs between the two runs (their masks
+    may move by a pixel: ``ops.paste_masks.torchvision_paste_boxes``); all False for other paste modes."""
+    if mask_paste != "torchvision":
+        return np.zeros(want["detection_scores"].shape, bool)
+    return np.any(torchvision_paste_boxes(got["detection_boxes"]) != torchvision_paste_boxes(want["detection_boxes"]),
+                  axis=-1)
+
+
+def _compare(name: str, got: Dict[str, np.ndarray], want: Dict[str, np.ndarray], tolerance: float,
+             mask_paste: str = "continuous") -> float:
+    """Max |delta| of boxes/scores; raises on any other difference or a delta above tolerance.
+
+    Masks on a torchvision paste rounding boundary (:func:`_on_paste_boundary`) are left out of the
+    mask comparison; their count is printed.
+    """
+    boundary = _on_paste_boundary(got, want, mask_paste) if got["detection_boxes"].shape == \
+        want["detection_boxes"].shape else None
+    if boundary is not None and boundary.any():
+        print(f"{name}: {int(boundary.sum())} mask(s) on a paste rounding boundary (box edge within float noise "
+              "of an integer: the mask may move by 1 px) left out of the mask comparison")
     for key in ("num_detections", "detection_classes", "detection_class_names", "detection_masks"):
         if got[key].shape != want[key].shape:
             raise ExportVerificationError(f"{name}: {key} differs from the Keras model (shape)")
-        wrong = int(np.sum(got[key] != want[key]))
+        differs = got[key] != want[key]
+        if key == "detection_masks" and boundary is not None:
+            differs = differs & ~boundary[..., None, None]
+        wrong = int(np.sum(differs))
         # A mask pixel whose probability sits at the 0.5 threshold may flip between the
         # graph and eager float orderings; allow 0.1 % of the foreground, nothing else.
         allowed = int(MASK_FLIP_FRACTION * np.sum(want[key])) if key == "detection_masks" else 0
@@ -394,7 +416,7 @@ def _encode_png(image: np.ndarray) -> bytes:
     return tf.io.encode_png(tf.constant(image, tf.uint8)).numpy()
 
 
-def _check_bytes_signature(loaded, images, references, tolerance: float) -> float:
+def _check_bytes_signature(loaded, images, references, tolerance: float, mask_paste: str) -> float:
     """Runs ``serving_bytes`` on all images at once; compares each with its reference."""
     batch = tf.constant([_encode_png(image) for image in images])
     out = {k: v.numpy() for k, v in loaded.signatures["serving_bytes"](image_bytes=batch).items()}
@@ -407,7 +429,7 @@ def _check_bytes_signature(loaded, images, references, tolerance: float) -> floa
         if masks[:, :, height:].any() or masks[:, :, :, width:].any():
             raise ExportVerificationError(f"image_bytes, image {b}: mask pixels outside its {height}x{width}")
         got["detection_masks"] = masks[:, :, :height, :width]
-        delta = max(delta, _compare(f"image_bytes, image {b} (canvas {canvas})", got, want, tolerance))
+        delta = max(delta, _compare(f"image_bytes, image {b} (canvas {canvas})", got, want, tolerance, mask_paste))
     return delta
 
 
@@ -440,9 +462,10 @@ def verify_export(model, export_dir: str, images: List[np.ndarray], input_config
     if missing:
         raise ExportVerificationError(f"{export_dir}: SavedModel lacks signatures {missing}")
     references = [reference_detections(module, image) for image in images]
+    mask_paste = model.config.detection.mask_paste
     delta = 0.0
     for b, (image, want) in enumerate(zip(images, references)):
         out = loaded.signatures["serving_default"](images=tf.constant(image[None], tf.uint8))
         got = {key: value.numpy() for key, value in out.items()}
-        delta = max(delta, _compare(f"serving_default, image {b}", got, want, tolerance))
-    return max(delta, _check_bytes_signature(loaded, images, references, tolerance))
+        delta = max(delta, _compare(f"serving_default, image {b}", got, want, tolerance, mask_paste))
+    return max(delta, _check_bytes_signature(loaded, images, references, tolerance, mask_paste))

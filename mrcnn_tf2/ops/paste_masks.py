@@ -154,6 +154,19 @@ def _resize_weights(start: tf.Tensor, length: tf.Tensor, size: tf.Tensor, cells:
     return tf.where(inside[..., None], weights, 0.0)
 
 
+def torchvision_paste_boxes(boxes: np.ndarray, mask_size: int = 28, padding: int = 1) -> np.ndarray:
+    """``[K, 4]`` (ymin, xmin, ymax, xmax) -> ``[K, 4] int64``: the integer box each mask is pasted in
+    (torchvision's ``expand_boxes(boxes, (m + 2p) / m).to(int64)``, as :func:`paste_masks_torchvision`).
+
+    The truncation makes the paste discontinuous: a box edge within float noise of an integer moves
+    its whole mask by one pixel, so two runs agree on a mask only where these boxes agree.
+    """
+    boxes = np.asarray(boxes, np.float32)
+    scale = np.float32(mask_size + 2 * padding) / np.float32(mask_size)
+    centre, half = (boxes[..., :2] + boxes[..., 2:]) * 0.5, (boxes[..., 2:] - boxes[..., :2]) * 0.5 * scale
+    return np.trunc(np.concatenate([centre - half, centre + half], -1)).astype(np.int64)
+
+
 def paste_masks_torchvision(masks, boxes, image_hw: Union[Sequence[int], tf.Tensor], padding: int = 1,
                             threshold: Optional[float] = None) -> tf.Tensor:
     """torchvision's ``paste_masks_in_image`` (see the module docstring), as two batched matmuls.

@@ -142,3 +142,29 @@ def test_paste_batch_masks_canvas_and_count():
     np.testing.assert_array_equal(pasted[0, 0, :4, :4], 1)
     assert pasted[0, 0].sum() == 16 and not pasted[0, 1:].any()  # slots after num_detections stay 0
     assert pasted[1, 1].sum() == 4 and not pasted[1, 2].any()
+
+
+def _one_detection(box, x0):
+    mask = np.zeros((1, 1, 40, 40), np.uint8)
+    mask[0, 0, 10:20, x0:x0 + 10] = 1
+    return {"num_detections": np.array([1]), "detection_classes": np.array([[1]]),
+            "detection_class_names": np.array([[b"a"]]), "detection_scores": np.array([[0.9]], np.float32),
+            "detection_boxes": np.array([[box]], np.float32), "detection_masks": mask}
+
+
+def test_compare_leaves_out_masks_on_a_torchvision_paste_rounding_boundary(capsys):
+    """Boxes 6e-4 px apart whose expanded edge straddles x = 387 (torchvision truncates it): the mask
+    moves by 1 px. torchvision mode names and skips it; the continuous paste has no such boundary."""
+    from mrcnn_tf2.ops.paste_masks import torchvision_paste_boxes
+
+    want, got = _one_detection([123.0846, 388.11945, 137.4823, 419.46643], 10), \
+        _one_detection([123.0846, 388.12012, 137.4823, 419.4664], 11)
+    assert torchvision_paste_boxes(want["detection_boxes"])[0, 0, 1] == 386
+    assert torchvision_paste_boxes(got["detection_boxes"])[0, 0, 1] == 387
+    assert export._compare("x", got, want, 1e-3, "torchvision") <= 1e-3
+    assert "1 mask(s) on a paste rounding boundary" in capsys.readouterr().out
+    with pytest.raises(export.ExportVerificationError, match="detection_masks"):
+        export._compare("x", got, want, 1e-3, "continuous")
+    got["detection_boxes"] = want["detection_boxes"]  # same paste box: a moved mask is a real difference
+    with pytest.raises(export.ExportVerificationError, match="detection_masks"):
+        export._compare("x", got, want, 1e-3, "torchvision")

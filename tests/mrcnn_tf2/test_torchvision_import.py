@@ -386,13 +386,6 @@ def test_input_transform_equals_torchvisions(detector_reference):
     assert worst <= 1e-4
 
 
-def _torchvision_paste_boxes(xyxy, mask_size=28, padding=1):
-    """torchvision's ``expand_boxes(boxes, (M + 2p) / M).to(int64)``: the integer box a mask is pasted in."""
-    xyxy = np.asarray(xyxy, np.float64)
-    centre, half = (xyxy[:, 2:] + xyxy[:, :2]) * 0.5, (xyxy[:, 2:] - xyxy[:, :2]) * 0.5 * (mask_size + 2 * padding) / mask_size
-    return np.trunc(np.concatenate([centre - half, centre + half], -1)).astype(np.int64)
-
-
 def test_end_to_end_equals_torchvisions(detector_reference, tmp_path):
     """``infer --pretrained-from-file coco.npz`` (the torchvision preset, chosen by the file) on the
     416 x 608 image: torchvision's ``model([image])`` resizes it to 800 x 1169, pads to 800 x 1184, and
@@ -405,6 +398,7 @@ def test_end_to_end_equals_torchvisions(detector_reference, tmp_path):
     from common import cli
     from mrcnn_tf2.family import FAMILY
     from mrcnn_tf2.inference import Detector
+    from mrcnn_tf2.ops.paste_masks import torchvision_paste_boxes
 
     _, stored, state, image = detector_reference
     weights = str(tmp_path / "coco.npz")
@@ -426,7 +420,7 @@ def test_end_to_end_equals_torchvisions(detector_reference, tmp_path):
     ours = out["masks"].astype(bool)
     union = np.logical_or(ours, theirs).sum((1, 2))
     iou = np.where(union > 0, np.logical_and(ours, theirs).sum((1, 2)) / np.maximum(union, 1), 1.0)
-    boundary = np.any(_torchvision_paste_boxes(boxes) != _torchvision_paste_boxes(theirs_boxes), axis=-1)
+    boundary = np.any(torchvision_paste_boxes(out["boxes"]) != torchvision_paste_boxes(_yxyx(theirs_boxes)), axis=-1)
     print(f"end to end: {len(boxes)} detections (torchvision {len(theirs_boxes)}), max |box delta| {box_delta:.1e} px, "
           f"max |score delta| {score_delta:.1e}, mask IoU min {iou[~boundary].min():.4f} "
           f"({int(boundary.sum())} on a paste rounding boundary: IoU {np.round(iou[boundary], 3).tolist()})")
