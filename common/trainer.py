@@ -26,7 +26,7 @@ from common.checkpoint import BEST, CheckpointManager, read_meta, restore_rng_st
 from common.config import TrainerConfig
 from common.logger import ProgressBar
 from common.steps import TrainStep, optimizer_learning_rate
-from common.timing import StepTimer, timed_iter
+from common.timing import StepTimer, release_in_background, timed_iter
 from common.validation import Validator
 
 __all__ = ["Trainer", "TrainerConfig", "layer_generators"]
@@ -122,7 +122,8 @@ class Trainer:
         bar = ProgressBar(limit, desc=f"epoch {epoch + 1}/{self.config.epochs}", unit="img",
                           enabled=self.is_chief)
         stats = StepTimer()
-        for step, batch, data_time in timed_iter(dataset, limit):
+        iterator = iter(dataset)
+        for step, batch, data_time in timed_iter(iterator, limit):
             t0 = time.perf_counter()
             loss = float(self.steps(batch)["loss"])
             self._run_steps += 1
@@ -136,6 +137,8 @@ class Trainer:
                 self.logger.log((epoch + 1, step + 1),
                                 dict(stats.window("train"), **{"train.lr": optimizer_learning_rate(self.optimizer)}))
         bar.close()
+        del dataset
+        release_in_background(iterator)  # its teardown can take a minute (timing.release_in_background)
         return {**stats.summary("train"), **self.task.epoch_metrics()}
 
     def evaluate(self, global_batch: int, epoch: Optional[int] = None) -> Dict[str, float]:

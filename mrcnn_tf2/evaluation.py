@@ -19,6 +19,9 @@ Inputs (numpy arrays or tensors; ``detections`` is the model's output dict)
 
 Class mapping: contiguous index ``i >= 1`` is the ``i``-th category of the annotation
 file sorted by id; index 0 is background (``category_ids[0] == 0``).
+
+COCOeval: faster-coco-eval (the same 12 numbers per iou type as pycocotools, 3-4x faster on
+COCO-sized sets) when installed, else pycocotools with a warning (:data:`COCO_EVALUATORS`).
 """
 from __future__ import annotations
 
@@ -26,12 +29,12 @@ import contextlib
 import copy
 import io
 import json
-from typing import Dict, List, Mapping, Sequence, Union
+import logging
+import time
+from typing import Dict, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 from mrcnn_tf2.ops.paste_masks import paste_masks_numpy
 
@@ -40,6 +43,10 @@ IOU_TYPES = ("bbox", "segm")
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl",
               "ARmax1", "ARmax10", "ARmax100", "ARs", "ARm", "ARl")
 MASK_THRESHOLD = 0.5
+#: ``CocoEvaluator(evaluator=...)``: ``auto`` is the first of these that imports.
+COCO_EVALUATORS = ("faster-coco-eval", "pycocotools")
+
+log = logging.getLogger(__name__)
 
 
 def _as_numpy(value) -> np.ndarray:
@@ -136,11 +143,31 @@ def detections_to_coco(detections: Mapping[str, np.ndarray], image_info, source_
     return results
 
 
-def _load_coco(annotation_file: Union[str, dict]) -> COCO:
+def coco_api(evaluator: str = "auto") -> Tuple[str, type, type]:
+    """``(name, COCO class, COCOeval class)`` of ``evaluator`` (one of :data:`COCO_EVALUATORS` or
+    ``auto``: faster-coco-eval, else pycocotools with a warning naming the missing package)."""
+    if evaluator not in ("auto",) + COCO_EVALUATORS:
+        raise ValueError(f"evaluator must be auto or one of {COCO_EVALUATORS}. Received: {evaluator!r}")
+    if evaluator in ("auto", "faster-coco-eval"):
+        try:
+            from faster_coco_eval import COCO, COCOeval_faster
+            return "faster-coco-eval", COCO, COCOeval_faster
+        except ImportError as err:
+            if evaluator != "auto":
+                raise ImportError("faster-coco-eval is not installed: pip install 'faster-coco-eval==1.8.0' "
+                                  "(or the project's [coco] extra)") from err
+            log.warning("faster-coco-eval is not installed (%s): COCO metrics fall back to pycocotools, 3-4x slower "
+                        "on COCO-sized sets; pip install 'faster-coco-eval==1.8.0'", err)
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    return "pycocotools", COCO, COCOeval
+
+
+def _load_coco(annotation_file: Union[str, dict], coco_class: type):
     """COCO ground truth from a JSON path or an already loaded dataset dict."""
     if isinstance(annotation_file, str):
-        return COCO(annotation_file)
-    coco = COCO()
+        return coco_class(annotation_file)
+    coco = coco_class()
     coco.dataset = copy.deepcopy(dict(annotation_file))
     coco.createIndex()
     return coco
@@ -156,11 +183,11 @@ def _results_for(results: List[dict], iou_type: str) -> List[dict]:
     return [{k: v for k, v in entry.items() if k != drop} for entry in results]
 
 
-def _coco_stats(coco_gt: COCO, results: List[dict], iou_type: str,
-                image_ids: Sequence[int]) -> np.ndarray:
+def _coco_stats(coco_gt, results: List[dict], iou_type: str, image_ids: Sequence[int],
+                cocoeval_class: type) -> np.ndarray:
     """Run COCOeval for one iou type on ``image_ids``; returns its 12 ``stats``."""
     coco_dt = coco_gt.loadRes(_results_for(results, iou_type))
-    coco_eval = COCOeval(coco_gt, coco_dt, iouType=iou_type)
+    coco_eval = cocoeval_class(coco_gt, coco_dt, iouType=iou_type)
     coco_eval.params.imgIds = list(image_ids)
     coco_eval.evaluate()
     coco_eval.accumulate()
@@ -177,14 +204,15 @@ class CocoEvaluator:
     """
 
     def __init__(self, annotation_file: Union[str, dict], include_masks: bool = True,
-                 verbose: bool = False, mask_paste: str = "continuous"):
+                 verbose: bool = False, mask_paste: str = "continuous", evaluator: str = "auto"):
         """Loads the ground truth (a COCO JSON path or dataset dict).
 
-        ``verbose`` lets pycocotools print its loading messages and summaries; ``mask_paste``
-        is the model's ``detection.mask_paste``.
+        ``verbose`` lets the COCO API print its loading messages and summaries; ``mask_paste``
+        is the model's ``detection.mask_paste``; ``evaluator``: see :func:`coco_api`.
         """
+        self.evaluator, coco_class, self._cocoeval_class = coco_api(evaluator)
         with self._quiet(verbose):
-            self.coco_gt = _load_coco(annotation_file)
+            self.coco_gt = _load_coco(annotation_file, coco_class)
         categories = sorted(self.coco_gt.dataset["categories"], key=lambda c: c["id"])
         self.category_ids = [0] + [int(c["id"]) for c in categories]
         self.class_names = ["background"] + [c["name"] for c in categories]
@@ -228,15 +256,17 @@ class CocoEvaluator:
           (``segm`` only with ``include_masks``); all zeros when there are no results.
         """
         iou_types = IOU_TYPES if self.include_masks else IOU_TYPES[:1]
-        metrics = {}
+        metrics, start = {}, time.perf_counter()
         for iou_type in iou_types:
             stats = np.zeros(len(STAT_NAMES))
             if self._results:
                 with self._quiet(self.verbose):
                     stats = _coco_stats(self.coco_gt, self._results, iou_type,
-                                        sorted(self._image_ids))
+                                        sorted(self._image_ids), self._cocoeval_class)
             metrics.update({f"{iou_type}/{name}": float(value)
                             for name, value in zip(STAT_NAMES, stats)})
+        log.info("COCO metrics (%s) of %d images, %d detections: %.2f s", self.evaluator, len(self._image_ids),
+                 len(self._results), time.perf_counter() - start)
         return metrics
 
 

@@ -175,20 +175,36 @@ class MaskRCNN(keras.Model):
         return tf.ensure_shape(crops, [None, None, size, size, self.config.fpn.channels])
 
     def _detect(self, features, proposals: Proposals, image_info) -> Dict[str, tf.Tensor]:
-        """Inference: box head on the proposals, detections, mask head on the detections."""
-        class_logits, box_deltas = self.box_head(self._roi_features(features, proposals.boxes, mask=False))
+        """Inference: box head on the valid proposals, detections, mask head on the real detections.
+
+        Work is proportional to what is found: the box head sees the first ``max_b valid_b`` proposal
+        slots (valid ones come first), the mask head the first ``max_b num_detections_b`` detection
+        slots; the outputs keep their fixed ``[B, max_detections, ...]`` shapes (padding as before).
+        """
+        count = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(proposals.valid, tf.int32), axis=1)), 1)  # convs need >= 1 RoI
+        rois, rois_valid = proposals.boxes[:, :count], proposals.valid[:, :count]
+        class_logits, box_deltas = self.box_head(self._roi_features(features, rois, mask=False))
         det = self.config.detection
         detections = generate_detections(
-            class_logits, box_deltas, proposals.boxes, image_info, rois_valid=proposals.valid,
+            class_logits, box_deltas, rois, image_info, rois_valid=rois_valid,
             max_detections=det.max_detections, nms_threshold=det.nms_threshold,
             score_threshold=det.score_threshold, weights=self.config.box_head.bbox_reg_weights,
             pre_nms_topk_per_class=self.config.rpn.post_nms_topk_test, min_size=det.min_size)
-        mask_logits = self.mask_head(self._roi_features(features, detections["detection_boxes"], mask=True))
-        classes = detections["detection_classes"]
-        picked = tf.gather(mask_logits, classes, axis=-1, batch_dims=2)  # [B, D, 28, 28]
-        is_detection = tf.range(det.max_detections)[None] < detections["num_detections"][:, None]
+        return {**detections, "detection_masks": self._detection_masks(features, detections)}
+
+    def _detection_masks(self, features, detections) -> tf.Tensor:
+        """``[B, D, 28, 28]`` sigmoid masks of the detected classes (0 in padding slots), the mask head
+        run on the first ``max_b num_detections_b`` slots only."""
+        slots = self.config.detection.max_detections
+        num = detections["num_detections"]
+        count = tf.maximum(tf.reduce_max(num), 1)  # convs need >= 1 RoI
+        boxes, classes = detections["detection_boxes"][:, :count], detections["detection_classes"][:, :count]
+        mask_logits = self.mask_head(self._roi_features(features, boxes, mask=True))  # [B, n, 28, 28, C]
+        picked = tf.gather(mask_logits, classes, axis=-1, batch_dims=2)  # [B, n, 28, 28]
+        is_detection = tf.range(count)[None] < num[:, None]
         masks = tf.where(is_detection[:, :, None, None], tf.sigmoid(picked), 0.0)
-        return {**detections, "detection_masks": masks}
+        masks = tf.pad(masks, [[0, 0], [0, slots - count], [0, 0], [0, 0]])
+        return tf.ensure_shape(masks, [None, slots, None, None])
 
     def get_config(self):
         """``{"config": nested dict, "seed": ...}``; round-trips through ``from_config``."""

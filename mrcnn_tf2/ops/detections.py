@@ -64,6 +64,12 @@ def _per_class_topk(boxes, scores, k: int):
     """
     if scores.shape[1] is not None and k >= scores.shape[1]:
         return boxes, scores
+    if scores.shape[1] is None:  # a dynamic RoI count: the same no-op when it is <= k
+        return tf.cond(tf.shape(scores)[1] <= k, lambda: (boxes, scores), lambda: _topk(boxes, scores, k))
+    return _topk(boxes, scores, k)
+
+
+def _topk(boxes, scores, k: int):
     top, indices = tf.math.top_k(tf.transpose(scores, [0, 2, 1]), k=k, sorted=True)  # [B, C', k]
     picked = tf.gather(tf.transpose(boxes, [0, 2, 1, 3]), indices, batch_dims=2)  # [B, C', k, 4]
     return tf.transpose(picked, [0, 2, 1, 3]), tf.transpose(top, [0, 2, 1])

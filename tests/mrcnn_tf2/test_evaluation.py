@@ -109,3 +109,74 @@ def test_metrics_table_layout():
     assert len(lines) == 1 + len(STAT_NAMES)
     assert lines[1].split() == ["AP", "0.5000", "-"]
     assert lines[-1].split() == ["ARl", "0.2500", "-"]
+
+
+def _noisy_detections(annotations, image, rng, num_classes):
+    """Detections of one image from its GT (jittered boxes, some wrong labels, false positives)."""
+    boxes, classes = [], []
+    for ann in annotations:
+        x, y, w, h = ann["bbox"]
+        boxes.append(np.array([y, x, y + h, x + w]) + rng.normal(0.0, 0.08 * max(w, h), 4))
+        classes.append(ann["category_id"] if rng.random() < 0.8 else int(rng.integers(1, num_classes)))
+    for _ in range(2):
+        y, x = rng.uniform(0, image["height"] - 20), rng.uniform(0, image["width"] - 20)
+        boxes.append(np.array([y, x, y + rng.uniform(8, 40), x + rng.uniform(8, 40)]))
+        classes.append(int(rng.integers(1, num_classes)))
+    count, slots = len(boxes), 32
+    dets = {"num_detections": np.array([count], np.int32),
+            "detection_boxes": np.zeros((1, slots, 4), np.float32),
+            "detection_classes": np.zeros((1, slots), np.int32),
+            "detection_scores": np.zeros((1, slots), np.float32),
+            "detection_masks": np.zeros((1, slots, 28, 28), np.float32)}
+    dets["detection_boxes"][0, :count] = np.clip(boxes, 0, [image["height"], image["width"]] * 2)
+    dets["detection_classes"][0, :count] = classes
+    dets["detection_scores"][0, :count] = np.sort(rng.uniform(0.05, 1.0, count))[::-1]
+    dets["detection_masks"][0, :count] = rng.uniform(0.0, 1.0, (count, 28, 28)) ** 0.5  # ~75 % foreground
+    info = np.array([[image["height"], image["width"], 1.0, image["height"], image["width"]]], np.float32)
+    return dets, info, np.array([image["id"]], np.int64)
+
+
+def test_faster_coco_eval_equals_pycocotools_on_the_shapes(tmp_path):
+    """All 12 bbox + 12 segm numbers of both COCO APIs on the built-in shapes (50 images, noisy detections)."""
+    from dataset.make_synthetic_shapes import make_dataset
+
+    root = make_dataset(str(tmp_path), num_train=1, num_val=50, image_size=128, seed=3)["root"]
+    path = f"{root}/annotations/instances_val.json"
+    with open(path) as f:
+        gt = json.load(f)
+    evaluators = {name: CocoEvaluator(path, evaluator=name) for name in ("faster-coco-eval", "pycocotools")}
+    rng = np.random.default_rng(0)
+    by_image = {}
+    for ann in gt["annotations"]:
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    contiguous = {cid: i for i, cid in enumerate(evaluators["pycocotools"].category_ids)}
+    for image in gt["images"]:
+        dets, info, ids = _noisy_detections(by_image.get(image["id"], []), image, rng, len(contiguous))
+        dets["detection_classes"] = np.vectorize(lambda c: contiguous.get(int(c), int(c)))(dets["detection_classes"])
+        for evaluator in evaluators.values():
+            evaluator.update(dets, info, ids)
+    fast, reference = (evaluators[name].evaluate() for name in ("faster-coco-eval", "pycocotools"))
+    assert evaluators["faster-coco-eval"].evaluator == "faster-coco-eval"
+    assert len(reference) == 24 and 0.05 < reference["bbox/AP50"] < 0.95 and 0.01 < reference["segm/AP"] < 0.9
+    worst = max(abs(fast[k] - reference[k]) for k in reference)
+    print(f"faster-coco-eval vs pycocotools, 24 numbers: max |delta| {worst:.1e}; bbox/AP50 {reference['bbox/AP50']:.4f}")
+    assert worst <= 1e-12, {k: (fast[k], reference[k]) for k in reference if fast[k] != reference[k]}
+
+
+def test_missing_faster_coco_eval_falls_back_with_a_warning(gt, monkeypatch, caplog):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_faster(name, *args, **kwargs):
+        if name.startswith("faster_coco_eval"):
+            raise ImportError("No module named 'faster_coco_eval'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_faster)
+    with caplog.at_level("WARNING"):
+        evaluator = CocoEvaluator(gt)
+    assert evaluator.evaluator == "pycocotools"
+    assert "fall back to pycocotools" in caplog.text
+    with pytest.raises(ImportError, match="pip install"):
+        CocoEvaluator(gt, evaluator="faster-coco-eval")

@@ -120,3 +120,55 @@ def test_config_round_trip_and_errors(model):
     inputs = make_inputs()
     with pytest.raises(KeyError, match="gt_masks"):
         model({k: v for k, v in inputs.items() if k != "gt_masks"}, training=True)
+
+
+def _full_slot_detect(model, inputs):
+    """The previous inference: box head on every proposal slot, mask head on every detection slot."""
+    from mrcnn_tf2.ops.detections import generate_detections
+    from mrcnn_tf2.ops.proposals import generate_proposals
+
+    config, det = model.config, model.config.detection
+    features = model.fpn(model.backbone(inputs["images"], training=False))
+    scores, deltas = model.rpn_head(features)
+    proposals = generate_proposals(scores, deltas, model.anchors(inputs["images"]), inputs["image_info"],
+                                   **config.rpn.proposal_args(False))
+    logits, box_deltas = model.box_head(model._roi_features(features, proposals.boxes, mask=False))
+    found = generate_detections(logits, box_deltas, proposals.boxes, inputs["image_info"], rois_valid=proposals.valid,
+                                max_detections=det.max_detections, nms_threshold=det.nms_threshold,
+                                score_threshold=det.score_threshold, weights=config.box_head.bbox_reg_weights,
+                                pre_nms_topk_per_class=config.rpn.post_nms_topk_test, min_size=det.min_size)
+    mask_logits = model.mask_head(model._roi_features(features, found["detection_boxes"], mask=True))
+    picked = tf.gather(mask_logits, found["detection_classes"], axis=-1, batch_dims=2)
+    real = tf.range(det.max_detections)[None] < found["num_detections"][:, None]
+    return {**found, "detection_masks": tf.where(real[:, :, None, None], tf.sigmoid(picked), 0.0)}, proposals
+
+
+@pytest.mark.parametrize("threshold", ["0", "between", "0.999"])
+def test_heads_run_on_found_slots_only_and_outputs_are_unchanged(model, training_outputs, threshold):
+    """Box head on the valid proposals, mask head on the real detections (all slots at 0, a few and
+    a different count per image "between" two scores, none at 0.999): same outputs as running both on
+    every slot, eagerly and in a tf.function."""
+    del training_outputs
+    inputs = make_inputs(seed=1)
+    if threshold == "between":  # 3 detections of image 0 pass; image 1 gets its own count
+        scores = model(inputs, training=False)["detection_scores"].numpy()[0]
+        threshold = float((scores[2] + scores[3]) / 2)
+    original = model.config
+    config = original.override(**{"detection.score_threshold": float(threshold)})
+    model.config = config
+    try:
+        want, proposals = _full_slot_detect(model, inputs)
+        for run in (lambda x: model(x, training=False), tf.function(lambda x: model(x, training=False))):
+            got = run(inputs)
+            for key, value in want.items():
+                np.testing.assert_allclose(got[key].numpy(), value.numpy(), atol=1e-5, err_msg=key)
+            assert got["detection_masks"].shape == want["detection_masks"].shape == (B, D, 28, 28)
+    finally:
+        model.config = original
+    counts = want["num_detections"].numpy()
+    print(f"threshold {threshold}: detections {counts.tolist()} of {D}, valid proposals "
+          f"{proposals.valid.numpy().sum(1).tolist()} of {proposals.valid.shape[1]}")
+    if config.detection.score_threshold == 0.999:
+        assert counts.max() == 0
+    elif config.detection.score_threshold > 0:
+        assert counts[0] == 3 and counts[1] < D
