@@ -51,6 +51,8 @@ class Recipe:
       decay_at: fractions of the run where the rate drops 10x (twice).
       clip_grad_norm: global gradient-norm clip (from-scratch training needs it).
       seed: training seed (initial weights, sampling).
+      score_threshold: detections below it are dropped before the mask head and COCO evaluation
+        (``detection.score_threshold``; NVIDIA's 0.0 keeps all 100, torchvision and detectron2 use 0.05).
     """
 
     image_size: int = 256
@@ -70,6 +72,7 @@ class Recipe:
     decay_at: tuple = (0.8, 0.95)
     clip_grad_norm: float = 5.0
     seed: int = 0
+    score_threshold: float = 0.0
 
     def config_overrides(self) -> List[str]:
         """``--config`` values: network widths and the proposal / RoI counts."""
@@ -77,7 +80,8 @@ class Recipe:
                 f"rpn.channels={self.channels}", f"mask_head.channels={self.mask_channels}",
                 "rpn.pre_nms_topk_train=500", "rpn.post_nms_topk_train=200",
                 "rpn.pre_nms_topk_test=200", "rpn.post_nms_topk_test=100",
-                f"roi_sampler.batch_size_per_image={self.rois_per_image}"]
+                f"roi_sampler.batch_size_per_image={self.rois_per_image}",
+                f"detection.score_threshold={self.score_threshold}"]
 
     def schedule(self) -> List[str]:
         """``--learning_rate_*`` flags: warm-up, then two 10x decays at ``decay_at``."""

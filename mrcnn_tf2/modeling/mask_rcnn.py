@@ -125,7 +125,9 @@ class MaskRCNN(keras.Model):
         class_logits, box_deltas = self.box_head(self._roi_features(features, roi_targets.rois, mask=False))
         fg_rois = roi_targets.rois[:, :self.num_mask_slots]
         fg_gt_indices = roi_targets.gt_indices[:, :self.num_mask_slots]
-        mask_logits = self.mask_head(self._roi_features(features, fg_rois, mask=True))
+        is_fg = tf.logical_and(roi_targets.gt_classes[:, :self.num_mask_slots] > 0,
+                               roi_targets.valid[:, :self.num_mask_slots])
+        mask_logits = self._mask_logits(features, fg_rois, is_fg)
         gt_masks = mask_targets(inputs["gt_masks"], inputs["gt_boxes"], fg_rois, fg_gt_indices,
                                 output_size=self.config.mask_head.resolution)
         return {"rpn_scores": rpn_scores, "rpn_deltas": rpn_deltas, "rpn_targets": rpn_targets,
@@ -194,17 +196,32 @@ class MaskRCNN(keras.Model):
 
     def _detection_masks(self, features, detections) -> tf.Tensor:
         """``[B, D, 28, 28]`` sigmoid masks of the detected classes (0 in padding slots), the mask head
-        run on the first ``max_b num_detections_b`` slots only."""
+        run on the real detections only."""
         slots = self.config.detection.max_detections
         num = detections["num_detections"]
-        count = tf.maximum(tf.reduce_max(num), 1)  # convs need >= 1 RoI
+        count = tf.maximum(tf.reduce_max(num), 1)  # RoIAlign needs >= 1 slot
         boxes, classes = detections["detection_boxes"][:, :count], detections["detection_classes"][:, :count]
-        mask_logits = self.mask_head(self._roi_features(features, boxes, mask=True))  # [B, n, 28, 28, C]
-        picked = tf.gather(mask_logits, classes, axis=-1, batch_dims=2)  # [B, n, 28, 28]
         is_detection = tf.range(count)[None] < num[:, None]
+        mask_logits = self._mask_logits(features, boxes, is_detection)  # [B, n, 28, 28, C]
+        picked = tf.gather(mask_logits, classes, axis=-1, batch_dims=2)  # [B, n, 28, 28]
         masks = tf.where(is_detection[:, :, None, None], tf.sigmoid(picked), 0.0)
         masks = tf.pad(masks, [[0, 0], [0, slots - count], [0, 0], [0, 0]])
         return tf.ensure_shape(masks, [None, slots, None, None])
+
+    def _mask_logits(self, features, boxes: tf.Tensor, is_real: tf.Tensor) -> tf.Tensor:
+        """Mask-head logits ``[B, n, 28, 28, C]`` of ``boxes [B, n, 4]``; 0 where ``is_real [B, n]`` is False.
+
+        The head (4 convs at 14x14, the step's largest cost) runs on the ``N = count(is_real)`` real slots
+        gathered across the batch, not on ``B x n`` padded ones; per RoI it computes what it would on all.
+        """
+        crops = self._roi_features(features, boxes, mask=True)  # [B, n, 14, 14, F]
+        where = tf.where(is_real)  # [N, 2]
+        count = tf.shape(where)[0]
+        # A conv on 0 RoIs fails on CPU: with none, slot (0, 0) runs and its result is dropped.
+        take = tf.concat([where, tf.zeros([1, 2], where.dtype)], axis=0)[:tf.maximum(count, 1)]
+        logits = self.mask_head(tf.gather_nd(crops, take)[None])[0, :count]  # [N, 28, 28, C]
+        shape = tf.concat([tf.shape(boxes, out_type=where.dtype)[:2], tf.shape(logits, out_type=where.dtype)[1:]], 0)
+        return tf.scatter_nd(where, logits, shape)
 
     def get_config(self):
         """``{"config": nested dict, "seed": ...}``; round-trips through ``from_config``."""

@@ -174,3 +174,34 @@ def test_heads_run_on_found_slots_only_and_outputs_are_unchanged(model, training
         assert counts.max() == 0
     elif config.detection.score_threshold > 0:
         assert counts[0] == 3 and counts[1] < D
+
+
+@pytest.mark.parametrize("real", ["some", "all", "none"])
+def test_mask_head_runs_on_real_slots_only_with_the_same_logits_and_gradients(model, training_outputs, real):
+    """``_mask_logits`` (the head on the real slots gathered across the batch, as training's fg slots
+    and inference's detections use it) equals the head on every slot, masked: logits and gradients."""
+    del training_outputs
+    inputs = make_inputs(seed=2)
+    features = model.fpn(model.backbone(inputs["images"], training=False))
+    rng = np.random.default_rng(0)
+    corners = np.sort(rng.uniform(0, SIZE, size=(B, S_FG, 2, 2)), axis=2)  # [B, n, (min, max), (y, x)]
+    boxes = tf.constant(corners.reshape(B, S_FG, 4)[..., [0, 2, 1, 3]], tf.float32)
+    counts = {"some": [3, 6], "all": [S_FG, S_FG], "none": [0, 0]}[real]
+    is_real = tf.range(S_FG)[None] < tf.constant(counts)[:, None]
+    weights = tf.constant(rng.normal(size=(B, S_FG, 28, 28, K)), tf.float32)
+
+    def loss_and_grads(fn):
+        with tf.GradientTape() as tape:
+            logits = fn()
+            loss = tf.reduce_sum(tf.where(is_real[..., None, None, None], logits, 0.0) * weights)
+        return logits, tape.gradient(loss, model.mask_head.trainable_variables)
+
+    got, got_grads = loss_and_grads(lambda: model._mask_logits(features, boxes, is_real))
+    want, want_grads = loss_and_grads(lambda: model.mask_head(model._roi_features(features, boxes, mask=True)))
+    mask = is_real.numpy()
+    np.testing.assert_allclose(got.numpy()[mask], want.numpy()[mask], atol=1e-5)
+    assert not np.any(got.numpy()[~mask])
+    for g, w in zip(got_grads, want_grads):
+        np.testing.assert_allclose(g.numpy(), w.numpy(), atol=1e-4, rtol=1e-4)
+    if real == "none":
+        assert all(not np.any(g.numpy()) for g in got_grads)
