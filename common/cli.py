@@ -33,6 +33,7 @@ OPTIMIZERS = ("sgd", "rmsprop", "adam")
 # Same as common.distribution.STRATEGIES (not imported: that would load TensorFlow for --help).
 DIST_CHOICES = ("auto", "none", "one_device", "mirrored", "multiworker", "horovod")
 BENCHMARK_KINDS = ("training", "inference")
+RUNTIMES = ("tf", "onnxruntime")  # --runtime (common.onnx_runtime runs the second)
 _ALL = MODES
 _RUN = ("train", "eval", "infer", "export")
 _DATA = ("train", "eval")
@@ -205,6 +206,14 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
          help="checkpoint folder or prefix (unset: <workspace>/model_best, else checkpoint-latest)"),
     flag("--use-ema", dest="opt.use_ema", modes=_LOADED, group="model", action="store_true",
          help="use the EMA weights of the checkpoint"),
+    # runtime of the loaded model
+    flag("--runtime", dest="opt.runtime", action="append", choices=RUNTIMES, modes=("eval", "infer"),
+         group="runtime", help="tf (default) | onnxruntime (CPU; EfficientNet: the checkpoint is exported to ONNX "
+                               "first unless --onnx-file)"),
+    flag("--runtime", dest="opt.runtime", nargs="+", choices=RUNTIMES, modes=("benchmark",), group="benchmark",
+         help="runtimes to time, one row each: tf | onnxruntime (inference; EfficientNet)"),
+    flag("--onnx-file", dest="opt.onnx_file", modes=("eval", "infer"), group="runtime",
+         help="an ONNX file from `export --format onnx` for --runtime onnxruntime (unset: export on the fly)"),
     # infer
     flag("images", dest="opt.images", nargs="+", modes=("infer",), group="inference",
          help="image files or folders (searched recursively for JPEG/PNG)"),

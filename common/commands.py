@@ -18,7 +18,7 @@ from common.config import save_config
 
 _log = logging.getLogger(__name__)
 CHECKPOINT_NAMES = ("model_best", "checkpoint-latest")
-BENCHMARK_COLUMNS = ("model", "mode", "precision", "xla", "batch", "image_size", "throughput",
+BENCHMARK_COLUMNS = ("model", "mode", "runtime", "precision", "xla", "batch", "image_size", "throughput",
                      "latency_mean", "latency_p50", "latency_p90", "latency_p95", "latency_p99")
 FALLBACK_STEPS = 100  # steps per epoch when the data cannot say (synthetic inputs, TFRecords)
 
@@ -136,10 +136,12 @@ def evaluate(invocation: cli.Invocation) -> int:
     from common.trainer import Trainer
 
     family, options = invocation.family, invocation.options
+    runtime = single_runtime(invocation)
     checkpoint = find_checkpoint(options.get("checkpoint"), invocation.experiment.workspace)
     run, task, experiment = _start(invocation)
     with run.strategy.scope():
         model = family.load_model(experiment, checkpoint, use_ema=bool(options.get("use_ema")))
+    model = family.runtime_model(experiment, model, options.get("onnx_file"), runtime)
     trainer = Trainer(task, model, None, experiment.trainer, run.logger, strategy=run.strategy)
     metrics = trainer.evaluate(distribution.global_batch_size(experiment.trainer.validation_batch_size, run.strategy))
     run.logger.flush()
@@ -153,10 +155,25 @@ def load_model(invocation: cli.Invocation):
     from common.runtime import configure_runtime
 
     experiment, options = invocation.experiment, invocation.options
+    runtime = "tf" if invocation.mode == "export" else single_runtime(invocation)
     invocation.family.configure(experiment, invocation.mode)
     configure_runtime(experiment.runtime)
     checkpoint = find_checkpoint(options.get("checkpoint"), experiment.workspace)
-    return invocation.family.load_model(experiment, checkpoint, use_ema=bool(options.get("use_ema")))
+    model = invocation.family.load_model(experiment, checkpoint, use_ema=bool(options.get("use_ema")))
+    return invocation.family.runtime_model(experiment, model, options.get("onnx_file"), runtime)
+
+
+def single_runtime(invocation: cli.Invocation) -> str:
+    """The one ``--runtime`` of eval/infer (``tf`` unless set; ``onnxruntime`` when only ``--onnx-file`` is),
+    checked against the family's before any work."""
+    options = invocation.options
+    runtimes = options.get("runtime") or (["onnxruntime"] if options.get("onnx_file") else ["tf"])
+    if len(runtimes) != 1:
+        raise SystemExit(f"error: --runtime takes one value here (several only in benchmark); received {runtimes}")
+    if options.get("onnx_file") and runtimes[0] != "onnxruntime":
+        raise SystemExit("error: --onnx-file is run by onnxruntime: drop --runtime tf or the --onnx-file")
+    invocation.family.check_runtime(runtimes[0])
+    return runtimes[0]
 
 
 def infer(invocation: cli.Invocation) -> int:
@@ -219,8 +236,9 @@ def benchmark(invocation: cli.Invocation) -> int:
     logger.log("PARAMETER", {"mode": options["kind"], "device": device, "tensorflow": tf.__version__,
                              "machine": platform.machine(), "platform": options.get("platform") or "",
                              "warmup": options["warmup_steps"], "iters": options["iters"]})
-    rows = [_benchmark_row(invocation, name, batch, policy, logger)
-            for name in invocation.models for batch in options["batch_sizes"]]
+    runtimes = _benchmark_runtimes(invocation)
+    rows = [_benchmark_row(invocation, name, batch, runtime, policy, logger)
+            for name in invocation.models for runtime in runtimes for batch in options["batch_sizes"]]
     logger.flush()
     table = format_table(rows, BENCHMARK_COLUMNS)
     print(f"\n{device}, TensorFlow {tf.__version__}; throughput img/s, latency ms\n{table}")
@@ -231,7 +249,19 @@ def benchmark(invocation: cli.Invocation) -> int:
     return 0
 
 
-def _benchmark_row(invocation, name: str, batch: int, policy: str, logger) -> Dict[str, object]:
+def _benchmark_runtimes(invocation) -> List[str]:
+    """``--runtime`` values of a benchmark, checked against every model's family before any row runs."""
+    runtimes = invocation.options.get("runtime") or ["tf"]
+    if invocation.options["kind"] != "inference" and runtimes != ["tf"]:
+        raise SystemExit(f"error: --runtime {' '.join(r for r in runtimes if r != 'tf')} runs inference only; "
+                         "use --kind inference")
+    for name in invocation.models:
+        for runtime in runtimes:
+            registry.get_family(name, benchmark=True).check_runtime(runtime)
+    return runtimes
+
+
+def _benchmark_row(invocation, name: str, batch: int, runtime: str, policy: str, logger) -> Dict[str, object]:
     from common.benchmark import summarize, time_steps
 
     options, kind = invocation.options, invocation.options["kind"]
@@ -240,11 +270,14 @@ def _benchmark_row(invocation, name: str, batch: int, policy: str, logger) -> Di
     family.configure(experiment, "benchmark")
     size = family.default_benchmark_size(experiment)
     label = "x".join(map(str, size)) if isinstance(size, tuple) else size
-    print(f"[{kind}] {name} batch {batch} @ {label}px: {options['warmup_steps']} warm-up + {options['iters']} "
-          "timed steps", flush=True)
-    step = family.benchmark_step(experiment, kind, batch)
-    row = dict(model=name, mode=kind, precision=experiment.runtime.precision, xla=experiment.runtime.xla,
-               batch=batch, image_size=label,
+    print(f"[{kind}] {name} ({runtime}) batch {batch} @ {label}px: {options['warmup_steps']} warm-up + "
+          f"{options['iters']} timed steps", flush=True)
+    if runtime == "tf":
+        step = family.benchmark_step(experiment, kind, batch)
+    else:
+        step = family.runtime_benchmark_step(experiment, batch, runtime)
+    row = dict(model=name, mode=kind, runtime=runtime, precision=experiment.runtime.precision,
+               xla=experiment.runtime.xla, batch=batch, image_size=label,
                **summarize(time_steps(step, options["warmup_steps"], options["iters"]), batch))
     logger.log((name, batch), {k: v for k, v in row.items() if isinstance(v, (int, float))})
     return row

@@ -20,6 +20,8 @@ class Family(abc.ABC):
 
     #: family name (logs, errors).
     name: str = "family"
+    #: ``--runtime`` values of eval / infer / inference benchmarks.
+    runtimes: Tuple[str, ...] = ("tf",)
     #: model names this family answers to.
     models: Tuple[str, ...] = ()
     #: models accepted by ``main.py benchmark`` only (reference implementations).
@@ -104,6 +106,22 @@ class Family(abc.ABC):
         """Model facts printed by ``main.py info``."""
 
     # ----------------------------------------------------------- benchmark
+    def runtime_model(self, experiment: Experiment, model, onnx_file: Optional[str], runtime: str) -> Any:
+        """What eval/infer run under ``runtime`` (one of :attr:`runtimes`): ``model`` itself under ``tf``;
+        a family with an ONNX path returns an onnxruntime stand-in called like the Keras model."""
+        del experiment, onnx_file, runtime
+        return model
+
+    def runtime_benchmark_step(self, experiment: Experiment, batch: int, runtime: str) -> Callable[[], Any]:
+        """``benchmark --runtime R`` for R other than ``tf``: one inference call of the exported model."""
+        raise NotImplementedError(f"{self.name} has no {runtime} benchmark step")
+
+    def check_runtime(self, runtime: str) -> None:
+        """Raises SystemExit (one line) before any work when ``runtime`` is not one of :attr:`runtimes`."""
+        if runtime not in self.runtimes:
+            raise SystemExit(f"error: --runtime {runtime} is EfficientNet-only for now: {self.name} has no ONNX "
+                             f"export yet; run with --runtime {' or '.join(self.runtimes)}")
+
     @abc.abstractmethod
     def benchmark_step(self, experiment: Experiment, kind: str, batch: int) -> Callable[[], Any]:
         """A zero-argument callable running one real ``kind`` (training|inference) step, blocking."""

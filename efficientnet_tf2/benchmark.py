@@ -61,3 +61,32 @@ def make_infer_step(name, batch, image_size, xla=False, num_classes=None):
                           jit_compile=xla)
     images, _ = _synthetic_batch(batch, image_size, num_classes)
     return lambda: forward(images).numpy()
+
+
+_EXPORTED = {}  # (name, image size, classes) -> ONNX path: one export per model for all batch sizes
+
+
+def make_onnxruntime_infer_step(name, batch, image_size, num_classes=None, threads=None, optimization="all"):
+    """Returns a zero-argument callable: onnxruntime (CPU) on a uint8 ``[B, S, S, 3]`` batch.
+
+    The graph is ``main.py export --format onnx``'s (normalisation, the model, softmax) of the same
+    randomly initialised model the TF row times, exported once per model (dynamic batch).
+    """
+    import os
+    import tempfile
+
+    import numpy as np
+
+    from common import onnx_runtime
+    from efficientnet_tf2 import onnx_export
+
+    onnx_runtime.require_onnxruntime()
+    key = (name, image_size, num_classes or 1000)
+    if key not in _EXPORTED:
+        _, model = _task_and_model(name, image_size, num_classes)
+        path = os.path.join(tempfile.mkdtemp(prefix="onnx-bench-"), "model.onnx")
+        _EXPORTED[key] = onnx_export.export_onnx(model, path, image_size)
+    session = onnx_runtime.make_session(_EXPORTED[key], threads, optimization)
+    images = np.random.default_rng(0).integers(0, 256, size=(batch, image_size, image_size, 3), dtype=np.uint8)
+    feed = {onnx_export.INPUT_NAME: images}
+    return lambda: session.run(["probabilities"], feed)[0]

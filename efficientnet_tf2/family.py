@@ -144,6 +144,7 @@ class EfficientNetFamily(Family):
     benchmark_references = (KERAS_REFERENCE,)
     experiment_class = ClassificationExperiment
     export_formats = ("savedmodel", "onnx")
+    runtimes = ("tf", "onnxruntime")
 
     def flags(self, mode: str) -> List[Any]:
         return list(FLAGS)
@@ -344,6 +345,43 @@ class EfficientNetFamily(Family):
     # ------------------------------------------------------------ benchmark
     def default_benchmark_size(self, experiment) -> int:
         return self._architecture(experiment)[1]
+
+    def runtime_model(self, experiment, model, onnx_file: Optional[str], runtime: str):
+        """``--runtime onnxruntime``: the checkpoint exported to ONNX (or ``onnx_file``), run by onnxruntime
+        wherever the Keras model would be (same preprocessing code, so the same input pixels)."""
+        if runtime == "tf":
+            return model
+        from common import onnx_runtime
+        from efficientnet_tf2 import onnx_export
+
+        onnx_runtime.require_onnxruntime()
+        config, size = self._architecture(experiment)
+        path = onnx_file or self._export_for_runtime(experiment, model, size)
+        runner = onnx_export.OnnxClassifier(path, config.num_classes)
+        _log.info(onnx_runtime.describe(runner.session, path))
+        return runner
+
+    def _export_for_runtime(self, experiment, model, size: int) -> str:
+        """The loaded model as ``model.onnx`` in a fresh temporary folder (logged with its time)."""
+        import tempfile
+        import time
+
+        from efficientnet_tf2 import onnx_export
+
+        path = os.path.join(tempfile.mkdtemp(prefix="onnxruntime-"), "model.onnx")
+        start = time.perf_counter()
+        onnx_export.export_onnx(model, path, size, self._class_names(experiment, {}))
+        _log.info("exported the loaded model to ONNX for onnxruntime in %.1f s: %s (reuse it with --onnx-file)",
+                  time.perf_counter() - start, path)
+        return path
+
+    def runtime_benchmark_step(self, experiment, batch: int, runtime: str):
+        """onnxruntime on the model exported once per model name (dynamic batch), uint8 ``[B, S, S, 3]`` crops."""
+        from efficientnet_tf2 import benchmark
+
+        size = self.default_benchmark_size(experiment)
+        classes = experiment.data.num_classes or DEFAULT_NUM_CLASSES
+        return benchmark.make_onnxruntime_infer_step(experiment.model, batch, size, num_classes=classes)
 
     def benchmark_step(self, experiment, kind: str, batch: int):
         """The shared trainer's real training step, or the real inference forward, on device-resident batches."""

@@ -6,7 +6,8 @@ Graph contract, the SavedModel's ``serving_default`` without the resize
 * input ``images``: uint8 ``[B, S, S, 3]`` RGB, already resized (short side to
   S + 32) and centre-cropped to S x S as :func:`preprocessing.eval_resize_crop`
   does; the ImageNet normalisation runs inside the graph;
-* outputs ``probabilities`` float32 ``[B, C]`` and ``classes`` int32 ``[B]``;
+* outputs ``probabilities`` float32 ``[B, C]``, ``classes`` int32 ``[B]`` and ``logits`` float32
+  ``[B, C]`` (what the Keras model returns: the loss of ``eval --runtime onnxruntime``);
 * metadata properties ``image_size``, ``class_names`` (JSON list) and ``input``.
 
 For a QAT model (:mod:`efficientnet_tf2.qat`) tf2onnx turns every
@@ -17,15 +18,16 @@ quantization reads.
 from __future__ import annotations
 
 import json
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from efficientnet_tf2.preprocessing import normalize
+from common import onnx_runtime
+from efficientnet_tf2.preprocessing import denormalize, normalize
 
 MIN_OPSET = 13
-INPUT_NAME, OUTPUT_NAMES = "images", ("probabilities", "classes")
+INPUT_NAME, OUTPUT_NAMES = "images", ("probabilities", "classes", "logits")
 # Ops whose weight and activation input must be dequantized in a QAT graph.
 MATMUL_OPS = ("Conv", "Gemm", "MatMul")
 # Ops that may sit between a DequantizeLinear and the Conv/Gemm it feeds (layout, padding, flattening).
@@ -33,13 +35,13 @@ TRANSPARENT_OPS = ("Transpose", "Reshape", "Pad", "Identity", "Squeeze", "Unsque
 
 
 def classifier_function(model, image_size: int):
-    """``tf.function``: uint8 ``[B, S, S, 3]`` -> ``(probabilities [B, C] float32, classes [B] int32)``."""
+    """``tf.function``: uint8 ``[B, S, S, 3]`` -> ``(probabilities [B, C], classes [B] int32, logits [B, C])``."""
 
     @tf.function(input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.uint8, name=INPUT_NAME)])
     def classify(images):
         logits = tf.cast(model(normalize(tf.cast(images, tf.float32)), training=False), tf.float32)
         probabilities = tf.nn.softmax(logits, axis=-1)
-        return probabilities, tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        return probabilities, tf.argmax(probabilities, axis=-1, output_type=tf.int32), logits
 
     return classify
 
@@ -77,20 +79,50 @@ def _rename_outputs(proto) -> None:
         output.name = name
 
 
-def run_onnx(path: str, images: np.ndarray, threads: int = 0) -> Dict[str, np.ndarray]:
-    """onnxruntime (CPU) on uint8 ``[B, S, S, 3]`` images -> ``{"probabilities", "classes"}``."""
-    session = make_session(path, threads)
-    return dict(zip(OUTPUT_NAMES, session.run(list(OUTPUT_NAMES), {INPUT_NAME: images})))
+def run_onnx(path: str, images: np.ndarray, threads: Optional[int] = None) -> Dict[str, np.ndarray]:
+    """onnxruntime (CPU) on uint8 ``[B, S, S, 3]`` images -> ``{"probabilities", "classes"[, "logits"]}``."""
+    session = onnx_runtime.make_session(path, threads)
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, {INPUT_NAME: images})))
 
 
-def make_session(path: str, threads: int = 0):
-    """CPU ``onnxruntime.InferenceSession`` (``threads`` intra-op threads; 0 = onnxruntime's default)."""
-    import onnxruntime as ort
+class OnnxClassifier:
+    """Stands in for the Keras classifier under ``--runtime onnxruntime``: ``model(images)`` -> logits.
 
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    ``images`` are what every TensorFlow path hands the Keras model (normalised float32
+    ``[B, S, S, 3]`` from the same decode / resize / crop code); they are turned back into the
+    exact uint8 crops (:func:`preprocessing.denormalize`) that the exported graph takes, and
+    onnxruntime runs the graph (inside a ``tf.function`` through ``tf.numpy_function``). Files
+    exported before the ``logits`` output existed give ``log(probabilities)`` (same ranking and
+    cross-entropy up to float rounding).
+
+    Args:
+      path: an ONNX file of :func:`export_onnx`'s contract.
+      num_classes: ``C`` (the static width of the logits).
+      threads: intra-op threads (None: one per usable core).
+    """
+
+    def __init__(self, path: str, num_classes: int, threads: Optional[int] = None):
+        self.path, self.num_classes = path, int(num_classes)
+        self.session = onnx_runtime.make_session(path, threads)
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or inputs[0].name != INPUT_NAME or inputs[0].type != "tensor(uint8)":
+            raise SystemExit(f"error: {path}: expected one uint8 input named {INPUT_NAME!r} (main.py export "
+                             f"--format onnx); found {[(i.name, i.type) for i in inputs]}")
+        self._outputs = [o.name for o in self.session.get_outputs()]
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """Normalised float32 ``[B, S, S, 3]`` -> float32 ``[B, C]`` logits."""
+        feed = {INPUT_NAME: denormalize(images)}
+        if "logits" in self._outputs:
+            return self.session.run(["logits"], feed)[0].astype(np.float32)
+        probabilities = self.session.run(["probabilities"], feed)[0]
+        return np.log(np.maximum(probabilities, np.finfo(np.float32).tiny)).astype(np.float32)
+
+    def __call__(self, images, training: bool = False):
+        del training
+        logits = tf.numpy_function(self.logits, [tf.cast(images, tf.float32)], tf.float32, stateful=False)
+        return tf.ensure_shape(logits, [None, self.num_classes])
 
 
 def compare_with_keras(model, path: str, images: np.ndarray) -> Dict[str, float]:

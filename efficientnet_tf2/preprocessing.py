@@ -33,6 +33,18 @@ def normalize(image):
     return (image - tf.constant(MEAN_RGB)) / tf.constant(STDDEV_RGB)
 
 
+def denormalize(images: "np.ndarray") -> "np.ndarray":
+    """Inverse of :func:`normalize` on numpy: float32 ``[..., 3]`` -> the uint8 pixels it came from.
+
+    Exact for normalised uint8 pixels: float32 rounding moves ``x * std + mean`` by ~1e-5, far
+    below the 0.5 that :func:`numpy.rint` absorbs.
+    """
+    import numpy as np
+
+    pixels = np.asarray(images, np.float32) * np.float32(STDDEV_RGB) + np.float32(MEAN_RGB)
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
 def decode_image(image_bytes):
     """Decodes JPEG/PNG/GIF/BMP/WebP bytes (scalar string) -> [H, W, 3] uint8.
 

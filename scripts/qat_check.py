@@ -201,7 +201,8 @@ def latency_ms(onnx_path, image, args):
     """Median and p90 onnxruntime CPU latency (ms) of one image."""
     import numpy as np
 
-    from efficientnet_tf2.onnx_export import INPUT_NAME, make_session
+    from common.onnx_runtime import make_session
+    from efficientnet_tf2.onnx_export import INPUT_NAME
 
     session = make_session(onnx_path, threads=args.threads)
     for _ in range(5):
