@@ -279,5 +279,5 @@ def _benchmark_row(invocation, name: str, batch: int, runtime: str, policy: str,
     row = dict(model=name, mode=kind, runtime=runtime, precision=experiment.runtime.precision,
                xla=experiment.runtime.xla, batch=batch, image_size=label,
                **summarize(time_steps(step, options["warmup_steps"], options["iters"]), batch))
-    logger.log((name, batch), {k: v for k, v in row.items() if isinstance(v, (int, float))})
+    logger.log((name, batch), {"runtime": runtime, **{k: v for k, v in row.items() if isinstance(v, (int, float))}})
     return row

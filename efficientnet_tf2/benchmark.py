@@ -87,6 +87,10 @@ def make_onnxruntime_infer_step(name, batch, image_size, num_classes=None, threa
         path = os.path.join(tempfile.mkdtemp(prefix="onnx-bench-"), "model.onnx")
         _EXPORTED[key] = onnx_export.export_onnx(model, path, image_size)
     session = onnx_runtime.make_session(_EXPORTED[key], threads, optimization)
+    extra = [i.name for i in session.get_inputs() if i.name != onnx_export.INPUT_NAME]
+    if extra:  # keras.applications' Normalization constants come out of tf2onnx as graph inputs
+        raise SystemExit(f"error: {name}'s ONNX graph needs inputs besides {onnx_export.INPUT_NAME!r} ({extra}): "
+                         f"it cannot be timed with --runtime onnxruntime; benchmark it with --runtime tf")
     images = np.random.default_rng(0).integers(0, 256, size=(batch, image_size, image_size, 3), dtype=np.uint8)
     feed = {onnx_export.INPUT_NAME: images}
     return lambda: session.run(["probabilities"], feed)[0]

@@ -217,9 +217,9 @@ class MaskRCNN(keras.Model):
         crops = self._roi_features(features, boxes, mask=True)  # [B, n, 14, 14, F]
         where = tf.where(is_real)  # [N, 2]
         count = tf.shape(where)[0]
-        # A conv on 0 RoIs fails on CPU: with none, slot (0, 0) runs and its result is dropped.
-        take = tf.concat([where, tf.zeros([1, 2], where.dtype)], axis=0)[:tf.maximum(count, 1)]
-        logits = self.mask_head(tf.gather_nd(crops, take)[None])[0, :count]  # [N, 28, 28, C]
+        # A conv on 0 RoIs fails on CPU: with none (also an empty replica batch), one zero crop runs and is dropped.
+        real = tf.concat([tf.gather_nd(crops, where), tf.zeros([1, *crops.shape[2:]], crops.dtype)], axis=0)
+        logits = self.mask_head(real[None, :tf.maximum(count, 1)])[0, :count]  # [N, 28, 28, C]
         shape = tf.concat([tf.shape(boxes, out_type=where.dtype)[:2], tf.shape(logits, out_type=where.dtype)[1:]], 0)
         return tf.scatter_nd(where, logits, shape)
 

@@ -47,7 +47,9 @@ def test_fp32_onnx_matches_keras(tmp_path, images):
     proto = onnx.load(path)
     assert proto.opset_import[0].version >= 13
     assert [i.name for i in proto.graph.input] == ["images"]
-    assert [o.name for o in proto.graph.output] == ["probabilities", "classes"]
+    assert [o.name for o in proto.graph.output] == ["probabilities", "classes", "logits"]
+    logits = onnx_export.run_onnx(path, images)["logits"]
+    np.testing.assert_allclose(np.exp(logits) / np.exp(logits).sum(-1, keepdims=True), probs, atol=1e-6)
     assert {p.key: p.value for p in proto.metadata_props}["image_size"] == str(SIZE)
     assert "QuantizeLinear" not in onnx_export.count_ops(proto)
 
