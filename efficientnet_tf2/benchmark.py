@@ -72,9 +72,6 @@ def make_onnxruntime_infer_step(name, batch, image_size, num_classes=None, threa
     The graph is ``main.py export --format onnx``'s (normalisation, the model, softmax) of the same
     randomly initialised model the TF row times, exported once per model (dynamic batch).
     """
-    import os
-    import tempfile
-
     import numpy as np
 
     from common import onnx_runtime
@@ -84,8 +81,7 @@ def make_onnxruntime_infer_step(name, batch, image_size, num_classes=None, threa
     key = (name, image_size, num_classes or 1000)
     if key not in _EXPORTED:
         _, model = _task_and_model(name, image_size, num_classes)
-        path = os.path.join(tempfile.mkdtemp(prefix="onnx-bench-"), "model.onnx")
-        _EXPORTED[key] = onnx_export.export_onnx(model, path, image_size)
+        _EXPORTED[key] = onnx_export.export_to_temporary_file(model, image_size)
     session = onnx_runtime.make_session(_EXPORTED[key], threads, optimization)
     extra = [i.name for i in session.get_inputs() if i.name != onnx_export.INPUT_NAME]
     if extra:  # keras.applications' Normalization constants come out of tf2onnx as graph inputs

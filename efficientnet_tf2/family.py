@@ -363,14 +363,12 @@ class EfficientNetFamily(Family):
 
     def _export_for_runtime(self, experiment, model, size: int) -> str:
         """The loaded model as ``model.onnx`` in a fresh temporary folder (logged with its time)."""
-        import tempfile
         import time
 
         from efficientnet_tf2 import onnx_export
 
-        path = os.path.join(tempfile.mkdtemp(prefix="onnxruntime-"), "model.onnx")
         start = time.perf_counter()
-        onnx_export.export_onnx(model, path, size, self._class_names(experiment, {}))
+        path = onnx_export.export_to_temporary_file(model, size, self._class_names(experiment, {}))
         _log.info("exported the loaded model to ONNX for onnxruntime in %.1f s: %s (reuse it with --onnx-file)",
                   time.perf_counter() - start, path)
         return path

@@ -69,6 +69,15 @@ def export_onnx(model, path: str, image_size: int, class_names: Sequence[str] = 
     return path
 
 
+def export_to_temporary_file(model, image_size: int, class_names: Sequence[str] = ()) -> str:
+    """:func:`export_onnx` into ``model.onnx`` of a fresh temporary folder; returns its path."""
+    import os
+    import tempfile
+
+    return export_onnx(model, os.path.join(tempfile.mkdtemp(prefix="onnxruntime-"), "model.onnx"), image_size,
+                       class_names)
+
+
 def _rename_outputs(proto) -> None:
     """Gives the graph outputs their public names (tf2onnx keeps TF's ``Identity:0`` names)."""
     for output, name in zip(proto.graph.output, OUTPUT_NAMES):
