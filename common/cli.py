@@ -209,9 +209,9 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
     # runtime of the loaded model
     flag("--runtime", dest="opt.runtime", action="append", choices=RUNTIMES, modes=("eval", "infer"),
          group="runtime", help="tf (default) | onnxruntime (CPU; EfficientNet: the checkpoint is exported to ONNX "
-                               "first unless --onnx-file)"),
+                               "first unless --onnx-file; Mask R-CNN: tf only here, onnxruntime in benchmark)"),
     flag("--runtime", dest="opt.runtime", nargs="+", choices=RUNTIMES, modes=("benchmark",), group="benchmark",
-         help="runtimes to time, one row each: tf | onnxruntime (inference; EfficientNet)"),
+         help="runtimes to time, one row each: tf | onnxruntime (inference; both families)"),
     flag("--onnx-file", dest="opt.onnx_file", modes=("eval", "infer"), group="runtime",
          help="an ONNX file from `export --format onnx` for --runtime onnxruntime (unset: export on the fly)"),
     # infer
@@ -223,8 +223,8 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
     flag("--export-dir", "--export_dir", dest="opt.export_dir", modes=("export",), group="export",
          help="output folder (unset: <workspace>/saved_model, or <workspace> for onnx)"),
     flag("--format", dest="opt.format", modes=("export",), group="export", help="savedmodel | onnx"),
-    flag("--opset", dest="opt.opset", type=POSITIVE_INT, default=13, modes=("export",), group="export",
-         help="ONNX opset (>= 13 for per-channel Q/DQ)"),
+    flag("--opset", dest="opt.opset", type=POSITIVE_INT, modes=("export",), group="export",
+         help="ONNX opset (default and minimum: EfficientNet 13 for per-channel Q/DQ, Mask R-CNN 17)"),
     flag("--overwrite", dest="opt.overwrite", action="store_true", modes=("export",), group="export",
          help="replace an existing export"),
     flag("--verify", dest="opt.verify", nargs="*", metavar="IMAGE", modes=("export",), group="export",

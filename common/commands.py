@@ -172,7 +172,7 @@ def single_runtime(invocation: cli.Invocation) -> str:
         raise SystemExit(f"error: --runtime takes one value here (several only in benchmark); received {runtimes}")
     if options.get("onnx_file") and runtimes[0] != "onnxruntime":
         raise SystemExit("error: --onnx-file is run by onnxruntime: drop --runtime tf or the --onnx-file")
-    invocation.family.check_runtime(runtimes[0])
+    invocation.family.check_runtime(runtimes[0], invocation.mode)
     return runtimes[0]
 
 
@@ -257,7 +257,7 @@ def _benchmark_runtimes(invocation) -> List[str]:
                          "use --kind inference")
     for name in invocation.models:
         for runtime in runtimes:
-            registry.get_family(name, benchmark=True).check_runtime(runtime)
+            registry.get_family(name, benchmark=True).check_runtime(runtime, "benchmark")
     return runtimes
 
 
@@ -276,7 +276,8 @@ def _benchmark_row(invocation, name: str, batch: int, runtime: str, policy: str,
         step = family.benchmark_step(experiment, kind, batch)
     else:
         step = family.runtime_benchmark_step(experiment, batch, runtime)
-    row = dict(model=name, mode=kind, runtime=runtime, precision=experiment.runtime.precision,
+    precision = experiment.runtime.precision if runtime == "tf" else "FP32"  # onnxruntime's CPU provider
+    row = dict(model=name, mode=kind, runtime=runtime, precision=precision,
                xla=experiment.runtime.xla, batch=batch, image_size=label,
                **summarize(time_steps(step, options["warmup_steps"], options["iters"]), batch))
     logger.log((name, batch), {"runtime": runtime, **{k: v for k, v in row.items() if isinstance(v, (int, float))}})

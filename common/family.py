@@ -116,11 +116,18 @@ class Family(abc.ABC):
         """``benchmark --runtime R`` for R other than ``tf``: one inference call of the exported model."""
         raise NotImplementedError(f"{self.name} has no {runtime} benchmark step")
 
-    def check_runtime(self, runtime: str) -> None:
-        """Raises SystemExit (one line) before any work when ``runtime`` is not one of :attr:`runtimes`."""
-        if runtime not in self.runtimes:
-            raise SystemExit(f"error: --runtime {runtime} is EfficientNet-only for now: {self.name} has no ONNX "
-                             f"export yet; run with --runtime {' or '.join(self.runtimes)}")
+    def check_runtime(self, runtime: str, mode: str) -> None:
+        """Raises SystemExit (one line) before any work when ``runtime`` is not one of
+        :meth:`runtimes_of` ``(mode)``."""
+        allowed = self.runtimes_of(mode)
+        if runtime not in allowed:
+            raise SystemExit(f"error: --runtime {runtime} is not available for {self.name} {mode}; run with "
+                             f"--runtime {' or '.join(allowed)}")
+
+    def runtimes_of(self, mode: str) -> Tuple[str, ...]:
+        """``--runtime`` values of ``mode`` (eval, infer, benchmark): :attr:`runtimes` unless a family says less."""
+        del mode
+        return self.runtimes
 
     @abc.abstractmethod
     def benchmark_step(self, experiment: Experiment, kind: str, batch: int) -> Callable[[], Any]:

@@ -319,7 +319,7 @@ class EfficientNetFamily(Family):
         out = os.path.join(folder, "model.onnx")
         _refuse_to_overwrite(out, options.get("overwrite", False))
         os.makedirs(folder, exist_ok=True)
-        opset = options.get("opset", 13)
+        opset = options.get("opset") or onnx_export.MIN_OPSET
         onnx_export.export_onnx(model, out, size, names, opset=opset)
         print(f"ONNX written to {os.path.abspath(out)} (opset {opset}; input uint8 [B, {size}, {size}, 3] "
               "centre crops; outputs probabilities, classes)")

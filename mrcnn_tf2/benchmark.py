@@ -4,6 +4,9 @@ device-resident batches of the network's input size (default 832x1344, NVIDIA's)
 """
 from __future__ import annotations
 
+import os
+import tempfile
+
 import tensorflow as tf
 import tf_keras as keras
 
@@ -43,3 +46,32 @@ def make_infer_step(config: MaskRCNNConfig, inputs: InputConfig, batch: int, xla
     forward = tf.function(lambda f: model({"images": f["images"], "image_info": f["image_info"]},
                                           training=False)["detection_scores"])
     return lambda: forward(features).numpy()
+
+
+_EXPORTED = {}  # (config, input config) -> ONNX path: one export for all batch sizes
+
+
+def make_onnxruntime_infer_step(config: MaskRCNNConfig, inputs: InputConfig, batch: int, threads=None):
+    """Zero-argument callable: onnxruntime (CPU) on a uint8 ``[B, H, W, 3]`` batch of the input size.
+
+    The graph is ``main.py export --format onnx --onnx-masks raw``'s (resize + normalise + pad, the
+    network, detections, 28x28 mask logits, original-pixel boxes) of the same randomly initialised
+    model the TF row times, exported once (dynamic batch). Beside the TF row's forward it also
+    runs the in-graph preprocessing (one resize at the input size: a few ms of a multi-second step).
+    """
+    import numpy as np
+
+    from common import onnx_runtime
+    from mrcnn_tf2 import onnx_export
+
+    onnx_runtime.require_onnxruntime()
+    key = (repr(config), repr(inputs))
+    if key not in _EXPORTED:
+        names = ["background"] + [f"class{i}" for i in range(1, config.num_classes)]
+        path = os.path.join(tempfile.mkdtemp(prefix="onnxruntime-"), "model.onnx")
+        _EXPORTED[key] = onnx_export.export_onnx(built_model(config), path, inputs, names,
+                                                 list(range(config.num_classes)), masks="raw")
+    session = onnx_runtime.make_session(_EXPORTED[key], threads)
+    height, width = inputs.image_size
+    images = np.random.default_rng(0).integers(0, 256, size=(batch, height, width, 3), dtype=np.uint8)
+    return lambda: session.run(["detection_scores"], {onnx_export.INPUT_NAME: images})[0]

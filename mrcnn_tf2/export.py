@@ -197,19 +197,32 @@ def postprocess_detections(detections: Dict[str, tf.Tensor], image_info: tf.Tens
     Returns:
       Dict with the :data:`OUTPUT_KEYS`.
     """
+    out, unclipped = postprocess_boxes(detections, image_info, category_ids, class_names, box_scaling)
+    masks = paste_batch_masks(detections["detection_masks"], unclipped, out["num_detections"], image_info,
+                              canvas_hw, mask_paste)
+    return {**out, "detection_masks": masks}
+
+
+def postprocess_boxes(detections: Dict[str, tf.Tensor], image_info: tf.Tensor, category_ids: Sequence[int],
+                      class_names: Sequence[str], box_scaling: str = "scale") -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
+    """:func:`postprocess_detections` without the masks.
+
+    Returns:
+      (the :data:`OUTPUT_KEYS` but ``detection_masks``, ``[B, D, 4]`` unclipped original boxes, 0 in
+      padding: where the masks are pasted).
+    """
     num = tf.cast(detections["num_detections"], tf.int32)
     classes = detections["detection_classes"]
     valid = tf.range(tf.shape(classes)[1])[None] < num[:, None]
     unclipped, clipped = original_boxes(detections["detection_boxes"], image_info, box_scaling)
     ids = tf.gather(tf.constant([int(i) for i in category_ids], tf.int32), classes)
     names = tf.gather(tf.constant(list(class_names), tf.string), classes)
-    masks = paste_batch_masks(detections["detection_masks"], unclipped, num, image_info, canvas_hw, mask_paste)
-    return {"num_detections": num,
-            "detection_boxes": tf.where(valid[..., None], clipped, 0.0),
-            "detection_classes": tf.where(valid, ids, 0),
-            "detection_class_names": tf.where(valid, names, ""),
-            "detection_scores": tf.where(valid, detections["detection_scores"], 0.0),
-            "detection_masks": masks}
+    return ({"num_detections": num,
+             "detection_boxes": tf.where(valid[..., None], clipped, 0.0),
+             "detection_classes": tf.where(valid, ids, 0),
+             "detection_class_names": tf.where(valid, names, ""),
+             "detection_scores": tf.where(valid, detections["detection_scores"], 0.0)},
+            tf.where(valid[..., None], unclipped, 0.0))
 
 
 class _Untracked:

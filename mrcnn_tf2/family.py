@@ -140,6 +140,12 @@ FLAGS = (
               "transform; default with a torchvision --pretrained-from-file)"),
     flag("--score-threshold", "--score_threshold", dest="opt.score_threshold", type=cli.UNIT_FLOAT, default=0.5,
          modes=("infer",), group="inference", help="detections drawn in the PNGs"),
+    flag("--onnx-masks", dest="opt.onnx_masks", choices=("pasted", "raw"), default="pasted", modes=("export",),
+         group="export", help="--format onnx: pasted = [B, D, H, W] uint8 masks as the SavedModel; raw = 28x28 "
+                              "logits per detection + the boxes to paste them into (for runtimes that paste)"),
+    flag("--onnx-input-size", dest="opt.onnx_input_size", type=cli.POSITIVE_INT, nargs=2, metavar=("H", "W"),
+         modes=("export",), group="export", help="--format onnx: fixed input height and width (TensorRT engines; "
+                                                 "unset: dynamic)"),
 )
 
 
@@ -148,6 +154,8 @@ class MaskRCNNFamily(Family):
 
     name = "mask-rcnn"
     models = ("mask-rcnn", "mask-rcnn-r50-fpn")
+    export_formats = ("savedmodel", "onnx")
+    runtimes = ("tf", "onnxruntime")
 
     experiment_class = SegmentationExperiment
 
@@ -301,11 +309,13 @@ class MaskRCNNFamily(Family):
         return failures
 
     def export(self, experiment, model, export_dir: Optional[str], options: Dict[str, Any]) -> str:
-        """SavedModel with ``serving_default`` (uint8 images) and ``serving_bytes`` (encoded images)."""
+        """SavedModel with ``serving_default`` (uint8 images) and ``serving_bytes`` (encoded images), or ONNX."""
         from mrcnn_tf2.export import export_saved_model, verify_export
         from mrcnn_tf2.inference import load_image
 
         data, inputs = self._resolve(experiment, None).data, self._inputs(experiment)
+        if options.get("format") == "onnx":
+            return self._export_onnx(model, self.export_target(experiment, export_dir, options), inputs, data, options)
         out = export_dir or os.path.join(experiment.workspace, "saved_model")
         try:
             export_saved_model(model, out, inputs, list(data.class_names), list(data.category_ids),
@@ -317,6 +327,42 @@ class MaskRCNNFamily(Family):
             images = [load_image(p) for p in options["verify"]]
             worst = verify_export(model, out, images, inputs, list(data.class_names), list(data.category_ids))
             print(f"verified {len(images)} image(s): max |SavedModel - Keras| = {worst:.2e}")
+        return out
+
+    def export_target(self, experiment, export_dir: Optional[str], options: Dict[str, Any]) -> str:
+        if options.get("format") == "onnx":
+            return os.path.join(export_dir or experiment.workspace, "model.onnx")
+        return super().export_target(experiment, export_dir, options)
+
+    def _export_onnx(self, model, out: str, inputs, data, options: Dict[str, Any]) -> str:
+        """``model.onnx`` (tf2onnx); ``--verify``: onnxruntime vs Keras within the issue's tolerances."""
+        from common import onnx_runtime
+        from mrcnn_tf2 import onnx_export
+        from mrcnn_tf2.inference import load_image
+
+        onnx_runtime.require_onnxruntime()
+        opset, masks = options.get("opset") or onnx_export.MIN_OPSET, options.get("onnx_masks") or "pasted"
+        if opset < onnx_export.MIN_OPSET:
+            raise SystemExit(f"error: --opset {opset}: Mask R-CNN needs opset >= {onnx_export.MIN_OPSET}")
+        size = tuple(options["onnx_input_size"]) if options.get("onnx_input_size") else None
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        print(f"converting to ONNX (opset {opset}, masks {masks}; tf2onnx takes about a minute)...", flush=True)
+        onnx_export.export_onnx(model, out, inputs, list(data.class_names), list(data.category_ids), masks=masks,
+                                opset=opset, image_hw=size)
+        hw = f"{size[0]}, {size[1]}" if size else "H, W"
+        print(f"ONNX written to {os.path.abspath(out)} ({os.path.getsize(out) / 2**20:.1f} MiB; input uint8 "
+              f"[B, {hw}, 3]; outputs {', '.join(onnx_export.OUTPUTS[masks])})")
+        if options.get("verify"):
+            images = [load_image(p) for p in options["verify"]]
+            try:
+                stats = onnx_export.verify_onnx(model, out, images, inputs, list(data.class_names),
+                                                list(data.category_ids), masks=masks)
+            except onnx_export.OnnxVerificationError as err:
+                raise SystemExit(f"error: {err}") from None
+            print(f"verified {len(images)} image(s) in {stats['batches']} batch(es), {stats['detections']} "
+                  f"detection(s): max |box| {stats['max_box_px']:.2e} px (<= {onnx_export.BOX_TOLERANCE}), "
+                  f"max |score| {stats['max_score']:.2e} (<= {onnx_export.SCORE_TOLERANCE}), min mask IoU "
+                  f"{stats['min_mask_iou']:.4f} (>= {onnx_export.MIN_MASK_IOU}); counts and classes identical")
         return out
 
     def info(self, experiment) -> Dict[str, Any]:
@@ -336,6 +382,17 @@ class MaskRCNNFamily(Family):
     # ------------------------------------------------------------ benchmark
     def default_benchmark_size(self, experiment) -> Tuple[int, int]:
         return tuple(self._inputs(experiment).image_size)
+
+    def runtime_benchmark_step(self, experiment, batch: int, runtime: str):
+        """onnxruntime on the model exported once (raw masks, dynamic batch), uint8 images of the input size."""
+        from mrcnn_tf2 import benchmark
+
+        config = self._resolve(experiment, None).task.model
+        return benchmark.make_onnxruntime_infer_step(config, self._inputs(experiment), batch)
+
+    def runtimes_of(self, mode: str) -> Tuple[str, ...]:
+        """onnxruntime runs Mask R-CNN in benchmarks (and ``export --format onnx --verify``); eval/infer: tf."""
+        return self.runtimes if mode == "benchmark" else ("tf",)
 
     def benchmark_step(self, experiment, kind: str, batch: int):
         from mrcnn_tf2 import benchmark

@@ -112,15 +112,19 @@ class MaskRCNN(keras.Model):
         self.sampling_generator = (tf.random.Generator.from_non_deterministic_state() if seed is None
                                    else tf.random.Generator.from_seed(seed))
 
-    def call(self, inputs: Dict[str, tf.Tensor], training: bool = False) -> Dict[str, object]:
-        """Backbone -> FPN -> RPN -> proposals -> [targets] -> ROIAlign -> heads (see class doc)."""
+    def call(self, inputs: Dict[str, tf.Tensor], training: bool = False, mask_logits: bool = False) -> Dict[str, object]:
+        """Backbone -> FPN -> RPN -> proposals -> [targets] -> ROIAlign -> heads (see class doc).
+
+        ``mask_logits`` (inference): return ``detection_mask_logits [B, D, 28, 28]`` (the detected
+        class's logits, 0 in padding) instead of ``detection_masks`` (for exports that paste elsewhere).
+        """
         features = self.fpn(self.backbone(inputs["images"], training=training))
         rpn_scores, rpn_deltas = self.rpn_head(features)
         anchors = self.anchors(inputs["images"])
         proposals = generate_proposals(rpn_scores, rpn_deltas, anchors, inputs["image_info"],
                                        **self.config.rpn.proposal_args(training))
         if not training:
-            return self._detect(features, proposals, inputs["image_info"])
+            return self._detect(features, proposals, inputs["image_info"], mask_logits)
         rpn_targets, roi_targets = self._sample_targets(anchors, proposals, inputs)
         class_logits, box_deltas = self.box_head(self._roi_features(features, roi_targets.rois, mask=False))
         fg_rois = roi_targets.rois[:, :self.num_mask_slots]
@@ -176,7 +180,7 @@ class MaskRCNN(keras.Model):
             min_level=self.config.anchors.min_level, max_level=BACKBONE_MAX_LEVEL)
         return tf.ensure_shape(crops, [None, None, size, size, self.config.fpn.channels])
 
-    def _detect(self, features, proposals: Proposals, image_info) -> Dict[str, tf.Tensor]:
+    def _detect(self, features, proposals: Proposals, image_info, mask_logits: bool = False) -> Dict[str, tf.Tensor]:
         """Inference: box head on the valid proposals, detections, mask head on the real detections.
 
         Work is proportional to what is found: the box head sees the first ``max_b valid_b`` proposal
@@ -192,10 +196,14 @@ class MaskRCNN(keras.Model):
             max_detections=det.max_detections, nms_threshold=det.nms_threshold,
             score_threshold=det.score_threshold, weights=self.config.box_head.bbox_reg_weights,
             pre_nms_topk_per_class=self.config.rpn.post_nms_topk_test, min_size=det.min_size)
-        return {**detections, "detection_masks": self._detection_masks(features, detections)}
+        logits = self._detection_mask_logits(features, detections)
+        if mask_logits:
+            return {**detections, "detection_mask_logits": logits}
+        is_detection = tf.range(det.max_detections)[None] < detections["num_detections"][:, None]
+        return {**detections, "detection_masks": tf.where(is_detection[:, :, None, None], tf.sigmoid(logits), 0.0)}
 
-    def _detection_masks(self, features, detections) -> tf.Tensor:
-        """``[B, D, 28, 28]`` sigmoid masks of the detected classes (0 in padding slots), the mask head
+    def _detection_mask_logits(self, features, detections) -> tf.Tensor:
+        """``[B, D, 28, 28]`` mask logits of the detected classes (0 in padding slots), the mask head
         run on the real detections only."""
         slots = self.config.detection.max_detections
         num = detections["num_detections"]
@@ -203,10 +211,12 @@ class MaskRCNN(keras.Model):
         boxes, classes = detections["detection_boxes"][:, :count], detections["detection_classes"][:, :count]
         is_detection = tf.range(count)[None] < num[:, None]
         mask_logits = self._mask_logits(features, boxes, is_detection)  # [B, n, 28, 28, C]
-        picked = tf.gather(mask_logits, classes, axis=-1, batch_dims=2)  # [B, n, 28, 28]
-        masks = tf.where(is_detection[:, :, None, None], tf.sigmoid(picked), 0.0)
-        masks = tf.pad(masks, [[0, 0], [0, slots - count], [0, 0], [0, 0]])
-        return tf.ensure_shape(masks, [None, slots, None, None])
+        # A one-hot sum, not gather(axis=-1, batch_dims=2): tf2onnx turns that gather into an invalid
+        # Transpose; exact, as the other terms are 0.
+        one_hot = tf.one_hot(classes, tf.shape(mask_logits)[-1], dtype=mask_logits.dtype)  # [B, n, C]
+        picked = tf.reduce_sum(mask_logits * one_hot[:, :, None, None, :], axis=-1)  # [B, n, 28, 28]
+        picked = tf.pad(tf.where(is_detection[:, :, None, None], picked, 0.0), [[0, 0], [0, slots - count], [0, 0], [0, 0]])
+        return tf.ensure_shape(picked, [None, slots, None, None])
 
     def _mask_logits(self, features, boxes: tf.Tensor, is_real: tf.Tensor) -> tf.Tensor:
         """Mask-head logits ``[B, n, 28, 28, C]`` of ``boxes [B, n, 4]``; 0 where ``is_real [B, n]`` is False.

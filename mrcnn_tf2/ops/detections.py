@@ -18,17 +18,51 @@ Algorithm (NVIDIA's ``generate_detections_gpu``)
   score. NMS and the merge are ``tf.image.combined_non_max_suppression`` (in pixels,
   ``clip_boxes=False``); it runs eagerly and in ``tf.function`` (CPU kernel), not XLA.
 
+Export graphs (:func:`shared_box_nms`): ONNX's NonMaxSuppression (and tf2onnx's conversion of
+``CombinedNonMaxSuppression``) shares one box set across classes; class-specific boxes are not
+expressible. Inside ``with shared_box_nms():`` every ``(image, class)`` pair becomes its own
+"image" with one class, ``[B * C', k, 1, 4]`` -- one NonMaxSuppression over all of them -- and
+the ``K`` best of the ``C' * K`` survivors per image are merged by ``top_k``. Same greedy NMS,
+thresholds and order (equal detections: ``tests/mrcnn_tf2/ops/test_detections.py``); the Keras
+model keeps the class-specific call.
+
 Padding: slots after ``num_detections`` have zero boxes, class 0 and score 0.
 Boxes are in pixels of the scaled (network input) image; scale them by
 ``image_info[:, 2]`` with ``box_ops.scale_boxes`` for original-image coordinates.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+import contextlib
+import threading
+from typing import Dict, Iterator, NamedTuple, Optional, Sequence
 
 import tensorflow as tf
 
 from mrcnn_tf2.ops import box_ops
+
+_state = threading.local()
+
+
+class Nmsed(NamedTuple):
+    """Per-image NMS output: ``boxes [B, K, 4]``, ``scores [B, K]``, ``classes [B, K]`` (0-based
+    foreground), ``valid_detections [B] int32``; slots after the count are padding."""
+
+    boxes: tf.Tensor
+    scores: tf.Tensor
+    classes: tf.Tensor
+    valid_detections: tf.Tensor
+
+
+@contextlib.contextmanager
+def shared_box_nms() -> Iterator[None]:
+    """Within this block (on this thread) :func:`generate_detections` builds the ONNX-friendly NMS
+    (see the module docstring); used while tracing export graphs."""
+    previous = getattr(_state, "shared", False)
+    _state.shared = True
+    try:
+        yield
+    finally:
+        _state.shared = previous
 
 
 def _class_boxes(box_deltas, rois, image_info, weights) -> tf.Tensor:
@@ -114,14 +148,37 @@ def generate_detections(class_logits, box_deltas, rois, image_info, *,
         sides = boxes[..., 2:] - boxes[..., :2]  # [B, S, C', 2]
         scores = tf.where(tf.reduce_all(sides >= min_size, axis=-1), scores, -1.0)
     boxes, scores = _per_class_topk(boxes, scores, pre_nms_topk_per_class)
-    nmsed = tf.image.combined_non_max_suppression(
-        boxes, scores, max_output_size_per_class=max_detections, max_total_size=max_detections,
-        iou_threshold=nms_threshold, score_threshold=score_threshold, pad_per_class=False,
-        clip_boxes=False)
+    nms = _shared_box_nms if getattr(_state, "shared", False) else _combined_nms
+    nmsed = nms(boxes, scores, max_detections, nms_threshold, score_threshold)
     valid = tf.range(max_detections)[None] < nmsed.valid_detections[:, None]
     return {
         "num_detections": tf.cast(nmsed.valid_detections, tf.int32),
-        "detection_boxes": tf.where(valid[..., None], nmsed.nmsed_boxes, 0.0),
-        "detection_classes": tf.where(valid, tf.cast(nmsed.nmsed_classes, tf.int32) + 1, 0),
-        "detection_scores": tf.where(valid, nmsed.nmsed_scores, 0.0),
+        "detection_boxes": tf.where(valid[..., None], nmsed.boxes, 0.0),
+        "detection_classes": tf.where(valid, tf.cast(nmsed.classes, tf.int32) + 1, 0),
+        "detection_scores": tf.where(valid, nmsed.scores, 0.0),
     }
+
+
+def _combined_nms(boxes, scores, max_detections: int, iou_threshold: float, score_threshold: float) -> Nmsed:
+    """Per-class NMS and merge of class-specific ``boxes [B, k, C', 4]``, ``scores [B, k, C']``."""
+    out = tf.image.combined_non_max_suppression(
+        boxes, scores, max_output_size_per_class=max_detections, max_total_size=max_detections,
+        iou_threshold=iou_threshold, score_threshold=score_threshold, pad_per_class=False, clip_boxes=False)
+    return Nmsed(out.nmsed_boxes, out.nmsed_scores, out.nmsed_classes, out.valid_detections)
+
+
+def _shared_box_nms(boxes, scores, max_detections: int, iou_threshold: float, score_threshold: float) -> Nmsed:
+    """:func:`_combined_nms` with one class per NMS "image" (``[B * C', k, 1, 4]``), then a top-k merge."""
+    shape = tf.shape(scores)  # (B, k, C')
+    batch, k, classes = shape[0], shape[1], shape[2]
+    per_class_boxes = tf.reshape(tf.transpose(boxes, [0, 2, 1, 3]), [batch * classes, k, 1, 4])
+    per_class_scores = tf.reshape(tf.transpose(scores, [0, 2, 1]), [batch * classes, k, 1])
+    out = tf.image.combined_non_max_suppression(
+        per_class_boxes, per_class_scores, max_output_size_per_class=max_detections, max_total_size=max_detections,
+        iou_threshold=iou_threshold, score_threshold=score_threshold, pad_per_class=False, clip_boxes=False)
+    kept = tf.range(max_detections)[None] < out.valid_detections[:, None]  # [B * C', K]
+    merged = tf.reshape(tf.where(kept, out.nmsed_scores, -1.0), [batch, classes * max_detections])
+    top, index = tf.math.top_k(merged, k=max_detections, sorted=True)  # [B, K]
+    picked = tf.gather(tf.reshape(out.nmsed_boxes, [batch, classes * max_detections, 4]), index, batch_dims=1)
+    count = tf.reduce_sum(tf.cast(top >= 0.0, tf.int32), axis=1)
+    return Nmsed(picked, tf.maximum(top, 0.0), index // max_detections, count)

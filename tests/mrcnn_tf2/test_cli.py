@@ -74,3 +74,14 @@ def test_info_reports_parameter_counts(capsys):
 def test_unknown_override_is_a_clear_error(capsys):
     assert cli.main(["info", "--model", "mask-rcnn", "--config", "rpn.nope=1"]) == 2
     assert "Unknown config field 'task.model.rpn.nope'" in capsys.readouterr().err
+
+
+def test_onnx_export_errors_name_the_fix(trained, tmp_path, capsys):
+    _, model_dir = trained
+    common = ["export", "--model", "mask-rcnn", "--model_dir", model_dir, "--format", "onnx",
+              "--export_dir", str(tmp_path)]
+    assert cli.main([*common, "--opset", "13"]) != 0
+    assert "needs opset >= 17" in capsys.readouterr().err
+    assert cli.main([*common, "--onnx-masks", "rle"]) == 2
+    assert "invalid choice: 'rle'" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "model.onnx")

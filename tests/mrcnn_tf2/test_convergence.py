@@ -10,6 +10,8 @@ the box and mask heads, the real losses, and the pycocotools bbox + segm evaluat
 that ``main.py train`` runs at the end. ``scripts/convergence_check.py`` runs the same
 recipe at full width for longer.
 """
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -78,3 +80,34 @@ def test_mask_rcnn_learns_the_shapes(tmp_path):
     metrics = run(CI_RECIPE, str(tmp_path))
     assert metrics[BBOX_AP50] >= 0.7, metrics
     assert metrics[SEGM_AP50] >= 0.6, metrics
+    _check_onnx_export_of_the_trained_model(str(tmp_path), CI_RECIPE.image_size)
+
+
+def _shape_images(out_dir: str, size: int):
+    """PNGs of 0, 1 and 4 generated shapes (and a second 4): batch 1 each, then all four as one batch."""
+    from dataset.make_synthetic_shapes import render
+
+    rng, paths = np.random.default_rng(11), []
+    for index, count in enumerate((0, 1, 4, 4)):
+        image, _ = render(rng, size, size, count)
+        paths.append(os.path.join(out_dir, f"shapes{index}_{count}.png"))
+        tf.io.write_file(paths[-1], tf.io.encode_png(image))
+    return paths
+
+
+def _check_onnx_export_of_the_trained_model(out_dir: str, size: int):
+    """``main.py export --format onnx --verify`` on the trained model: onnxruntime within tolerance on
+    images with 0, 1 and many objects, alone and as a batch of 4 (drawing above score 0.5)."""
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    import main
+    from common import onnx_runtime
+    from mrcnn_tf2 import onnx_export
+
+    paths = _shape_images(out_dir, size)
+    onnx_file = os.path.join(out_dir, "onnx", "model.onnx")
+    argv = ["export", "--model", "mask-rcnn", "--model_dir", os.path.join(out_dir, "run"), "--format", "onnx",
+            "--export_dir", os.path.dirname(onnx_file), "--config", "detection.score_threshold=0.5", "--verify", *paths]
+    assert main.main(argv) == 0
+    images = np.stack([tf.io.decode_png(tf.io.read_file(p)).numpy() for p in paths])
+    found = onnx_export.run_onnx(onnx_runtime.make_session(onnx_file), images)["num_detections"].tolist()
+    assert found[0] == 0 and found[1] >= 1 and min(found[2:]) >= 2, found
