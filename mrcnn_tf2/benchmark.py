@@ -39,13 +39,40 @@ def make_train_step(config: MaskRCNNConfig, inputs: InputConfig, batch: int, xla
 
 
 def make_infer_step(config: MaskRCNNConfig, inputs: InputConfig, batch: int, xla: bool = False):
-    """Zero-argument callable running one inference pass (detections + masks, blocking)."""
+    """Zero-argument callable running one inference pass (detections + masks, blocking).
+
+    The model and the images are the onnxruntime row's (:func:`inference_model`, :func:`benchmark_images`),
+    preprocessed by the export's code, so both rows find the same detections and do the same work.
+    """
+    from mrcnn_tf2.export import preprocess_batch
+
     _check_xla(xla)
-    model = built_model(config)
-    features, _ = synthetic_batch(config, inputs, batch)
-    forward = tf.function(lambda f: model({"images": f["images"], "image_info": f["image_info"]},
-                                          training=False)["detection_scores"])
-    return lambda: forward(features).numpy()
+    model = inference_model(config)
+    images, info = preprocess_batch(tf.constant(benchmark_images(inputs, batch)), inputs, inputs.batch_padded_size())
+    forward = tf.function(lambda x, i: model({"images": x, "image_info": i}, training=False))
+    print(f"tf: {forward(images, info)['num_detections'].numpy().tolist()} detections in the batch", flush=True)
+    return lambda: forward(images, info)["detection_scores"].numpy()
+
+
+_MODELS = {}  # repr(config) -> the seeded random-weight model of inference rows
+
+
+def inference_model(config: MaskRCNNConfig):
+    """One random-weight model per config, seeded (``keras.utils.set_random_seed(0)``): the tf and onnxruntime
+    rows time the same weights."""
+    key = repr(config)
+    if key not in _MODELS:
+        keras.utils.set_random_seed(0)
+        _MODELS[key] = built_model(config)
+    return _MODELS[key]
+
+
+def benchmark_images(inputs: InputConfig, batch: int):
+    """``[B, H, W, 3] uint8`` seeded noise at the input size (H, W = ``inputs.image_size``)."""
+    import numpy as np
+
+    height, width = inputs.image_size
+    return np.random.default_rng(0).integers(0, 256, size=(batch, height, width, 3), dtype=np.uint8)
 
 
 _EXPORTED = {}  # (config, input config) -> ONNX path: one export for all batch sizes
@@ -57,10 +84,8 @@ def make_onnxruntime_infer_step(config: MaskRCNNConfig, inputs: InputConfig, bat
     The graph is ``main.py export --format onnx --onnx-masks raw``'s (resize + normalise + pad, the
     network, detections, 28x28 mask logits, original-pixel boxes) of the same randomly initialised
     model the TF row times, exported once (dynamic batch). Beside the TF row's forward it also
-    runs the in-graph preprocessing (one resize at the input size: a few ms of a multi-second step).
+    runs the in-graph preprocessing (one resize at the input size) and the box post-processing.
     """
-    import numpy as np
-
     from common import onnx_runtime
     from mrcnn_tf2 import onnx_export
 
@@ -69,9 +94,11 @@ def make_onnxruntime_infer_step(config: MaskRCNNConfig, inputs: InputConfig, bat
     if key not in _EXPORTED:
         names = ["background"] + [f"class{i}" for i in range(1, config.num_classes)]
         path = os.path.join(tempfile.mkdtemp(prefix="onnxruntime-"), "model.onnx")
-        _EXPORTED[key] = onnx_export.export_onnx(built_model(config), path, inputs, names,
+        _EXPORTED[key] = onnx_export.export_onnx(inference_model(config), path, inputs, names,
                                                  list(range(config.num_classes)), masks="raw")
+        print(f"exported to {path} ({os.path.getsize(path) / 2**20:.1f} MiB)", flush=True)
     session = onnx_runtime.make_session(_EXPORTED[key], threads)
-    height, width = inputs.image_size
-    images = np.random.default_rng(0).integers(0, 256, size=(batch, height, width, 3), dtype=np.uint8)
-    return lambda: session.run(["detection_scores"], {onnx_export.INPUT_NAME: images})[0]
+    feed = {onnx_export.INPUT_NAME: benchmark_images(inputs, batch)}
+    found = session.run(["num_detections"], feed)[0]
+    print(f"onnxruntime: {found.tolist()} detections in the batch", flush=True)
+    return lambda: session.run(["detection_scores"], feed)[0]

@@ -20,9 +20,9 @@ numeric outputs (no strings: class names go in the metadata).
 * metadata properties ``labels`` (JSON ``{category id: name}``), ``masks``, ``mask_paste``, ``input``.
 
 Export-graph rewrites (the Keras model is unchanged): custom ops off (plain-TF ROIAlign,
-proposals), and ``ops.detections.shared_box_nms`` for the class-specific NMS, which tf2onnx
-converts only for boxes shared across classes. The remaining ops are listed with their
-TensorRT mapping in the README.
+proposals) and ``ops.export_graph.onnx_friendly`` (the class-specific NMS as one NonMaxSuppression
+over (image, class) pairs; ROIAlign by gathers instead of ``CropAndResize``). The remaining ops are
+listed with their TensorRT mapping in the README.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from custom_ops import loader as custom_ops_loader
 from mrcnn_tf2.export import DetectionModule, postprocess_boxes, postprocess_detections, preprocess_batch
-from mrcnn_tf2.ops import detections as detections_ops
+from mrcnn_tf2.ops import export_graph as export_graph_ops
 
 MIN_OPSET = 17
 MASK_MODES = ("pasted", "raw")
@@ -94,9 +94,9 @@ def _safe_reshape_merging() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def export_graph() -> Iterator[None]:
+def tracing_context() -> Iterator[None]:
     """While tracing for ONNX: plain-TF ops only and the shared-box NMS."""
-    with custom_ops_loader.disabled(), detections_ops.shared_box_nms():
+    with custom_ops_loader.disabled(), export_graph_ops.onnx_friendly():
         yield
 
 
@@ -141,7 +141,7 @@ def export_onnx(model, path: str, input_config, class_names: Sequence[str], cate
         raise ValueError(f"Received: masks={masks!r}; expected one of {MASK_MODES}")
     module = DetectionModule(model, input_config, class_names, category_ids)
     function = export_function(module, masks, image_hw)
-    with export_graph(), _safe_reshape_merging():
+    with tracing_context(), _safe_reshape_merging():
         proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=opset)
     _rename_outputs(proto, OUTPUTS[masks])
     _modernise_nearest_resizes(proto)

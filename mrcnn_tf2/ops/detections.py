@@ -18,9 +18,9 @@ Algorithm (NVIDIA's ``generate_detections_gpu``)
   score. NMS and the merge are ``tf.image.combined_non_max_suppression`` (in pixels,
   ``clip_boxes=False``); it runs eagerly and in ``tf.function`` (CPU kernel), not XLA.
 
-Export graphs (:func:`shared_box_nms`): ONNX's NonMaxSuppression (and tf2onnx's conversion of
-``CombinedNonMaxSuppression``) shares one box set across classes; class-specific boxes are not
-expressible. Inside ``with shared_box_nms():`` every ``(image, class)`` pair becomes its own
+Export graphs (``ops.export_graph.onnx_friendly``): ONNX's NonMaxSuppression (and tf2onnx's conversion
+of ``CombinedNonMaxSuppression``) shares one box set across classes; class-specific boxes are not
+expressible. There (:func:`_shared_box_nms`) every ``(image, class)`` pair becomes its own
 "image" with one class, ``[B * C', k, 1, 4]`` -- one NonMaxSuppression over all of them -- and
 the ``K`` best of the ``C' * K`` survivors per image are merged by ``top_k``. Same greedy NMS,
 thresholds and order (equal detections: ``tests/mrcnn_tf2/ops/test_detections.py``); the Keras
@@ -32,15 +32,11 @@ Boxes are in pixels of the scaled (network input) image; scale them by
 """
 from __future__ import annotations
 
-import contextlib
-import threading
-from typing import Dict, Iterator, NamedTuple, Optional, Sequence
+from typing import Dict, NamedTuple, Optional, Sequence
 
 import tensorflow as tf
 
-from mrcnn_tf2.ops import box_ops
-
-_state = threading.local()
+from mrcnn_tf2.ops import box_ops, export_graph
 
 
 class Nmsed(NamedTuple):
@@ -51,18 +47,6 @@ class Nmsed(NamedTuple):
     scores: tf.Tensor
     classes: tf.Tensor
     valid_detections: tf.Tensor
-
-
-@contextlib.contextmanager
-def shared_box_nms() -> Iterator[None]:
-    """Within this block (on this thread) :func:`generate_detections` builds the ONNX-friendly NMS
-    (see the module docstring); used while tracing export graphs."""
-    previous = getattr(_state, "shared", False)
-    _state.shared = True
-    try:
-        yield
-    finally:
-        _state.shared = previous
 
 
 def _class_boxes(box_deltas, rois, image_info, weights) -> tf.Tensor:
@@ -148,7 +132,7 @@ def generate_detections(class_logits, box_deltas, rois, image_info, *,
         sides = boxes[..., 2:] - boxes[..., :2]  # [B, S, C', 2]
         scores = tf.where(tf.reduce_all(sides >= min_size, axis=-1), scores, -1.0)
     boxes, scores = _per_class_topk(boxes, scores, pre_nms_topk_per_class)
-    nms = _shared_box_nms if getattr(_state, "shared", False) else _combined_nms
+    nms = _shared_box_nms if export_graph.active() else _combined_nms
     nmsed = nms(boxes, scores, max_detections, nms_threshold, score_threshold)
     valid = tf.range(max_detections)[None] < nmsed.valid_detections[:, None]
     return {

@@ -36,6 +36,9 @@ gathers a ``2R x 2R`` grid and average-pools it 2x2, but those four points are t
 bilinear neighbours of *one* sample per bin: it equals ``sampling_ratio=1,
 aligned=False`` here, apart from border clamping and the one-cell minimum size.
 
+ONNX export graphs (``ops.export_graph.onnx_friendly``) sample with :func:`gather_roi_align`: the same
+points and weights by four ``tf.gather`` per sample, since tf2onnx's ``CropAndResize`` is a per-box Loop.
+
 Per-level crops are gathered with ``tf.where`` and put back with ``tf.dynamic_stitch``
 (dynamic shapes): fine eagerly and in ``tf.function``, not for XLA.
 
@@ -51,7 +54,7 @@ from typing import Dict
 import tensorflow as tf
 
 from custom_ops.roi_align import ops as fused_ops
-from mrcnn_tf2.ops import box_ops
+from mrcnn_tf2.ops import box_ops, export_graph
 
 CANONICAL_LEVEL = 4
 CANONICAL_SIZE = 224.0
@@ -104,6 +107,53 @@ def _crop_boxes(boxes, spatial_scale: float, padded_hw, num: int, aligned: bool)
     scale_x = tf.cast(padded_hw[1] - 1, tf.float32)
     return tf.stack([(y_first + 1.0) / scale_y, (x_first + 1.0) / scale_x,
                      (y_last + 1.0) / scale_y, (x_last + 1.0) / scale_x], axis=-1)
+
+
+def _sample_points(lo, hi, spatial_scale: float, num: int, aligned: bool) -> tf.Tensor:
+    """``[K]`` box sides -> ``[K, num]`` sub-cell centres in feature coordinates (as :func:`_sample_range`)."""
+    first, last = _sample_range(lo, hi, spatial_scale, num, aligned)
+    fraction = tf.range(num, dtype=tf.float32) / float(max(num - 1, 1))
+    return first[:, None] + (last - first)[:, None] * fraction[None, :]
+
+
+def _bilinear_taps(coords, size):
+    """Detectron2's border rule on one axis: ``[K, n]`` coordinates -> (low, high) int32 cells, their
+    ``[K, n]`` weights, and whether each coordinate is inside ``[-1, size]`` (else it contributes 0)."""
+    size_f = tf.cast(size, tf.float32)
+    inside = tf.logical_and(coords >= -1.0, coords <= size_f)
+    coords = tf.maximum(coords, 0.0)
+    low = tf.minimum(tf.floor(coords), size_f - 1.0)
+    high = tf.minimum(low + 1.0, size_f - 1.0)
+    frac = tf.where(low >= size_f - 1.0, 0.0, coords - low)
+    return tf.cast(low, tf.int32), tf.cast(high, tf.int32), 1.0 - frac, frac, inside
+
+
+def gather_roi_align(features, boxes, box_indices, output_size: int, spatial_scale: float,
+                     sampling_ratio: int = 2, aligned: bool = True) -> tf.Tensor:
+    """:func:`roi_align` by four gathers per sample (the ONNX export graph's form: no ``CropAndResize``).
+
+    Same arguments, geometry and border rule; ``[K, R, R, C]`` in the dtype of ``features``. It
+    materialises ``4 x [K, (R s)^2, C]`` gathered values, so it is for export, not training.
+    """
+    _check_sizes(output_size, sampling_ratio)
+    num = output_size * sampling_ratio
+    shape = tf.shape(features)  # (B, H, W, C)
+    boxes = tf.cast(boxes, tf.float32)
+    ymin, xmin, ymax, xmax = tf.unstack(boxes, num=4, axis=-1)
+    y_low, y_high, y_w0, y_w1, y_in = _bilinear_taps(_sample_points(ymin, ymax, spatial_scale, num, aligned), shape[1])
+    x_low, x_high, x_w0, x_w1, x_in = _bilinear_taps(_sample_points(xmin, xmax, spatial_scale, num, aligned), shape[2])
+    flat = tf.reshape(tf.cast(features, tf.float32), [-1, shape[3]])  # [B * H * W, C]
+    base = tf.cast(box_indices, tf.int32)[:, None, None] * shape[1] * shape[2]  # [K, 1, 1]
+    inside = tf.cast(tf.logical_and(y_in[:, :, None], x_in[:, None, :]), tf.float32)  # [K, n, n]
+    total = 0.0
+    for rows, row_w in ((y_low, y_w0), (y_high, y_w1)):
+        for cols, col_w in ((x_low, x_w0), (x_high, x_w1)):
+            index = base + rows[:, :, None] * shape[2] + cols[:, None, :]  # [K, n, n]
+            weight = row_w[:, :, None] * col_w[:, None, :] * inside
+            total += tf.gather(flat, index) * weight[..., None]  # [K, n, n, C]
+    if sampling_ratio > 1:
+        total = tf.nn.avg_pool2d(total, sampling_ratio, sampling_ratio, padding="VALID")
+    return tf.cast(total, features.dtype)
 
 
 def roi_align(features, boxes, box_indices, output_size: int, spatial_scale: float,
@@ -184,12 +234,13 @@ def plain_multilevel_roi_align(features: Dict[int, tf.Tensor], boxes, output_siz
     flat = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
     image_of_box = tf.repeat(tf.range(shape[0]), shape[1])
     levels = assign_levels(flat, min_level, max_level)
+    align = gather_roi_align if export_graph.active() else roi_align
     positions, crops = [], []
     for level in range(min_level, max_level + 1):
         where = tf.cast(tf.where(tf.equal(levels, level))[:, 0], tf.int32)
         positions.append(where)
-        crops.append(roi_align(features[level], tf.gather(flat, where), tf.gather(image_of_box, where),
-                               output_size, 2.0 ** -level, sampling_ratio, aligned))
+        crops.append(align(features[level], tf.gather(flat, where), tf.gather(image_of_box, where),
+                           output_size, 2.0 ** -level, sampling_ratio, aligned))
     stitched = tf.dynamic_stitch(positions, crops)
     channels = tf.shape(features[min_level])[-1]
     return tf.reshape(stitched, tf.stack([shape[0], shape[1], output_size, output_size, channels]))

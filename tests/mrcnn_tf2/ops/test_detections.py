@@ -129,7 +129,7 @@ def test_tf_function_and_half_precision():
 @pytest.mark.parametrize("seed,pre,k", [(0, 1000, 15), (3, 8, 15), (4, 1000, 3)])
 def test_shared_box_nms_export_graph_equals_the_combined_call(seed, pre, k):
     """The ONNX-friendly NMS (one class per NMS "image", then a top-k merge) finds the same detections."""
-    from mrcnn_tf2.ops.detections import shared_box_nms
+    from mrcnn_tf2.ops.export_graph import onnx_friendly
 
     rng = np.random.default_rng(seed)
     batch, rois_per_image, classes = 2, 40, 5
@@ -141,7 +141,7 @@ def test_shared_box_nms_export_graph_equals_the_combined_call(seed, pre, k):
     valid = rng.uniform(size=(batch, rois_per_image)) > 0.2
     args = dict(rois_valid=valid, max_detections=k, nms_threshold=0.4, score_threshold=0.05, pre_nms_topk_per_class=pre)
     want = generate_detections(logits, deltas, rois, info, **args)
-    with shared_box_nms():
+    with onnx_friendly():
         got = tf.function(lambda *a: generate_detections(*a, **args))(logits, deltas, rois, info)
     assert int(want["num_detections"].numpy().min()) >= min(k, 3)
     for key in ("num_detections", "detection_classes"):

@@ -139,3 +139,37 @@ def test_multilevel_empty_boxes_dtype_and_gradient():
 def test_missing_level_is_an_error():
     with pytest.raises(ValueError, match="lacks levels"):
         multilevel_roi_align({2: tf.zeros([1, 4, 4, 1])}, tf.zeros([1, 1, 4]))
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+@pytest.mark.parametrize("ratio", [1, 2])
+def test_gather_form_of_the_export_graph_equals_crop_and_resize(aligned, ratio):
+    """``gather_roi_align`` (ONNX export graphs) samples the same points with the same border rule,
+    boxes inside, across and beyond the border and smaller than a cell included."""
+    from mrcnn_tf2.ops.roi_align import gather_roi_align
+
+    rng = np.random.default_rng(ratio + 2 * aligned)
+    features = rng.normal(size=(2, 9, 11, 5)).astype(np.float32)
+    corner = rng.uniform(-12, 40, (30, 2))
+    boxes = np.concatenate([corner, corner + rng.uniform(0.1, 30, (30, 2))], -1).astype(np.float32)
+    boxes[0] = [-20, -20, -8, -8]  # entirely outside: zeros
+    indices = rng.integers(0, 2, 30).astype(np.int32)
+    want = roi_align(features, boxes, indices, 7, 0.25, ratio, aligned).numpy()
+    got = gather_roi_align(features, boxes, indices, 7, 0.25, ratio, aligned).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert not want[0].any()
+
+
+def test_multilevel_takes_the_gather_form_inside_the_export_switch():
+    from mrcnn_tf2.ops.export_graph import onnx_friendly
+    from mrcnn_tf2.ops.roi_align import plain_multilevel_roi_align
+
+    rng = np.random.default_rng(0)
+    features = {level: rng.normal(size=(1, 64 // 2 ** level, 64 // 2 ** level, 3)).astype(np.float32)
+                for level in range(2, 6)}
+    corner = rng.uniform(0, 40, (1, 12, 2))
+    boxes = np.concatenate([corner, corner + rng.uniform(2, 60, (1, 12, 2))], -1).astype(np.float32)
+    want = plain_multilevel_roi_align(features, boxes, 7).numpy()
+    with onnx_friendly():
+        got = tf.function(lambda b: plain_multilevel_roi_align(features, b, 7))(boxes).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
