@@ -186,7 +186,8 @@ def run_onnx(session, images: np.ndarray) -> Dict[str, np.ndarray]:
 # ------------------------------------------------------------------ verification
 def mask_ious(got: np.ndarray, want: np.ndarray) -> np.ndarray:
     """``[n, ...]`` 0/1 masks -> ``[n]`` IoU (1 where both are empty)."""
-    got, want = got.reshape(len(got), -1).astype(bool), want.reshape(len(want), -1).astype(bool)
+    pixels = int(np.prod(want.shape[1:]))  # not -1: an image without detections has n = 0
+    got, want = got.reshape(len(got), pixels).astype(bool), want.reshape(len(want), pixels).astype(bool)
     union = np.sum(got | want, axis=1)
     return np.where(union > 0, np.sum(got & want, axis=1) / np.maximum(union, 1), 1.0)
 

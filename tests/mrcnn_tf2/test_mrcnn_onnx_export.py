@@ -116,6 +116,12 @@ def _outputs(num=(2,), classes=((17, 18),), box=0.0, score=0.0, mask_pixels=0):
             "detection_scores": np.array([[0.9 + score, 0.8]], np.float32), "detection_masks": masks}
 
 
+def test_compare_accepts_an_image_without_detections():
+    empty = {**_outputs(num=(0,)), "detection_masks": np.zeros((1, 2, 8, 8), np.uint8)}
+    assert onnx_export.compare(empty, empty, "t") == {"detections": 0, "max_box_px": 0.0, "max_score": 0.0,
+                                                      "min_mask_iou": 1.0}
+
+
 @pytest.mark.parametrize("change, message", [
     (dict(num=(1,)), "num_detections"), (dict(classes=((17, 17),)), "classes"), (dict(box=0.6), "boxes"),
     (dict(score=1e-3), "scores"), (dict(mask_pixels=4), "mask IoU")])
