@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from common import onnx_runtime
+from common import onnx_convert, onnx_runtime
 from efficientnet_tf2.preprocessing import denormalize, normalize
 
 MIN_OPSET = 13
@@ -59,7 +59,7 @@ def export_onnx(model, path: str, image_size: int, class_names: Sequence[str] = 
         raise ValueError(f"opset must be >= {MIN_OPSET}. Received: opset={opset}")
     function = classifier_function(model, int(image_size))
     proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=opset)
-    _rename_outputs(proto)
+    onnx_convert.name_outputs(proto, OUTPUT_NAMES)
     meta = {"image_size": str(int(image_size)), "class_names": json.dumps(list(class_names)),
             "input": "uint8 [B, S, S, 3] RGB, resized (short side S+32) and centre-cropped; normalised inside"}
     for key, value in meta.items():
@@ -76,16 +76,6 @@ def export_to_temporary_file(model, image_size: int, class_names: Sequence[str] 
 
     return export_onnx(model, os.path.join(tempfile.mkdtemp(prefix="onnxruntime-"), "model.onnx"), image_size,
                        class_names)
-
-
-def _rename_outputs(proto) -> None:
-    """Gives the graph outputs their public names (tf2onnx keeps TF's ``Identity:0`` names)."""
-    for output, name in zip(proto.graph.output, OUTPUT_NAMES):
-        old = output.name
-        for node in proto.graph.node:
-            node.output[:] = [name if o == old else o for o in node.output]
-            node.input[:] = [name if i == old else i for i in node.input]
-        output.name = name
 
 
 def run_onnx(path: str, images: np.ndarray, threads: Optional[int] = None) -> Dict[str, np.ndarray]:

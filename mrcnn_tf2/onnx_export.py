@@ -33,6 +33,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from common import onnx_convert
 from custom_ops import loader as custom_ops_loader
 from mrcnn_tf2.export import DetectionModule, postprocess_boxes, postprocess_detections, preprocess_batch
 from mrcnn_tf2.ops import export_graph as export_graph_ops
@@ -143,7 +144,7 @@ def export_onnx(model, path: str, input_config, class_names: Sequence[str], cate
     function = export_function(module, masks, image_hw)
     with tracing_context(), _safe_reshape_merging():
         proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=opset)
-    _rename_outputs(proto, OUTPUTS[masks])
+    onnx_convert.name_outputs(proto, OUTPUTS[masks])
     _modernise_nearest_resizes(proto)
     labels = {str(i): n for i, n in zip(module.category_ids[1:], module.class_names[1:])}
     meta = {"labels": json.dumps(labels), "masks": masks, "mask_paste": model.config.detection.mask_paste,
@@ -153,16 +154,6 @@ def export_onnx(model, path: str, input_config, class_names: Sequence[str], cate
     onnx.checker.check_model(proto)
     onnx.save(proto, path)
     return path
-
-
-def _rename_outputs(proto, names: Sequence[str]) -> None:
-    """Gives the graph outputs their public names (tf2onnx keeps TF's ``Identity:0`` names) through one
-    ``Identity`` node each: renaming the tensors themselves would miss their uses inside Loop bodies."""
-    import onnx
-
-    for output, name in zip(proto.graph.output, names):
-        proto.graph.node.append(onnx.helper.make_node("Identity", [output.name], [name], name=f"output_{name}"))
-        output.name = name
 
 
 def _modernise_nearest_resizes(proto) -> None:

@@ -1,0 +1,14 @@
+"""Helpers for tf2onnx-converted graphs, shared by the families' ONNX exports."""
+from __future__ import annotations
+
+from typing import Sequence
+
+
+def name_outputs(proto, names: Sequence[str]) -> None:
+    """Gives the graph outputs their public names (tf2onnx keeps TF's ``Identity:0`` names) through one
+    ``Identity`` node each: renaming the tensors themselves would miss their uses inside Loop bodies."""
+    import onnx
+
+    for output, name in zip(proto.graph.output, names):
+        proto.graph.node.append(onnx.helper.make_node("Identity", [output.name], [name], name=f"output_{name}"))
+        output.name = name
