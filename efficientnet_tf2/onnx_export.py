@@ -52,7 +52,6 @@ def export_onnx(model, path: str, image_size: int, class_names: Sequence[str] = 
     Raises:
       ValueError: ``opset`` below 13 (per-axis Q/DQ needs 13).
     """
-    import onnx
     import tf2onnx
 
     if opset < MIN_OPSET:
@@ -62,11 +61,7 @@ def export_onnx(model, path: str, image_size: int, class_names: Sequence[str] = 
     onnx_convert.name_outputs(proto, OUTPUT_NAMES)
     meta = {"image_size": str(int(image_size)), "class_names": json.dumps(list(class_names)),
             "input": "uint8 [B, S, S, 3] RGB, resized (short side S+32) and centre-cropped; normalised inside"}
-    for key, value in meta.items():
-        proto.metadata_props.add(key=key, value=value)
-    onnx.checker.check_model(proto)
-    onnx.save(proto, path)
-    return path
+    return onnx_convert.save_checked(proto, path, meta)
 
 
 def export_to_temporary_file(model, image_size: int, class_names: Sequence[str] = ()) -> str:

@@ -133,7 +133,6 @@ def export_onnx(model, path: str, input_config, class_names: Sequence[str], cate
     Raises:
       ValueError: opset below 17 or an unknown ``masks``.
     """
-    import onnx
     import tf2onnx
 
     if opset < MIN_OPSET:
@@ -149,11 +148,7 @@ def export_onnx(model, path: str, input_config, class_names: Sequence[str], cate
     labels = {str(i): n for i, n in zip(module.category_ids[1:], module.class_names[1:])}
     meta = {"labels": json.dumps(labels), "masks": masks, "mask_paste": model.config.detection.mask_paste,
             "input": "uint8 [B, H, W, 3] RGB (one size per batch); resize, normalisation, padding inside"}
-    for key, value in meta.items():
-        proto.metadata_props.add(key=key, value=value)
-    onnx.checker.check_model(proto)
-    onnx.save(proto, path)
-    return path
+    return onnx_convert.save_checked(proto, path, meta)
 
 
 def _modernise_nearest_resizes(proto) -> None:
