@@ -209,11 +209,12 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
     # runtime of the loaded model
     flag("--runtime", dest="opt.runtime", action="append", choices=RUNTIMES, modes=("eval", "infer"),
          group="runtime", help="tf (default) | onnxruntime (CPU; EfficientNet: the checkpoint is exported to ONNX "
-                               "first unless --onnx-file; Mask R-CNN: tf only here, onnxruntime in benchmark)"),
+                               "first unless --onnx-file; Mask R-CNN: the network, inside the TF input pipeline)"),
     flag("--runtime", dest="opt.runtime", nargs="+", choices=RUNTIMES, modes=("benchmark",), group="benchmark",
          help="runtimes to time, one row each: tf | onnxruntime (inference; both families)"),
     flag("--onnx-file", dest="opt.onnx_file", modes=("eval", "infer"), group="runtime",
-         help="an ONNX file from `export --format onnx` for --runtime onnxruntime (unset: export on the fly)"),
+         help="an ONNX file for --runtime onnxruntime (unset: exported on the fly and its path logged; "
+                 "EfficientNet: `export --format onnx` files too)"),
     # infer
     flag("images", dest="opt.images", nargs="+", modes=("infer",), group="inference",
          help="image files or folders (searched recursively for JPEG/PNG)"),

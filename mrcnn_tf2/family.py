@@ -12,6 +12,7 @@ field can be set with ``--config name=value`` (dotted names of
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -26,6 +27,7 @@ from mrcnn_tf2.config import (COCO_NUM_CLASSES, DEFAULT_IMAGE_SIZE, PRESETS, TOR
 BACKENDS = ("tfdata", "synthetic")
 BEST_METRIC = "segm/AP"
 
+_log = logging.getLogger(__name__)
 TORCHVISION_EXTENSIONS = (".pth", ".pt", ".npz")  # as mrcnn_tf2.torchvision_import (TensorFlow-free here)
 
 
@@ -299,9 +301,14 @@ class MaskRCNNFamily(Family):
     def predict(self, experiment, model, paths: Sequence[str], options: Dict[str, Any]) -> None:
         """COCO results JSON + drawn PNGs in ``--output-dir`` (default ``<workspace>/predictions``)."""
         from mrcnn_tf2.inference import Detector
+        from mrcnn_tf2.onnx_network import OnnxMaskRCNN
 
         data = self._resolve(experiment, None).data  # names and ids (the 91 COCO ones for imports)
-        detector = Detector(model, self._inputs(experiment), list(data.class_names), list(data.category_ids),
+        inputs = self._inputs(experiment)
+        if inputs.per_image_canvas and isinstance(model, OnnxMaskRCNN):
+            raise SystemExit("error: --runtime onnxruntime runs one network input size; this preset pads each "
+                             "image to its own canvas (torchvision): run infer with --runtime tf")
+        detector = Detector(model, inputs, list(data.class_names), list(data.category_ids),
                             score_threshold=options.get("score_threshold", 0.5))
         out_dir = options.get("output_dir") or os.path.join(experiment.workspace, "predictions")
         results, pngs, failures = detector.run_on_files(list(paths), out_dir)
@@ -379,6 +386,29 @@ class MaskRCNNFamily(Family):
                 "backbone": (f"resnet{config.backbone.depth}" if config.backbone.name == "resnet"
                              else config.backbone.name) + "-fpn"}
 
+    def runtime_model(self, experiment, model, onnx_file: Optional[str], runtime: str):
+        """``--runtime onnxruntime``: the network exported to ONNX (or ``onnx_file``), run by onnxruntime
+        where the Keras model would be (:mod:`mrcnn_tf2.onnx_network`; same input pipeline and post-processing)."""
+        if runtime == "tf":
+            return model
+        import time
+
+        from common import onnx_runtime
+        from mrcnn_tf2 import onnx_network
+
+        onnx_runtime.require_onnxruntime()
+        padded = self._inputs(experiment).batch_padded_size()
+        path = onnx_file
+        if path is None:
+            start = time.perf_counter()
+            print("converting the network to ONNX for onnxruntime (tf2onnx takes about a minute)...", flush=True)
+            path = onnx_network.export_to_temporary_file(model, padded)
+            _log.info("exported the loaded network to ONNX in %.1f s: %s (reuse it with --onnx-file)",
+                      time.perf_counter() - start, path)
+        runner = onnx_network.OnnxMaskRCNN(path, model.config, padded)
+        _log.info(onnx_runtime.describe(runner.session, path))
+        return runner
+
     # ------------------------------------------------------------ benchmark
     def default_benchmark_size(self, experiment) -> Tuple[int, int]:
         return tuple(self._inputs(experiment).image_size)
@@ -389,10 +419,6 @@ class MaskRCNNFamily(Family):
 
         config = self._resolve(experiment, None).task.model
         return benchmark.make_onnxruntime_infer_step(config, self._inputs(experiment), batch)
-
-    def runtimes_of(self, mode: str) -> Tuple[str, ...]:
-        """onnxruntime runs Mask R-CNN in benchmarks (and ``export --format onnx --verify``); eval/infer: tf."""
-        return self.runtimes if mode == "benchmark" else ("tf",)
 
     def benchmark_step(self, experiment, kind: str, batch: int):
         from mrcnn_tf2 import benchmark

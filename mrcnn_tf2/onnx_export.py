@@ -133,22 +133,28 @@ def export_onnx(model, path: str, input_config, class_names: Sequence[str], cate
     Raises:
       ValueError: opset below 17 or an unknown ``masks``.
     """
-    import tf2onnx
-
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be >= {MIN_OPSET}. Received: opset={opset}")
     if masks not in MASK_MODES:
         raise ValueError(f"Received: masks={masks!r}; expected one of {MASK_MODES}")
     module = DetectionModule(model, input_config, class_names, category_ids)
-    function = export_function(module, masks, image_hw)
-    with tracing_context(), _safe_reshape_merging():
-        proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=opset)
-    onnx_convert.name_outputs(proto, OUTPUTS[masks])
-    _modernise_nearest_resizes(proto)
+    proto = convert(export_function(module, masks, image_hw), OUTPUTS[masks], opset)
     labels = {str(i): n for i, n in zip(module.category_ids[1:], module.class_names[1:])}
     meta = {"labels": json.dumps(labels), "masks": masks, "mask_paste": model.config.detection.mask_paste,
             "input": "uint8 [B, H, W, 3] RGB (one size per batch); resize, normalisation, padding inside"}
     return onnx_convert.save_checked(proto, path, meta)
+
+
+def convert(function, output_names: Sequence[str], opset: int = MIN_OPSET):
+    """tf2onnx on a traced Mask R-CNN ``function`` (under :func:`tracing_context`, with the Reshape
+    guard), outputs named ``output_names``, nearest resizes modernised; returns the ONNX proto."""
+    import tf2onnx
+
+    with tracing_context(), _safe_reshape_merging():
+        proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=opset)
+    onnx_convert.name_outputs(proto, output_names)
+    _modernise_nearest_resizes(proto)
+    return proto
 
 
 def _modernise_nearest_resizes(proto) -> None:

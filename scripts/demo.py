@@ -79,7 +79,7 @@ def efficientnet_demo(args, out, times, outputs):
                                  "--checkpoint", best, "--image", image], "4/9 classify a validation image")
     saved = os.path.join(work, "saved_model")
     times["effnet export"] = run([py, "main.py", "export", "--model", "efficientnet-b0", "--workspace", work,
-                                  "--checkpoint", best, "--export-dir", saved, "--verify", image],
+                                  "--checkpoint", best, "--export-dir", saved, "--overwrite", "--verify", image],
                                  "5/9 export a SavedModel (and verify it against Keras)")
     outputs += [("classification data", data), ("EfficientNet checkpoints", f"{work}/checkpoint-latest, model_best"),
                 ("EfficientNet DLLogger log", f"{work}/raport.json"), ("EfficientNet SavedModel", saved)]

@@ -114,10 +114,6 @@ def test_runtime_flag_errors(trained, capsys):
     base = ["eval", "--model", "efficientnet-b0", data, "--workspace", workspace]
     assert "takes one value" in _error_of(capsys, base + ["--runtime", "tf", "--runtime", "onnxruntime"])
     assert "no such ONNX file" in _error_of(capsys, base + ["--onnx-file", os.path.join(workspace, "x.onnx")])
-    fresh = os.path.join(os.path.dirname(workspace), "no-run")
-    assert "not available for mask-rcnn infer" in _error_of(capsys, ["infer", "--model", "mask-rcnn", "--runtime", "onnxruntime",
-                                                     "--workspace", fresh, data])
-    assert not os.path.exists(fresh)  # refused before any work
 
 
 def test_benchmark_rows_for_both_runtimes(tmp_path, capsys):

@@ -64,6 +64,38 @@ def test_eval_infer_export(trained, tmp_path, capsys):
     assert custom_ops_loader.enabled() == (os.environ.get("MRCNN_NO_CUSTOM_OPS", "0") in ("", "0"))
 
 
+def _printed_metrics(out: str) -> dict:
+    """The 12 bbox + 12 segm COCO numbers of the JSON that eval prints last."""
+    printed = json.loads(out[out.rindex("{"):])
+    return {k: v for k, v in printed.items() if "bbox/" in k or "segm/" in k}
+
+
+def test_eval_and_infer_under_onnxruntime_match_tf(trained, tmp_path, capsys):
+    """--runtime onnxruntime swaps the network only: same COCO numbers and the same detections as tf."""
+    pytest.importorskip("onnxruntime", reason="the onnx extra (tf2onnx, onnx, onnxruntime) is not installed")
+    paths, model_dir = trained
+    common = ["--model", "mask-rcnn", "--model_dir", model_dir]
+    evaluate = ["eval", *common, "--data_dir", paths["root"], "--eval_batch_size", "2"]
+    assert cli.main(evaluate) == 0
+    want = _printed_metrics(capsys.readouterr().out)
+    assert cli.main([*evaluate, "--runtime", "onnxruntime"]) == 0
+    out = capsys.readouterr().out
+    assert "converting the network to ONNX" in out
+    got = _printed_metrics(out)
+    assert len(want) == 24 and got.keys() == want.keys()
+    assert max(abs(got[k] - want[k]) for k in want) <= 1e-3, (got, want)
+    images = sorted(glob.glob(os.path.join(paths["val_images"], "*")))[:2]
+    detections = {}
+    for runtime in ("tf", "onnxruntime"):
+        out = str(tmp_path / runtime)
+        assert cli.main(["infer", *common, *images, "--output_dir", out, "--runtime", runtime]) == 0
+        detections[runtime] = json.load(open(os.path.join(out, "detections.json")))
+    tf_dets, ort_dets = detections["tf"], detections["onnxruntime"]
+    assert len(ort_dets) == len(tf_dets) > 0
+    assert [d["category_id"] for d in ort_dets] == [d["category_id"] for d in tf_dets]
+    assert max(abs(a - b) for g, w in zip(ort_dets, tf_dets) for a, b in zip(g["bbox"], w["bbox"])) <= 0.5
+
+
 def test_info_reports_parameter_counts(capsys):
     assert cli.main(["info", "--model", "mask-rcnn", *TINY]) == 0
     out = capsys.readouterr().out
