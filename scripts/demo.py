@@ -35,8 +35,8 @@ from scripts.convergence_check import CI_RECIPE, final_metrics, train_argv  # no
 # 0.799 / 0.784 in 647 s of training + evaluation on 2 idle cores (300 steps: ~0.36-0.44). Detections
 # below 0.05 (torchvision's and detectron2's threshold) are dropped: evaluation runs the mask head on
 # ~29 instead of 100 detections per image.
-MRCNN_RECIPE = dataclasses.replace(CI_RECIPE, image_size=128, num_train=400, num_val=50, epochs=8,
-                                   steps_per_epoch=100, score_threshold=0.05)
+MRCNN_RECIPE = dataclasses.replace(CI_RECIPE, image_size=128, num_train=400, num_val=50, epochs=12,
+                                   steps_per_epoch=100, mask_channels=128, score_threshold=0.05)
 DRAW_SCORE = 0.5  # detections drawn in the PNGs (all of them go to detections.json)
 
 
