@@ -172,7 +172,7 @@ def single_runtime(invocation: cli.Invocation) -> str:
         raise SystemExit(f"error: --runtime takes one value here (several only in benchmark); received {runtimes}")
     if options.get("onnx_file") and runtimes[0] != "onnxruntime":
         raise SystemExit("error: --onnx-file is run by onnxruntime: drop --runtime tf or the --onnx-file")
-    invocation.family.check_runtime(runtimes[0], invocation.mode)
+    invocation.family.check_runtime(runtimes[0], invocation.mode, invocation.experiment)
     return runtimes[0]
 
 

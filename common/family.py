@@ -116,9 +116,10 @@ class Family(abc.ABC):
         """``benchmark --runtime R`` for R other than ``tf``: one inference call of the exported model."""
         raise NotImplementedError(f"{self.name} has no {runtime} benchmark step")
 
-    def check_runtime(self, runtime: str, mode: str) -> None:
+    def check_runtime(self, runtime: str, mode: str, experiment: Optional[Experiment] = None) -> None:
         """Raises SystemExit (one line) before any work when ``runtime`` is not one of
-        :meth:`runtimes_of` ``(mode)``."""
+        :meth:`runtimes_of` ``(mode)`` (a family may also refuse it for ``experiment``)."""
+        del experiment
         allowed = self.runtimes_of(mode)
         if runtime not in allowed:
             raise SystemExit(f"error: --runtime {runtime} is not available for {self.name} {mode}; run with "

@@ -301,14 +301,9 @@ class MaskRCNNFamily(Family):
     def predict(self, experiment, model, paths: Sequence[str], options: Dict[str, Any]) -> None:
         """COCO results JSON + drawn PNGs in ``--output-dir`` (default ``<workspace>/predictions``)."""
         from mrcnn_tf2.inference import Detector
-        from mrcnn_tf2.onnx_network import OnnxMaskRCNN
 
         data = self._resolve(experiment, None).data  # names and ids (the 91 COCO ones for imports)
-        inputs = self._inputs(experiment)
-        if inputs.per_image_canvas and isinstance(model, OnnxMaskRCNN):
-            raise SystemExit("error: --runtime onnxruntime runs one network input size; this preset pads each "
-                             "image to its own canvas (torchvision): run infer with --runtime tf")
-        detector = Detector(model, inputs, list(data.class_names), list(data.category_ids),
+        detector = Detector(model, self._inputs(experiment), list(data.class_names), list(data.category_ids),
                             score_threshold=options.get("score_threshold", 0.5))
         out_dir = options.get("output_dir") or os.path.join(experiment.workspace, "predictions")
         results, pngs, failures = detector.run_on_files(list(paths), out_dir)
@@ -385,6 +380,15 @@ class MaskRCNNFamily(Family):
                 "input_size": list(config.image_size), "num_classes": config.num_classes,
                 "backbone": (f"resnet{config.backbone.depth}" if config.backbone.name == "resnet"
                              else config.backbone.name) + "-fpn"}
+
+    def check_runtime(self, runtime: str, mode: str, experiment=None) -> None:
+        """Also refuses ``infer --runtime onnxruntime`` with a per-image canvas (the torchvision preset):
+        the network graph has one input size."""
+        super().check_runtime(runtime, mode, experiment)
+        if runtime == "onnxruntime" and mode == "infer" and experiment is not None \
+                and self._inputs(experiment).per_image_canvas:
+            raise SystemExit("error: infer --runtime onnxruntime runs one network input size; this preset pads "
+                             "each image to its own canvas (torchvision): run infer with --runtime tf")
 
     def runtime_model(self, experiment, model, onnx_file: Optional[str], runtime: str):
         """``--runtime onnxruntime``: the network exported to ONNX (or ``onnx_file``), run by onnxruntime

@@ -117,3 +117,15 @@ def test_onnx_export_errors_name_the_fix(trained, tmp_path, capsys):
     assert cli.main([*common, "--onnx-masks", "rle"]) == 2
     assert "invalid choice: 'rle'" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "model.onnx")
+
+
+def test_infer_under_onnxruntime_refuses_the_per_image_canvas_before_any_work(trained, tmp_path, capsys):
+    paths, model_dir = trained
+    image = sorted(glob.glob(os.path.join(paths["val_images"], "*")))[0]
+    out = str(tmp_path / "pred")
+    argv = ["infer", "--model", "mask-rcnn", "--model_dir", model_dir, "--preset", "torchvision",
+            "--runtime", "onnxruntime", "--output_dir", out, image]
+    assert cli.main(argv) != 0
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "own canvas" in errors[0] and "--runtime tf" in errors[0], errors
+    assert not os.path.exists(out)
