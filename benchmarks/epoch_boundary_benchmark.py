@@ -90,18 +90,19 @@ class BoundaryClock:
         instance.steps, instance.train_epoch, instance._checkpoint = timed_steps, timed_epoch, timed_checkpoint
 
 
-def inline_release(iterator):
+def inline_release(box):
     """The previous behaviour: the last reference dropped on the calling (main) thread."""
-    del iterator
+    box.clear()
 
 
 DROPPED = []
 
 
-def timed_background_release(iterator):
-    """``timing.release_in_background`` that also records when the drop finished."""
-    holder, alive = [iterator], weakref.ref(iterator)
-    del iterator
+def timed_background_release(box):
+    """``timing.release_in_background`` that also records when the drop finished (and that it was the last)."""
+    holder = box[:]
+    box.clear()
+    alive = weakref.ref(holder[0])
 
     def drop():
         holder.clear()

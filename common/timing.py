@@ -26,21 +26,19 @@ def timed_iter(dataset, limit: Optional[int]) -> Iterator[Tuple[int, object, flo
         step += 1
 
 
-def release_in_background(iterator) -> threading.Thread:
-    """Drops the last reference to a ``tf.data`` iterator on a daemon thread and returns that thread.
+def release_in_background(box: list) -> threading.Thread:
+    """Takes the ``tf.data`` iterator out of ``box`` (a one-item list) and drops it on a daemon thread.
 
     Tearing down a train iterator whose pipeline has run to its end (parallel ``numpy_function``
     maps, prefetch) took 7-59 s on CPU, all of it on the main thread between two epochs; the next
-    epoch's iterator does not depend on it, so the teardown now overlaps with training.
-    The caller must hold no other reference.
+    epoch's iterator does not depend on it, so the teardown now overlaps with training. The list is
+    how the caller gives up its reference: a plain argument would leave one in the caller's frame,
+    and whichever reference went last (a race with the thread) did the teardown (the demo stalled
+    28-34 s at 5 of 11 epoch ends that way). The caller must hold no other reference.
     """
-    holder = [iterator]
-    del iterator
-
-    def drop():
-        holder.clear()
-
-    thread = threading.Thread(target=drop, name="tf.data-iterator-teardown", daemon=True)
+    holder = box[:]
+    box.clear()
+    thread = threading.Thread(target=holder.clear, name="tf.data-iterator-teardown", daemon=True)
     thread.start()
     return thread
 

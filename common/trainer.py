@@ -122,8 +122,8 @@ class Trainer:
         bar = ProgressBar(limit, desc=f"epoch {epoch + 1}/{self.config.epochs}", unit="img",
                           enabled=self.is_chief)
         stats = StepTimer()
-        iterator = iter(dataset)
-        for step, batch, data_time in timed_iter(iterator, limit):
+        box = [iter(dataset)]  # the only reference to the iterator (see timing.release_in_background)
+        for step, batch, data_time in timed_iter(box[0], limit):
             t0 = time.perf_counter()
             loss = float(self.steps(batch)["loss"])
             self._run_steps += 1
@@ -138,7 +138,7 @@ class Trainer:
                                 dict(stats.window("train"), **{"train.lr": optimizer_learning_rate(self.optimizer)}))
         bar.close()
         del dataset
-        release_in_background(iterator)  # its teardown can take a minute (timing.release_in_background)
+        release_in_background(box)  # its teardown can take a minute (timing.release_in_background)
         return {**stats.summary("train"), **self.task.epoch_metrics()}
 
     def evaluate(self, global_batch: int, epoch: Optional[int] = None) -> Dict[str, float]:
