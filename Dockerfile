@@ -9,5 +9,6 @@ COPY . .
 # builds against the installed TensorFlow, so it goes last and without build isolation.
 RUN pip install --upgrade pip && pip install 'setuptools>=68' wheel \
  && pip install -e '.[gpu,dev]' \
- && pip install --no-build-isolation 'nvidia-dali-tf-plugin-cuda120==2.4.0'
+ && pip install --no-build-isolation 'nvidia-dali-tf-plugin-cuda120==2.4.0' \
+ && (python -m custom_ops.build || true)
 CMD ["python", "main.py", "--help"]

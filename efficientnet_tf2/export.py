@@ -17,18 +17,25 @@ from typing import Sequence
 
 import tensorflow as tf
 
+from common import saved_model
 from common.serving import blank_invalid, decode_checked
 from efficientnet_tf2.preprocessing import eval_resize_crop, normalize
 
 
 class ClassifierModule(tf.Module):
-    """Wraps a Keras classifier with preprocessing and softmax."""
+    """Wraps a Keras classifier with preprocessing and softmax (tracks its weights, not the model)."""
 
     def __init__(self, model, image_size: int, class_names: Sequence[str]):
         super().__init__(name="classifier")
-        self.model = model
+        self._model = saved_model.Untracked(model)
+        self.model_weights = list(model.weights)
         self.image_size = int(image_size)
         self.class_names = tf.Variable(list(class_names), dtype=tf.string, trainable=False, name="class_names")
+
+    @property
+    def model(self):
+        """The wrapped Keras classifier."""
+        return self._model.value
 
     def _prepare(self, image):
         """uint8 ``[H, W, 3]`` -> normalised float32 ``[S, S, 3]``."""
@@ -61,7 +68,7 @@ def export_saved_model(model, export_dir: str, image_size: int, class_names: Seq
     module = ClassifierModule(model, image_size, class_names)
     signatures = {"serving_default": module.serve_images.get_concrete_function(),
                   "serving_bytes": module.serve_bytes.get_concrete_function()}
-    tf.saved_model.save(module, export_dir, signatures=signatures)
+    saved_model.save(module, export_dir, signatures)
     return export_dir
 
 

@@ -48,6 +48,7 @@ import tensorflow as tf
 
 from custom_ops import loader as custom_ops_loader
 from mrcnn_tf2.data.inputs import InputConfig
+from common import saved_model
 from common.serving import blank_invalid, decode_checked
 from mrcnn_tf2.data.preprocessing import decode_image, preprocess_image
 from mrcnn_tf2.evaluation import MASK_THRESHOLD
@@ -225,18 +226,6 @@ def postprocess_boxes(detections: Dict[str, tf.Tensor], image_info: tf.Tensor, c
             tf.where(valid[..., None], unclipped, 0.0))
 
 
-class _Untracked:
-    """Holds an object that ``tf.Module`` must not track.
-
-    Tracking the Keras model would make ``tf.saved_model.save`` trace its training
-    ``call`` too (which needs GT inputs), so the module tracks its weights instead;
-    tracked ``tf.function`` attributes would be traced again at save time.
-    """
-
-    def __init__(self, value):
-        self.value = value
-
-
 class DetectionModule(tf.Module):
     """A MaskRCNN plus its input and label tables, with the two serving signatures.
 
@@ -252,14 +241,14 @@ class DetectionModule(tf.Module):
                  category_ids: Sequence[int], name: str = "mask_rcnn_detection"):
         super().__init__(name=name)
         check_labels(class_names, category_ids, model.config.num_classes)
-        self._model = _Untracked(model)
+        self._model = saved_model.Untracked(model)
         self.input_config = input_config
         self.class_names = [str(n) for n in class_names]
         self.category_ids = [int(i) for i in category_ids]
         self.padded_size = padded_size_for(input_config, 2 ** min(model.config.anchors.max_level, 5))
         _ensure_built(model, self.padded_size)
         self.model_weights = list(model.weights)
-        self._functions = _Untracked(self._make_functions())
+        self._functions = saved_model.Untracked(self._make_functions())
 
     @property
     def model(self):
@@ -356,7 +345,7 @@ def export_saved_model(model, export_dir: str, input_config: InputConfig, class_
     try:
         # Plain-TF ops only: a graph holding our custom ops would not load without their libraries.
         with custom_ops_loader.disabled():
-            tf.saved_model.save(module, tmp_dir, signatures=module.signatures())
+            saved_model.save(module, tmp_dir, module.signatures())
         write_labels(os.path.join(tmp_dir, LABELS_FILE), module.class_names, module.category_ids)
         _move_into_place(tmp_dir, export_dir, overwrite)
     finally:
