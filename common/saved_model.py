@@ -5,8 +5,8 @@ as Keras does (every layer's ``call`` traced again, training and inference varia
 trace the gradient of every custom-gradient op; a serving export needs neither. The export
 modules keep the model in :class:`Untracked`, track only its weights, and :func:`save`
 skips the gradient functions. Measured on the demo's EfficientNet-B0 (64 px, two
-signatures): 31.4 s -> 6.7 s to save, 11.0 s -> 5.4 s to load and verify, 22.0 -> 18.0 MiB,
-same outputs (``benchmarks/RESULTS.md``).
+signatures): ``main.py export --verify`` 56 s -> 20-23 s, 23 -> 19 MiB, same outputs
+(``benchmarks/RESULTS.md``).
 """
 from __future__ import annotations
 
