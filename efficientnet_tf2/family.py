@@ -359,6 +359,10 @@ class EfficientNetFamily(Family):
         path = onnx_file or self._export_for_runtime(experiment, model, size)
         runner = onnx_export.OnnxClassifier(path, config.num_classes)
         _log.info(onnx_runtime.describe(runner.session, path))
+        quantizers = onnx_export.count_ops(path).get("QuantizeLinear", 0)
+        if quantizers:
+            _log.info("quantization-aware graph: onnxruntime runs its %d QuantizeLinear/DequantizeLinear pairs "
+                      "(int8 on this CPU; TensorRT is the int8 target for GPUs)", quantizers)
         return runner
 
     def _export_for_runtime(self, experiment, model, size: int) -> str:

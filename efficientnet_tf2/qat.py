@@ -68,7 +68,11 @@ DEFAULT_CALIBRATION_BATCHES = 8
 
 
 def _fake_quant(x, amax, axis=None):
-    """Symmetric int8 quantize-dequantize of ``x`` with range ``[-amax, amax]`` (narrow, zero point 0).
+    """Symmetric int8 quantize-dequantize of ``x``: step ``amax / 127``, levels ``-128 .. 127``, zero point 0.
+
+    The full int8 range, as pytorch-quantization's default (``narrow_range=False``) and as ONNX
+    ``QuantizeLinear`` / TensorRT clamp: with the narrow range ``-127 .. 127`` TensorFlow saturated
+    negatives one step above what the exported Q/DQ graph computes.
 
     Per-tensor (``amax`` a scalar) uses ``QuantizeAndDequantizeV4``, whose gradient is
     the straight-through estimator masked outside the range; per-channel (``amax``
@@ -78,10 +82,10 @@ def _fake_quant(x, amax, axis=None):
     amax = tf.stop_gradient(tf.maximum(amax, 1e-8))
     if axis is None:
         return tf.quantization.quantize_and_dequantize_v2(
-            x, -amax, amax, signed_input=True, num_bits=8, range_given=True, narrow_range=True)
+            x, -amax, amax, signed_input=True, num_bits=8, range_given=True, narrow_range=False)
     return tf.raw_ops.QuantizeAndDequantizeV3(
         input=x, input_min=-amax, input_max=amax, num_bits=tf.constant(8), signed_input=True,
-        range_given=True, narrow_range=True, axis=axis)
+        range_given=True, narrow_range=False, axis=axis)
 
 
 class WeightQuantizer(_tfmot_keras.quantizers.Quantizer):

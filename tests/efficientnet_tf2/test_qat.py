@@ -132,6 +132,16 @@ def test_weight_quantizer_is_symmetric_per_channel_int8():
     assert float(tf.reduce_max(tf.abs(q - w) / amax)) <= 0.5 / 127 + 1e-6
 
 
+def test_activation_range_is_full_int8_as_onnx_quantize_linear():
+    """Step amax/127, levels -128..127 (what the exported QuantizeLinear computes), zero point 0."""
+    layer = keras.layers.Layer()
+    quantizer = qat.ActivationQuantizer(ema_decay=qat.FIXED_RANGES)
+    weights = quantizer.build(tf.TensorShape([5]), "x", layer)
+    weights["amax"].assign(127.0)  # step 1
+    out = quantizer(tf.constant([-500.0, -127.6, -3.4, 2.5, 300.0]), False, weights)
+    np.testing.assert_array_equal(out, [-128.0, -128.0, -3.0, 2.0, 127.0])  # ties to even, as ONNX
+
+
 def test_activation_quantizer_moving_range():
     layer = keras.layers.Layer()
     quantizer = qat.ActivationQuantizer(ema_decay=0.5)
