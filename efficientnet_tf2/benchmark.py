@@ -28,7 +28,19 @@ def _task_and_model(name: str, image_size: int, num_classes):
         model=task_model, data_backend="synthetic", num_classes=num_classes, image_size=image_size,
         mixup=0.2, label_smoothing=0.1))
     model = REFERENCE_MODELS[name](image_size, num_classes) if name in REFERENCE_MODELS else task.build_model()
+    if name in registry.list_models() and registry.is_quantized(name):
+        model = _calibrated_qat_model(model, image_size, num_classes)
     return task, model
+
+
+def _calibrated_qat_model(model, image_size: int, num_classes: int):
+    """``efficientnet-quant-*``: the quantized graph, as ``main.py train`` fine-tunes it from FP32 weights
+    (fixed ranges), its activation ranges calibrated on one synthetic batch so no Q/DQ op sees a zero range."""
+    from efficientnet_tf2 import qat
+
+    quantized = qat.quantize_model(model, qat.FIXED_RANGES)
+    qat.calibrate(quantized, [_synthetic_batch(8, image_size, num_classes)[0]], method="max")
+    return quantized
 
 
 def _synthetic_batch(batch: int, image_size: int, num_classes: int):
