@@ -142,6 +142,11 @@ FLAGS = (
               "transform; default with a torchvision --pretrained-from-file)"),
     flag("--score-threshold", "--score_threshold", dest="opt.score_threshold", type=cli.UNIT_FLOAT, default=0.5,
          modes=("infer",), group="inference", help="detections drawn in the PNGs"),
+    flag("--draw-overlap", "--draw_overlap", dest="opt.draw_overlap", type=cli.UNIT_FLOAT, default=0.5,
+         modes=("infer",), group="inference",
+         help="a box overlapping a higher-scoring drawn box of any class by more IoU is not drawn (the "
+              "model's NMS is per class, so one object can come out under two names); 1 draws all. "
+              "detections.json keeps every detection"),
     flag("--onnx-masks", dest="opt.onnx_masks", choices=("pasted", "raw"), default="pasted", modes=("export",),
          group="export", help="--format onnx: pasted = [B, D, H, W] uint8 masks as the SavedModel; raw = 28x28 "
                               "logits per detection + the boxes to paste them into (for runtimes that paste)"),
@@ -300,11 +305,12 @@ class MaskRCNNFamily(Family):
 
     def predict(self, experiment, model, paths: Sequence[str], options: Dict[str, Any]) -> None:
         """COCO results JSON + drawn PNGs in ``--output-dir`` (default ``<workspace>/predictions``)."""
-        from mrcnn_tf2.inference import Detector
+        from mrcnn_tf2.inference import DRAW_OVERLAP, Detector
 
         data = self._resolve(experiment, None).data  # names and ids (the 91 COCO ones for imports)
         detector = Detector(model, self._inputs(experiment), list(data.class_names), list(data.category_ids),
-                            score_threshold=options.get("score_threshold", 0.5))
+                            score_threshold=options.get("score_threshold", 0.5),
+                            overlap_threshold=options.get("draw_overlap", DRAW_OVERLAP))
         out_dir = options.get("output_dir") or os.path.join(experiment.workspace, "predictions")
         results, pngs, failures = detector.run_on_files(list(paths), out_dir)
         print(f"COCO results: {os.path.abspath(results)}\ndrawn predictions: {os.path.abspath(out_dir)} ({len(pngs)} PNG)")

@@ -9,7 +9,9 @@ the fixed network input size and the "scaled boxes -> original boxes + pasted ma
 post-processing have one implementation shared with the SavedModel.
 
 Score threshold: ``detect`` returns and ``detections.json`` keeps ALL detections (as a
-COCO evaluation wants); only the PNGs and the printed count use ``score_threshold``.
+COCO evaluation wants); only the PNGs and the printed count use ``score_threshold`` and
+``overlap_threshold`` (the model's NMS is per class, so a drawing leaves out a box that overlaps a
+higher-scoring drawn one: the same object under a second class name).
 ``load_image`` raises ``ValueError`` naming an unreadable file; ``run_on_files`` names it and goes on.
 """
 from __future__ import annotations
@@ -25,10 +27,11 @@ from mrcnn_tf2.data.inputs import InputConfig
 from mrcnn_tf2.data.preprocessing import decode_image, preprocess_image
 from mrcnn_tf2.evaluation import encode_masks
 from mrcnn_tf2.export import DetectionModule
-from mrcnn_tf2.visualize import save_detections_png
+from mrcnn_tf2.visualize import drawn_detections, save_detections_png
 
 RESULTS_FILE = "detections.json"
 IMAGES_FILE = "images.json"
+DRAW_OVERLAP = 0.5  # the class-wise detection NMS IoU (``detection.nms_threshold``), across classes
 
 
 def load_image(path: str) -> np.ndarray:
@@ -92,13 +95,16 @@ class Detector:
       category_ids: ``K`` dataset category ids by class index (``[0] == 0``).
       score_threshold: detections drawn and counted in the printed line; all detections
         are returned and written to the JSON.
+      overlap_threshold: IoU above which a box overlapping a higher-scoring drawn box (of any
+        class) is not drawn nor counted (default: the detection NMS's 0.5; 1.0 draws all).
     """
 
     def __init__(self, model, input_config: InputConfig, class_names: Sequence[str],
-                 category_ids: Sequence[int], score_threshold: float = 0.5):
+                 category_ids: Sequence[int], score_threshold: float = 0.5,
+                 overlap_threshold: float = DRAW_OVERLAP):
         self.module = DetectionModule(model, input_config, class_names, category_ids)
         self.class_names = self.module.class_names
-        self.score_threshold = float(score_threshold)
+        self.score_threshold, self.overlap_threshold = float(score_threshold), float(overlap_threshold)
         self._class_index = {cid: index for index, cid in enumerate(self.module.category_ids)}
 
     def detect(self, image: np.ndarray) -> Dict[str, np.ndarray]:
@@ -137,15 +143,19 @@ class Detector:
             yield path, self.detect(load_image(path))
 
     def _summary(self, path: str, detections: Dict[str, np.ndarray], png: str) -> str:
-        """``"path: N detections (top: name 0.93) -> png"``, N counting scores >= threshold."""
-        count = int(np.sum(detections["scores"] >= self.score_threshold))
+        """``"path: N detections (top: name 0.93) -> png"``, N counting the drawn ones."""
+        count = len(self._drawn(detections))
         top = f" (top: {detections['class_names'][0]} {detections['scores'][0]:.2f})" if count else ""
         return f"{path}: {count} detections{top} -> {png}"
 
     def _draw(self, png: str, image: np.ndarray, detections: Dict[str, np.ndarray]) -> None:
-        """Writes the detections above the score threshold over ``image`` to ``png``."""
+        """Writes the drawn detections (score and overlap thresholds) over ``image`` to ``png``."""
         save_detections_png(png, image, detections["boxes"], detections["classes"], detections["scores"],
-                            detections["masks"], self.class_names, self.score_threshold)
+                            detections["masks"], self.class_names, self.score_threshold, self.overlap_threshold)
+
+    def _drawn(self, detections: Dict[str, np.ndarray]) -> np.ndarray:
+        return drawn_detections(detections["boxes"], detections["scores"], self.score_threshold,
+                                self.overlap_threshold)
 
     def run_on_files(self, paths: Sequence[str], out_dir: str) -> Tuple[str, List[str], List[Tuple[str, str]]]:
         """Detects on every file, writes the COCO results, an image table and one PNG per image.

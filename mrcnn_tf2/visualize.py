@@ -68,10 +68,43 @@ def _draw_box_and_label(draw: ImageDraw.ImageDraw, box: Sequence[float], text: s
     draw.text((xmin + 1, tag_top + 1 - (top - ymin)), text, fill=_text_color(color), font=font)
 
 
+def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """``[N, 4]`` x ``[M, 4]`` (ymin, xmin, ymax, xmax) -> ``[N, M]`` intersection over union."""
+    a, b = np.asarray(boxes_a, np.float64)[:, None], np.asarray(boxes_b, np.float64)[None]
+    height = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    width = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])  # noqa: E731
+    inter = height * width
+    return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
+
+
+def drawn_detections(boxes: np.ndarray, scores: np.ndarray, score_threshold: float = 0.5,
+                     overlap_threshold: float = 1.0) -> np.ndarray:
+    """Indices (by descending score) of the detections a drawing shows.
+
+    Those scoring at least ``score_threshold``, less any whose box overlaps a higher-scoring shown box by
+    IoU above ``overlap_threshold``: the model's NMS is per class, so one object can come out twice under
+    two class names (``1.0`` shows them all).
+
+    Args:
+      boxes: ``[K, 4]``; scores: ``[K]``.
+    Returns:
+      ``[D] int`` indices into the K detections.
+    """
+    scores = np.asarray(scores)
+    order = [int(i) for i in np.argsort(-scores, kind="stable") if scores[i] >= score_threshold]
+    kept: list = []
+    for index in order:
+        if not kept or box_iou(np.asarray(boxes)[[index]], np.asarray(boxes)[kept]).max() <= overlap_threshold:
+            kept.append(index)
+    return np.asarray(kept, np.int64)
+
+
 def draw_detections(image: np.ndarray, boxes: np.ndarray, classes: np.ndarray,
                     scores: np.ndarray, masks: Optional[np.ndarray],
-                    class_names: Sequence[str], score_threshold: float = 0.5) -> Image.Image:
-    """Draws the detections scoring at least ``score_threshold`` on a copy of ``image``.
+                    class_names: Sequence[str], score_threshold: float = 0.5,
+                    overlap_threshold: float = 1.0) -> Image.Image:
+    """Draws the detections :func:`drawn_detections` picks on a copy of ``image``.
 
     Args:
       image: ``[H, W, 3] uint8`` RGB image.
@@ -81,11 +114,12 @@ def draw_detections(image: np.ndarray, boxes: np.ndarray, classes: np.ndarray,
       masks: ``[K, H, W]`` float probabilities or 0/1 masks at image resolution, or None.
       class_names: class index -> name (index 0 background).
       score_threshold: detections scoring lower are not drawn.
+      overlap_threshold: a box overlapping a higher-scoring drawn box by more IoU is not drawn.
 
     Returns:
       ``PIL.Image`` RGB of size ``W x H``.
     """
-    keep = np.asarray(scores) >= score_threshold
+    keep = drawn_detections(boxes, scores, score_threshold, overlap_threshold)
     boxes, classes = np.asarray(boxes)[keep], np.asarray(classes)[keep].astype(int)
     scores = np.asarray(scores)[keep]
     pixels = np.asarray(image, np.uint8)
@@ -102,7 +136,7 @@ def draw_detections(image: np.ndarray, boxes: np.ndarray, classes: np.ndarray,
 def save_detections_png(path: str, image: np.ndarray, boxes: np.ndarray,
                         classes: np.ndarray, scores: np.ndarray,
                         masks: Optional[np.ndarray], class_names: Sequence[str],
-                        score_threshold: float = 0.5) -> None:
+                        score_threshold: float = 0.5, overlap_threshold: float = 1.0) -> None:
     """``draw_detections`` written to ``path`` as PNG (same arguments)."""
     draw_detections(image, boxes, classes, scores, masks, class_names,
-                    score_threshold).save(path, format="PNG")
+                    score_threshold, overlap_threshold).save(path, format="PNG")

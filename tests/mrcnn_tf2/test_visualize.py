@@ -1,8 +1,8 @@
-"""visualize: size kept, masks tinted, background untouched, deterministic output."""
+"""visualize: size kept, masks tinted, background untouched, deterministic output, cross-class duplicates."""
 import numpy as np
 from PIL import Image
 
-from mrcnn_tf2.visualize import class_color, draw_detections, save_detections_png
+from mrcnn_tf2.visualize import box_iou, class_color, draw_detections, drawn_detections, save_detections_png
 
 NAMES = ["background", "cat", "dog"]
 
@@ -42,3 +42,24 @@ def test_deterministic_and_png(tmp_path):
     path = tmp_path / "detections.png"
     save_detections_png(str(path), *args, NAMES)
     np.testing.assert_array_equal(np.asarray(Image.open(path).convert("RGB")), first)
+
+
+def test_box_iou():
+    a = np.array([[0, 0, 10, 10]], np.float32)
+    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], np.float32)
+    np.testing.assert_allclose(box_iou(a, b), [[1.0, 50 / 150, 0.0]])
+
+
+def test_one_object_under_two_class_names_is_drawn_once():
+    """The demo's case: a circle (0.94) also detected as a square (0.89) at IoU ~0.8, plus a separate shape."""
+    boxes = np.array([[73, 50, 124, 90], [73, 46, 124, 96], [0, 79, 36, 118], [0, 0, 5, 5]], np.float32)
+    scores = np.array([0.94, 0.89, 0.97, 0.3])
+    assert drawn_detections(boxes, scores, 0.5, 0.5).tolist() == [2, 0]  # by score; duplicate and weak left out
+    assert drawn_detections(boxes, scores, 0.5, 1.0).tolist() == [2, 0, 1]  # 1.0 draws every one above 0.5
+    assert drawn_detections(boxes, scores, 0.99, 0.5).tolist() == []
+    image = np.full((128, 128, 3), 100, np.uint8)
+    classes = np.array([1, 2, 1, 2])
+    once = np.asarray(draw_detections(image, boxes, classes, scores, None, NAMES, 0.5, 0.5))
+    twice = np.asarray(draw_detections(image, boxes, classes, scores, None, NAMES, 0.5, 1.0))
+    np.testing.assert_array_equal(once[123, 60], class_color(1))  # the circle's bottom edge
+    assert (twice[123, 93] == class_color(2)).all() and not (once[123, 93] == class_color(2)).all()
