@@ -36,10 +36,16 @@ def build_one(name: str) -> bool:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ops", nargs="*", help="op folders to build (default: all)")
+    parser.add_argument("--verbose", action="store_true", help="keep TensorFlow's start-up log lines")
     args = parser.parse_args(argv)
     results = [build_one(name) for name in (args.ops or op_names())]
     return 0 if all(results) else 1
 
 
 if __name__ == "__main__":
+    if "--verbose" not in sys.argv:  # the same quiet start as main.py
+        from common import runtime
+
+        runtime.quiet_tensorflow()
+        runtime.import_tensorflow_quietly()
     sys.exit(main())
