@@ -68,16 +68,6 @@ def _draw_box_and_label(draw: ImageDraw.ImageDraw, box: Sequence[float], text: s
     draw.text((xmin + 1, tag_top + 1 - (top - ymin)), text, fill=_text_color(color), font=font)
 
 
-def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """``[N, 4]`` x ``[M, 4]`` (ymin, xmin, ymax, xmax) -> ``[N, M]`` intersection over union."""
-    a, b = np.asarray(boxes_a, np.float64)[:, None], np.asarray(boxes_b, np.float64)[None]
-    height = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    width = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])  # noqa: E731
-    inter = height * width
-    return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
-
-
 def drawn_detections(boxes: np.ndarray, scores: np.ndarray, score_threshold: float = 0.5,
                      overlap_threshold: float = 1.0) -> np.ndarray:
     """Indices (by descending score) of the detections a drawing shows.
@@ -91,11 +81,14 @@ def drawn_detections(boxes: np.ndarray, scores: np.ndarray, score_threshold: flo
     Returns:
       ``[D] int`` indices into the K detections.
     """
+    from mrcnn_tf2.ops.box_ops import iou
+
     scores = np.asarray(scores)
     order = [int(i) for i in np.argsort(-scores, kind="stable") if scores[i] >= score_threshold]
+    overlaps = iou(np.asarray(boxes, np.float32), np.asarray(boxes, np.float32)).numpy() if order else None
     kept: list = []
     for index in order:
-        if not kept or box_iou(np.asarray(boxes)[[index]], np.asarray(boxes)[kept]).max() <= overlap_threshold:
+        if not kept or overlaps[index, kept].max() <= overlap_threshold:
             kept.append(index)
     return np.asarray(kept, np.int64)
 

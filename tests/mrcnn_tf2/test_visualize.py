@@ -2,7 +2,7 @@
 import numpy as np
 from PIL import Image
 
-from mrcnn_tf2.visualize import box_iou, class_color, draw_detections, drawn_detections, save_detections_png
+from mrcnn_tf2.visualize import class_color, draw_detections, drawn_detections, save_detections_png
 
 NAMES = ["background", "cat", "dog"]
 
@@ -42,12 +42,6 @@ def test_deterministic_and_png(tmp_path):
     path = tmp_path / "detections.png"
     save_detections_png(str(path), *args, NAMES)
     np.testing.assert_array_equal(np.asarray(Image.open(path).convert("RGB")), first)
-
-
-def test_box_iou():
-    a = np.array([[0, 0, 10, 10]], np.float32)
-    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], np.float32)
-    np.testing.assert_allclose(box_iou(a, b), [[1.0, 50 / 150, 0.0]])
 
 
 def test_one_object_under_two_class_names_is_drawn_once():
