@@ -30,7 +30,7 @@ setup(
     version="0.1.0",
     description="EfficientNet and Mask R-CNN recipes on TensorFlow 2.21 / tf-keras",
     python_requires=">=3.10",
-    packages=find_packages(include=["common*", "efficientnet_tf2*", "mrcnn_tf2*", "custom_ops*", "dataset*",
+    packages=find_packages(include=["backbones*", "common*", "efficientnet_tf2*", "mrcnn_tf2*", "custom_ops*", "dataset*",
                                     "scripts*"]),
     # Kernel sources travel with the package: custom_ops builds them on first use.
     package_data={"custom_ops": ["*/*.cc", "*/*.h", "*/*.cu", "harness/*.md"]},

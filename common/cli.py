@@ -396,7 +396,7 @@ def _prescan(argv: Sequence[str], several_models: bool = False) -> argparse.Name
 def base_experiment(mode: str, family, model: str, workspace: Optional[str], checkpoint: Optional[str]):
     """Train: the recipe of ``model``. Eval/infer/export: the run's ``config.json`` if any, else the recipe."""
     if mode in _LOADED:
-        path = cfg.find_config(checkpoint, workspace or family.default_experiment(model).workspace)
+        path = cfg.find_config(checkpoint, workspace or registry.get_experiment(model).workspace)
         if path:
             values = cfg.read_config_dict(path)
             if values.get("model") != model:
@@ -407,7 +407,7 @@ def base_experiment(mode: str, family, model: str, workspace: Optional[str], che
             except (ValueError, TypeError, KeyError) as err:
                 raise SystemExit(f"error: {path} is not a valid config of this version ({err}); "
                                  "fix it or retrain") from None
-    return family.default_experiment(model)
+    return registry.get_experiment(model)
 
 
 def model_from_workspace(argv: Sequence[str]) -> Optional[str]:

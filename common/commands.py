@@ -266,7 +266,7 @@ def _benchmark_row(invocation, name: str, batch: int, runtime: str, policy: str,
 
     options, kind = invocation.options, invocation.options["kind"]
     family = registry.get_family(name, benchmark=True)
-    experiment = cli.apply_flags(family.default_experiment(name), family, invocation.values)
+    experiment = cli.apply_flags(registry.get_experiment(name, benchmark=True), family, invocation.values)
     family.configure(experiment, "benchmark")
     size = family.default_benchmark_size(experiment)
     label = "x".join(map(str, size)) if isinstance(size, tuple) else size

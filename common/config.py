@@ -128,6 +128,32 @@ class TrainerConfig:
         return self.eval_batch_size or self.batch_size
 
 
+#: members of tagged unions by their ``kind`` (``{"resnet": ResNetConfig, ...}``), see :func:`tagged`.
+TAGGED: Dict[str, type] = {}
+
+
+def tagged(cls):
+    """Class decorator: registers a config dataclass with a ``kind`` field as a member of a tagged union.
+
+    A field whose default is one member accepts any other in ``config.json`` (:func:`from_dict` reads
+    ``kind``) and on the command line (``--config backbone.kind=resnet`` switches to that member's
+    defaults, then the other dotted fields apply).
+    """
+    kind = cls().kind
+    check(TAGGED.get(kind, cls) is cls, f"kind {kind!r} is already registered by {TAGGED.get(kind)}")
+    TAGGED[kind] = cls
+    return cls
+
+
+def _member(default: Any, values: Any) -> type:
+    """The dataclass that reads ``values`` into a field whose default is ``default``."""
+    kind = values.get("kind") if isinstance(values, Mapping) and hasattr(default, "kind") else None
+    if kind is None or kind == default.kind:
+        return type(default)
+    check(kind in TAGGED, f"Unknown kind {kind!r}. Known: {sorted(TAGGED)}")
+    return TAGGED[kind]
+
+
 class DictConfig:
     """``to_dict``/``from_dict`` of a (nested) frozen config dataclass; JSON lists come back as tuples."""
 
@@ -219,7 +245,7 @@ def from_dict(cls, values: Mapping[str, Any]):
     for name, value in values.items():
         default = getattr(defaults, name)
         if dataclasses.is_dataclass(default):
-            kwargs[name] = value if isinstance(value, type(default)) else from_dict(type(default), value)
+            kwargs[name] = value if dataclasses.is_dataclass(value) else from_dict(_member(default, value), value)
         else:
             kwargs[name] = coerce(value, default)
     return cls(**kwargs)
@@ -242,13 +268,15 @@ def get_path(config, path: str) -> Any:
     return config
 
 
-def replace_flat(config, overrides: Mapping[str, Any]):
+def replace_flat(config, overrides: Mapping[str, Any], _prefix: str = ""):
     """Copy of a (nested) config dataclass with fields replaced by dotted name.
 
     Args:
       config: any config dataclass.
       overrides: ``{"rpn.pre_nms_topk_train": 1000, "backbone.width_multiplier": 0.25}``;
-        lists become tuples and ints become floats where the default is a float.
+        lists become tuples and ints become floats where the default is a float. A ``kind``
+        field (tagged unions, :func:`tagged`) switches the member first: ``{"backbone.kind": "resnet",
+        "backbone.depth": 101}``.
 
     Returns:
       A new config (validated by the dataclasses' ``__post_init__``).
@@ -256,18 +284,25 @@ def replace_flat(config, overrides: Mapping[str, Any]):
     Raises:
       ValueError: an unknown dotted name (the message lists the valid ones).
     """
+    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     nested: Dict[str, Any] = {}
-    known = dict(flatten(config))
     for key, value in overrides.items():
-        check(key in known, f"Unknown config field {key!r}. Known fields: {', '.join(sorted(known))}")
         head, _, rest = key.partition(".")
+        known = head in fields and (not rest or dataclasses.is_dataclass(fields[head]))
+        if not known:
+            names = ", ".join(sorted(_prefix + name for name, _ in flatten(config)))
+            raise ValueError(f"Unknown config field {_prefix + key!r}. Known fields: {names}")
         if rest:
             nested.setdefault(head, {})[rest] = value
         else:
-            nested[head] = coerce(value, known[key])
+            nested[head] = coerce(value, fields[head])
     for head, sub in list(nested.items()):
         if isinstance(sub, dict):
-            nested[head] = replace_flat(getattr(config, head), sub)
+            current = fields[head]
+            if "kind" in sub and sub["kind"] != getattr(current, "kind", None):
+                current = _member(current, {"kind": sub["kind"]})()
+            rest = {k: v for k, v in sub.items() if k != "kind"}
+            nested[head] = replace_flat(current, rest, f"{_prefix}{head}.")
     return dataclasses.replace(config, **nested)
 
 

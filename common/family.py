@@ -1,10 +1,13 @@
-"""What a model family supplies to the one command layer (:mod:`common.commands`).
+"""What a family (one kind of task) supplies to the one command layer (:mod:`common.commands`).
 
 The command layer owns every flow (train, eval, infer, export, info, benchmark): run
-set-up, strategy, logger, trainer, checkpoints, ``config.json``, output. A family
-supplies only what differs: its experiment type and defaults, its extra flags, its
-task, model and optimizer builders, and its predictions writer and exporter.
-See ``tests/common/test_third_family.py`` for a complete two-layer example.
+set-up, strategy, logger, trainer, checkpoints, ``config.json``, output. Models are
+experiments registered by name (:func:`common.registry.register_experiment`); a family
+supplies only what its task does differently: its experiment type, its extra flags, its
+task, model and optimizer builders, and its predictions writer and exporter, for any
+experiment of that task. See ``tests/common/test_third_family.py`` for a complete
+two-layer example (a third task) and ``tests/common/test_registry.py`` for a third model
+of an existing task (one registered function).
 """
 from __future__ import annotations
 
@@ -22,10 +25,6 @@ class Family(abc.ABC):
     name: str = "family"
     #: ``--runtime`` values of eval / infer / inference benchmarks.
     runtimes: Tuple[str, ...] = ("tf",)
-    #: model names this family answers to.
-    models: Tuple[str, ...] = ()
-    #: models accepted by ``main.py benchmark`` only (reference implementations).
-    benchmark_references: Tuple[str, ...] = ()
     #: the family's :class:`~common.config.Experiment` subclass.
     experiment_class = Experiment
     #: export formats (the first is the default).
@@ -35,10 +34,6 @@ class Family(abc.ABC):
     def flags(self, mode: str) -> List[Any]:
         """Family-only :class:`common.cli.Flag` entries of ``mode`` (shared ones live in common.cli)."""
         return []
-
-    @abc.abstractmethod
-    def default_experiment(self, model: str) -> Experiment:
-        """The recipe defaults of ``model`` (before flags)."""
 
     def image_size_value(self, height: int, width: int) -> Any:
         """``--image-size`` as stored in ``data.image_size`` (default: square side)."""

@@ -1,39 +1,75 @@
-"""The one registry: model name -> model family.
+"""The one registry: model name -> complete experiment, and family name -> the family's hooks.
 
-A family (:class:`common.family.Family`) registers every model name it answers to;
-``main.py``, the scripts and the benchmark command look names up here only. Families
-are imported lazily (``--help`` stays fast, a family with missing optional packages
-does not break the others); tests and plug-ins may :func:`register` more.
+A name is a whole experiment (TF Model Garden's ``exp_factory``): :func:`register_experiment`
+decorates a zero-argument function returning the complete :class:`common.config.Experiment` of that
+name (architecture, data, optimisation, trainer). A family (:class:`common.family.Family`, one per
+kind of task) supplies the hooks that run any experiment of its task; :func:`register` adds it by
+name. ``main.py``, the scripts and the benchmark command look names up here only; nothing else
+matches text in a model name.
+
+Built-in families and their experiments are imported lazily (``--help`` stays fast, a family with
+missing optional packages does not break the others); tests and plug-ins may register more.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
-from typing import Dict, List
+from typing import Callable, Dict, List, NamedTuple
 
 _log = logging.getLogger(__name__)
 
-#: modules whose import registers the built-in families.
+#: modules whose import registers the built-in families and their experiments.
 BUILTIN_FAMILIES = ("efficientnet_tf2.family", "mrcnn_tf2.family")
 
+
+class Entry(NamedTuple):
+    """A registered name: its family's name, the function building its experiment, and whether it
+    is a benchmark-only reference (a peer implementation, not trained here)."""
+
+    family: str
+    build: Callable[[], object]
+    reference: bool
+
+
 _FAMILIES: Dict[str, object] = {}
+_EXPERIMENTS: Dict[str, Entry] = {}
 _loaded = False
 
 
 def register(family) -> object:
-    """Registers ``family`` under each of its ``models`` and ``benchmark_references``."""
-    for name in tuple(family.models) + tuple(family.benchmark_references):
-        owner = _FAMILIES.get(name)
-        if owner is not None and owner is not family:
-            raise ValueError(f"Model {name!r} is already registered by the {owner.name} family")
-        _FAMILIES[name] = family
+    """Registers ``family`` (its hooks) under ``family.name``; returns it."""
+    owner = _FAMILIES.get(family.name)
+    if owner is not None and owner is not family:
+        raise ValueError(f"A family named {family.name!r} is already registered")
+    _FAMILIES[family.name] = family
     return family
 
 
+def register_experiment(name: str, family: str, reference: bool = False):
+    """Decorator: ``fn() -> Experiment`` is the experiment of model ``name``, run by family ``family``.
+
+    ``reference``: accepted by ``main.py benchmark`` only (e.g. a keras.applications peer).
+    """
+    def decorate(build: Callable[[], object]) -> Callable[[], object]:
+        if name in _EXPERIMENTS and _EXPERIMENTS[name].build is not build:
+            raise ValueError(f"Model {name!r} is already registered by the {_EXPERIMENTS[name].family} family")
+        _EXPERIMENTS[name] = Entry(family, build, reference)
+        return build
+
+    return decorate
+
+
 def unregister(family) -> None:
-    """Removes every name of ``family`` (tests)."""
-    for name in [n for n, f in _FAMILIES.items() if f is family]:
-        del _FAMILIES[name]
+    """Removes ``family`` and every experiment it runs (tests)."""
+    _FAMILIES.pop(family.name, None)
+    for name in [n for n, e in _EXPERIMENTS.items() if e.family == family.name]:
+        del _EXPERIMENTS[name]
+
+
+def unregister_experiment(name: str) -> None:
+    """Removes one experiment name (tests)."""
+    _EXPERIMENTS.pop(name, None)
 
 
 def _load_builtins() -> None:
@@ -51,19 +87,32 @@ def _load_builtins() -> None:
 def list_models(include_references: bool = False) -> List[str]:
     """Sorted model names (``include_references``: also benchmark-only reference models)."""
     _load_builtins()
-    return sorted(n for n, f in _FAMILIES.items() if include_references or n in f.models)
+    return sorted(n for n, e in _EXPERIMENTS.items() if include_references or not e.reference)
+
+
+def _entry(name: str, benchmark: bool) -> Entry:
+    """The registration of ``name``; SystemExit (one line listing the known names) if there is none."""
+    _load_builtins()
+    entry = _EXPERIMENTS.get(name)
+    if entry is None or (entry.reference and not benchmark):
+        known = list_models(include_references=benchmark)
+        hint = " (a benchmark reference: use it with `main.py benchmark`)" if entry is not None else ""
+        raise SystemExit(f"error: unknown --model {name!r}{hint}. Available: {', '.join(known)}")
+    return entry
 
 
 def get_family(name: str, benchmark: bool = False):
-    """The family of model ``name``.
+    """The family (hooks) that runs model ``name``.
 
     Raises:
       SystemExit: unknown name (one line listing the known ones).
     """
-    _load_builtins()
-    family = _FAMILIES.get(name)
-    if family is None or (name not in family.models and not benchmark):
-        known = list_models(include_references=benchmark)
-        hint = " (a benchmark reference: use it with `main.py benchmark`)" if family is not None else ""
-        raise SystemExit(f"error: unknown --model {name!r}{hint}. Available: {', '.join(known)}")
-    return family
+    return _FAMILIES[_entry(name, benchmark).family]
+
+
+def get_experiment(name: str, benchmark: bool = False):
+    """A fresh copy of the complete experiment of model ``name`` (its ``model`` field is ``name``)."""
+    experiment = _entry(name, benchmark).build()
+    if experiment.model != name:
+        experiment = dataclasses.replace(experiment, model=name)
+    return experiment

@@ -13,8 +13,8 @@ from common import precision
 from common.config import TrainerConfig
 from common.logger import NullLogger
 from common.optimizers import build_optimizer
+from common.registry import get_experiment
 from common.trainer import Trainer
-from efficientnet_tf2 import registry
 from efficientnet_tf2.task import ClassificationConfig, ImageClassificationTask
 
 REFERENCE_MODELS = {"keras-efficientnetb0": lambda size, classes: keras.applications.EfficientNetB0(
@@ -23,12 +23,12 @@ REFERENCE_MODELS = {"keras-efficientnetb0": lambda size, classes: keras.applicat
 
 def _task_and_model(name: str, image_size: int, num_classes):
     num_classes = num_classes or 1000
-    task_model = name if name in registry.list_models() else "efficientnet-b0"
+    classifier = get_experiment(name, benchmark=True).task.model
     task = ImageClassificationTask(ClassificationConfig(
-        model=task_model, data_backend="synthetic", num_classes=num_classes, image_size=image_size,
-        mixup=0.2, label_smoothing=0.1))
+        model=name, data_backend="synthetic", num_classes=num_classes, image_size=image_size,
+        mixup=0.2, label_smoothing=0.1, model_config=classifier))
     model = REFERENCE_MODELS[name](image_size, num_classes) if name in REFERENCE_MODELS else task.build_model()
-    if name in registry.list_models() and registry.is_quantized(name):
+    if classifier.quantized:
         model = _calibrated_qat_model(model, image_size, num_classes)
     return task, model
 

@@ -1,10 +1,13 @@
-"""The EfficientNet family on the one command layer: experiment config, flags, builders.
+"""The classification family on the one command layer: flags and the hooks that run any classifier.
+
+The experiments (configs, recipes, registered names) are :mod:`efficientnet_tf2.experiments`; a
+classifier on any backbone of :mod:`backbones` (EfficientNet B0-B7, WideSE, QAT, ResNet-50) runs here.
 
 Every flag of seed 003 that applies keeps its spelling (``--epochs``, ``-b/--batch-size``,
 ``--lr``, ``--warmup``, ``--label-smoothing``, ``--mixup``, ``--amp``, ``--static-loss-scale``,
 ``--workspace``, ``--raport-file``, ``--resume``, ``--pretrained-from-file``, ``--no-checkpoints``,
 ``--num-classes``, ``--data-backend``, ``--prof``, ``--seed``, ``--image-size``); unset recipe
-values come from :mod:`efficientnet_tf2.recipe`.
+values come from the registered experiment.
 """
 from __future__ import annotations
 
@@ -16,92 +19,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from common import cli, registry
 from common.cli import flag
-from common.config import Experiment, TrainerConfig, check
 from common.family import Family
-from efficientnet_tf2 import registry as variants
-from efficientnet_tf2.config import EfficientNetConfig
-from efficientnet_tf2.recipe import LR_SCHEDULES, recipe_for
+from efficientnet_tf2.experiments import (AUGMENTATIONS, DEFAULT_NUM_CLASSES, FAMILY as FAMILY_NAME, LR_SCHEDULES,
+                                          ClassificationExperiment, ClassifierConfig)
 
 _log = logging.getLogger(__name__)
-BACKENDS = ("tfdata", "dali-cpu", "dali-gpu", "synthetic")
-AUGMENTATIONS = ("autoaugment", "none")
-DEFAULT_NUM_CLASSES = 1000  # ImageNet
-KERAS_REFERENCE = "keras-efficientnetb0"
-
-
-@dataclasses.dataclass(frozen=True)
-class ClassificationData:
-    """ImageFolder data of a classification run.
-
-    Attributes:
-      data_dir: root with ``train/`` and ``val/`` class folders (unused for synthetic data).
-      backend: ``tfdata`` | ``dali-cpu`` | ``dali-gpu`` | ``synthetic``.
-      image_size: square training/eval resolution (None: the variant's).
-      num_classes: classifier width (None: the number of class folders, else 1000).
-      augment: ``autoaugment`` | ``none`` on top of crop + flip.
-      class_names: class folder names (filled in from the data; used by infer/export).
-      strict_data: an unusable image file is an error before the first step (default: named, skipped).
-    """
-
-    data_dir: Optional[str] = None
-    backend: str = "tfdata"
-    image_size: Optional[int] = None
-    num_classes: Optional[int] = None
-    augment: str = "autoaugment"
-    class_names: Tuple[str, ...] = ()
-    strict_data: bool = False
-
-    def __post_init__(self):
-        check(self.backend in BACKENDS, f"--data-backend must be one of {BACKENDS}. Received: {self.backend!r}")
-        check(self.augment in AUGMENTATIONS, f"--augmentation must be one of {AUGMENTATIONS}. Received: {self.augment!r}")
-
-
-@dataclasses.dataclass(frozen=True)
-class ClassificationTaskConfig:
-    """Architecture and optimisation of a classification run (seed 003's recipe).
-
-    Attributes:
-      model: the EfficientNet architecture.
-      optimizer: ``rmsprop`` | ``sgd`` | ``adam``.
-      lr: learning rate for ``lr_batch`` images (linear scaling with the global batch).
-      lr_schedule: ``cosine`` | ``linear`` decay after ``warmup_epochs`` of linear warm-up.
-      momentum, rmsprop_alpha, rmsprop_eps: optimizer settings.
-      label_smoothing, mixup: training targets (MixUp alpha; 0 disables).
-      pretrained_from_file: initial weights (Keras, TF checkpoint or NGC PyTorch state_dict).
-      calibration_steps, calibration_method: QAT activation ranges from FP32 weights.
-    """
-
-    model: EfficientNetConfig = EfficientNetConfig()
-    optimizer: str = "rmsprop"
-    lr: float = 0.08
-    lr_batch: int = 4096
-    lr_schedule: str = "cosine"
-    warmup_epochs: int = 16
-    momentum: float = 0.9
-    rmsprop_alpha: float = 0.9
-    rmsprop_eps: float = 1e-3
-    label_smoothing: float = 0.1
-    mixup: float = 0.2
-    pretrained_from_file: Optional[str] = None
-    calibration_steps: int = 8
-    calibration_method: str = "percentile"
-
-    def __post_init__(self):
-        check(self.optimizer in ("rmsprop", "sgd", "adam"),
-              f"EfficientNet --optimizer must be rmsprop, sgd or adam. Received: {self.optimizer!r}")
-        check(self.lr_schedule in LR_SCHEDULES, f"--lr-schedule must be one of {LR_SCHEDULES}")
-        check(self.lr > 0, f"--lr must be > 0. Received: {self.lr}")
-
-
-@dataclasses.dataclass(frozen=True)
-class ClassificationExperiment(Experiment):
-    """Seed 003's float B0 recipe: 400 epochs of 256 images per GPU, weight decay 1e-5, eval every epoch."""
-
-    model: str = "efficientnet-b0"
-    trainer: TrainerConfig = TrainerConfig(epochs=400, batch_size=256, weight_decay=1e-5, best_metric="top1",
-                                           eval_every=1)
-    data: ClassificationData = ClassificationData()
-    task: ClassificationTaskConfig = ClassificationTaskConfig()
 
 
 def _train(*names, dest, help, **kwargs):  # noqa: A002
@@ -110,9 +32,9 @@ def _train(*names, dest, help, **kwargs):  # noqa: A002
 
 _MODEL_MODES = ("train", "eval", "infer", "export", "info")
 FLAGS = (
-    flag("--padding", dest="task.model.padding", choices=("same", "symmetric"), modes=_MODEL_MODES, group="model",
+    flag("--padding", dest="task.model.backbone.padding", choices=("same", "symmetric"), modes=_MODEL_MODES, group="model",
          help="'symmetric' = k//2 on every side as NVIDIA's PyTorch model (for NGC weights)"),
-    flag("--bn-momentum", dest="task.model.bn_momentum", type=cli.UNIT_FLOAT, modes=("train", "info"), group="model",
+    flag("--bn-momentum", dest="task.model.backbone.bn_momentum", type=cli.UNIT_FLOAT, modes=("train", "info"), group="model",
          help="BatchNorm moving-average momentum, Keras convention (0.9 suits short runs on small data)"),
     flag("--augmentation", dest="data.augment", choices=AUGMENTATIONS, modes=("train",), group="data",
          help="training augmentation on top of crop + flip"),
@@ -136,25 +58,16 @@ FLAGS = (
 )
 
 
-class EfficientNetFamily(Family):
-    """EfficientNet-B0/B4, WideSE and QAT variants (seed 003) on ImageFolder data."""
+class ClassificationFamily(Family):
+    """Image classification on ImageFolder data: any backbone (seed 003's EfficientNets, ResNet-50)."""
 
-    name = "efficientnet"
-    models = tuple(variants.list_models())
-    benchmark_references = (KERAS_REFERENCE,)
+    name = FAMILY_NAME
     experiment_class = ClassificationExperiment
     export_formats = ("savedmodel", "onnx")
     runtimes = ("tf", "onnxruntime")
 
     def flags(self, mode: str) -> List[Any]:
         return list(FLAGS)
-
-    def default_experiment(self, model: str) -> ClassificationExperiment:
-        """Seed 003's recipe for ``model`` (QAT variants: the QAT rows)."""
-        architecture = variants.get_config(model if model in variants.list_models() else "efficientnet-b0")
-        base = ClassificationExperiment()
-        base = dataclasses.replace(base, model=model, task=dataclasses.replace(base.task, model=architecture))
-        return base.override(recipe_for(model))
 
     # ------------------------------------------------------------- training
     def _num_classes(self, experiment) -> int:
@@ -202,7 +115,7 @@ class EfficientNetFamily(Family):
         model = task.build_model()
         if experiment.task.pretrained_from_file:
             load_pretrained_weights(model, experiment.task.pretrained_from_file)
-        return _quantize_if_needed(model, experiment.model, fixed_ranges=bool(experiment.task.pretrained_from_file))
+        return _quantize_if_needed(model, experiment.task.model, fixed_ranges=bool(experiment.task.pretrained_from_file))
 
     def build_optimizer(self, experiment, global_batch: int, steps_per_epoch: int):
         from common import distribution
@@ -230,29 +143,29 @@ class EfficientNetFamily(Family):
                 "lr": experiment.task.lr, "lr_batch": experiment.task.lr_batch}
 
     # ------------------------------------------------------------ inference
-    def _architecture(self, experiment) -> Tuple[EfficientNetConfig, int]:
+    def _architecture(self, experiment) -> Tuple[ClassifierConfig, int]:
         config = experiment.task.model
         config = config.replace(num_classes=experiment.data.num_classes or DEFAULT_NUM_CLASSES)
         return config, experiment.data.image_size or config.resolution
 
     def load_model(self, experiment, checkpoint: Optional[str], use_ema: bool = False):
         from common.checkpoint import restore_model_only
-        from efficientnet_tf2.model import build_efficientnet
+        from efficientnet_tf2.model import build_classifier
         from efficientnet_tf2.ngc import load_pretrained_weights
 
         config, size = self._architecture(experiment)
-        model = build_efficientnet(config, input_shape=(size, size, 3), name=experiment.model.replace("-", "_"))
+        model = build_classifier(config, input_shape=(size, size, 3), name=experiment.model.replace("-", "_"))
         if checkpoint:
-            model = _quantize_if_needed(model, experiment.model)
+            model = _quantize_if_needed(model, config)
             restore_model_only(checkpoint, model, use_ema=use_ema)
         elif experiment.task.pretrained_from_file:
             load_pretrained_weights(model, experiment.task.pretrained_from_file)
         else:
             _log.warning("no checkpoint in %s and no --pretrained-from-file: using randomly initialised weights",
                          experiment.workspace)
-        if not checkpoint and variants.is_quantized(experiment.model):
+        if not checkpoint and config.quantized:
             _log.warning("%s without a QAT checkpoint: activation ranges are uncalibrated", experiment.model)
-        return _quantize_if_needed(model, experiment.model)
+        return _quantize_if_needed(model, config)
 
     def _class_names(self, experiment, options) -> List[str]:
         if options.get("class_names"):
@@ -324,7 +237,7 @@ class EfficientNetFamily(Family):
         print(f"ONNX written to {os.path.abspath(out)} (opset {opset}; input uint8 [B, {size}, {size}, 3] "
               "centre crops; outputs probabilities, classes)")
         if options.get("verify"):
-            result = onnx_export.verify_onnx(model, out, size, options["verify"], variants.is_quantized(experiment.model))
+            result = onnx_export.verify_onnx(model, out, size, options["verify"], experiment.task.model.quantized)
             print(f"verified {len(options['verify'])} image(s): max |ONNX - Keras| probability difference = "
                   f"{result['max_abs_diff']:.2e}, top-1 agreement {100 * result['top1_agreement']:.1f}%")
         return out
@@ -332,15 +245,15 @@ class EfficientNetFamily(Family):
     def info(self, experiment) -> Dict[str, Any]:
         import numpy as np
 
-        from efficientnet_tf2.model import build_efficientnet
+        from efficientnet_tf2.model import build_classifier
 
         config, size = self._architecture(experiment)
-        model = build_efficientnet(config, input_shape=(size, size, 3))
+        model = build_classifier(config, input_shape=(size, size, 3))
         trainable = int(sum(np.prod(v.shape) for v in model.trainable_weights))
+        backbone = {k: v for k, v in dataclasses.asdict(config.backbone).items() if k != "blocks"}
         return {"model": experiment.model, "trainable_params": trainable, "total_params": int(model.count_params()),
                 "input_size": size, "num_classes": config.num_classes, "dropout": config.dropout_rate,
-                "drop_connect": config.drop_connect_rate, "padding": config.padding, "wide_se": config.wide_se,
-                "width_coefficient": config.width_coefficient, "depth_coefficient": config.depth_coefficient}
+                "quantized": config.quantized, "backbone": backbone}
 
     # ------------------------------------------------------------ benchmark
     def default_benchmark_size(self, experiment) -> int:
@@ -405,15 +318,15 @@ def _lr_schedule(kind: str, peak_lr: float, total_steps: int, warmup_steps: int)
     return WarmupCosine(peak_lr, total_steps, warmup_steps)
 
 
-def _quantize_if_needed(model, model_name: str, fixed_ranges: bool = False):
-    """QAT variants: the float ``model`` (FP32 weights already loaded) wrapped for quantization.
+def _quantize_if_needed(model, config: ClassifierConfig, fixed_ranges: bool = False):
+    """``config.quantized``: the float ``model`` (FP32 weights already loaded) wrapped for quantization.
 
     ``fixed_ranges``: activation ranges stay as calibrated (fine-tuning from FP32 weights)
     instead of following a moving average of the training batches' ``max|x|``.
     """
     from efficientnet_tf2 import qat
 
-    if model_name not in variants.list_models() or not variants.is_quantized(model_name) or qat.is_quantized(model):
+    if not config.quantized or qat.is_quantized(model):
         return model
     return qat.quantize_model(model, qat.FIXED_RANGES if fixed_ranges else qat.DEFAULT_EMA_DECAY)
 
@@ -427,4 +340,4 @@ def _refuse_to_overwrite(path: str, overwrite: bool) -> None:
         shutil.rmtree(path)
 
 
-FAMILY = registry.register(EfficientNetFamily())
+FAMILY = registry.register(ClassificationFamily())

@@ -1,155 +1,41 @@
-"""EfficientNet builder: turns an :class:`EfficientNetConfig` into a Keras model.
+"""The classifier of the classification task: any backbone, pooling, dropout, a Dense layer.
 
-Only standard tf-keras layers are used (Conv2D, DepthwiseConv2D,
-BatchNormalization, Dense, Multiply, Dropout, Add), so models serialise with
-``get_config``/``from_config``, save as SavedModel and can be annotated by
-TF-MOT for quantization-aware training. Layer names are deterministic
-(``block3b_expand_conv``) so checkpoints and weight maps stay stable.
+Layers are applied functionally to one input, so the model is flat (layer names of the backbone,
+e.g. ``block3b_expand_conv`` or ``conv4_block2_1_conv``, then ``avg_pool``, ``top_dropout``,
+``predictions``, ``logits``): checkpoints, NGC weight maps and TF-MOT quantization see the same
+layers as before backbones were shared.
 
-Shapes: B batch, H/W spatial, C channels. Inputs are normalised float
-images ``[B, H, W, 3]``; the model returns float32 logits ``[B, classes]``.
+Shapes: B batch, S input side. Inputs are normalised float images ``[B, S, S, 3]``; the model
+returns float32 logits ``[B, num_classes]`` (float32 even under mixed precision).
 """
 from __future__ import annotations
 
-import string
-from typing import Dict
-
 import tf_keras as keras
 
-from common.initializers import CONV_INIT, DENSE_INIT
-from efficientnet_tf2.config import BlockArgs, EfficientNetConfig
+from backbones.build import backbone_features
+from common.initializers import DENSE_INIT
+from efficientnet_tf2.experiments import ClassifierConfig
 
 layers = keras.layers
 
 
-# Endpoint level -> name of the layer whose output is that pyramid level.
-ENDPOINT_LEVELS = (1, 2, 3, 4, 5)
-
-
-def conv_bn(x, filters, kernel_size, strides, config, name, activation=True, depthwise=False):
-    """Conv (or depthwise conv) + BatchNorm (+ activation) with the config's padding.
+def build_classifier(config: ClassifierConfig, input_shape=None, name: str = "classifier") -> keras.Model:
+    """Backbone -> its deepest level -> global average pool -> dropout -> Dense -> float32 logits.
 
     Args:
-      x: ``[B, H, W, Cin]`` tensor.
-    Returns:
-      ``[B, H/strides, W/strides, filters]`` tensor (``Cin`` for depthwise).
-    """
-    padding = "same"
-    if config.padding == "symmetric" and strides > 1:
-        x = layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
-        padding = "valid"
-    if depthwise:
-        x = layers.DepthwiseConv2D(kernel_size, strides, padding=padding, use_bias=False,
-                                   depthwise_initializer=CONV_INIT, name=f"{name}_conv")(x)
-    else:
-        x = layers.Conv2D(filters, kernel_size, strides, padding=padding, use_bias=False,
-                          kernel_initializer=CONV_INIT, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(momentum=config.bn_momentum, epsilon=config.bn_epsilon,
-                                  name=f"{name}_bn")(x)
-    if activation:
-        x = layers.Activation(config.activation, name=f"{name}_activation")(x)
-    return x
-
-
-def squeeze_excite(x, squeeze_filters, config, name):
-    """Squeeze-and-excitation on ``[B, H, W, C]``: pool, two Dense, sigmoid gate."""
-    filters = x.shape[-1]
-    s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}se_squeeze")(x)
-    s = layers.Dense(squeeze_filters, activation=config.activation, kernel_initializer=CONV_INIT,
-                     name=f"{name}se_reduce")(s)
-    s = layers.Dense(filters, activation="sigmoid", kernel_initializer=CONV_INIT,
-                     name=f"{name}se_expand")(s)
-    return layers.Multiply(name=f"{name}se_excite")([x, s])
-
-
-def mbconv_block(x, args: BlockArgs, input_filters, output_filters, strides, drop_rate, config, name):
-    """One MBConv block: [expand 1x1] -> depthwise kxk -> SE -> project 1x1 (+ residual).
-
-    Args:
-      x: ``[B, H, W, input_filters]``.
-    Returns:
-      ``[B, H/strides, W/strides, output_filters]``.
-    """
-    inputs = x
-    expanded = input_filters * args.expand_ratio
-    if args.expand_ratio != 1:
-        x = conv_bn(x, expanded, 1, 1, config, f"{name}expand")
-    x = conv_bn(x, expanded, args.kernel_size, strides, config, f"{name}dw", depthwise=True)
-    if args.se_ratio > 0:
-        se_base = expanded if config.wide_se else input_filters
-        x = squeeze_excite(x, max(1, int(se_base * args.se_ratio)), config, name)
-    x = conv_bn(x, output_filters, 1, 1, config, f"{name}project", activation=False)
-    if strides == 1 and input_filters == output_filters:
-        if drop_rate > 0:
-            x = layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1), name=f"{name}drop")(x)
-        x = layers.Add(name=f"{name}add")([x, inputs])
-    return x
-
-
-def _block_plan(config: EfficientNetConfig):
-    """Yields (name, args, in_filters, out_filters, strides, drop_rate, stage) per block."""
-    stages = config.stages()
-    total = sum(config.round_repeats(s.num_repeat) for s in stages)
-    index = 0
-    in_filters = config.round_filters(config.stem_filters)
-    for stage_id, args in enumerate(stages):
-        out_filters = config.round_filters(args.output_filters)
-        for rep in range(config.round_repeats(args.num_repeat)):
-            strides = args.strides if rep == 0 else 1
-            drop = config.drop_connect_rate * index / total
-            name = f"block{stage_id + 1}{string.ascii_lowercase[rep]}_"
-            yield name, args, in_filters, out_filters, strides, drop, stage_id
-            in_filters = out_filters
-            index += 1
-
-
-def efficientnet_features(inputs, config: EfficientNetConfig) -> Dict[int, "keras.KerasTensor"]:
-    """Stem + MBConv stages + head conv; returns pyramid endpoints.
+      config: backbone and head.
+      input_shape: ``(S, S, 3)``; default ``(resolution, resolution, 3)`` of the backbone.
+      name: model name.
 
     Returns:
-      ``{level: tensor}`` where level ``l`` has stride ``2**l``: levels 1-4
-      are the last block of their resolution, level 5 is the 1x1 head conv
-      output ``[B, H/32, W/32, head_filters]``.
-    """
-    x = conv_bn(inputs, config.round_filters(config.stem_filters), 3, 2, config, "stem")
-    endpoints, level = {}, 1
-    for name, args, fin, fout, strides, drop, _ in _block_plan(config):
-        if strides > 1:
-            endpoints[level] = x
-            level += 1
-        x = mbconv_block(x, args, fin, fout, strides, drop, config, name)
-    x = conv_bn(x, config.round_filters(config.head_filters), 1, 1, config, "top")
-    endpoints[level] = x
-    return endpoints
-
-
-def build_efficientnet(config: EfficientNetConfig, input_shape=None, name="efficientnet") -> keras.Model:
-    """Classification model: features -> pool -> dropout -> Dense -> float32 logits.
-
-    Args:
-      input_shape: ``(H, W, 3)``; defaults to ``(resolution, resolution, 3)``.
-    Returns:
-      A functional ``keras.Model`` mapping ``[B, H, W, 3]`` normalised images
-      to ``[B, num_classes]`` float32 logits (float32 even under mixed precision).
+      A functional ``keras.Model`` mapping ``[B, S, S, 3]`` to ``[B, num_classes]`` float32 logits.
     """
     shape = input_shape or (config.resolution, config.resolution, 3)
     inputs = keras.Input(shape=shape, name="image")
-    x = efficientnet_features(inputs, config)[5]
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    features = backbone_features(inputs, config.backbone)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(features[max(features)])
     if config.dropout_rate > 0:
         x = layers.Dropout(config.dropout_rate, name="top_dropout")(x)
     x = layers.Dense(config.num_classes, kernel_initializer=DENSE_INIT, name="predictions")(x)
     logits = layers.Activation("linear", dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name=name)
-
-
-def build_backbone(config: EfficientNetConfig, input_shape=(None, None, 3), name="efficientnet_backbone"):
-    """Feature extractor for detectors: ``[B, H, W, 3]`` -> ``{2: .., 3: .., 4: .., 5: ..}``.
-
-    Integer level ``l`` has stride ``2**l``: the interface of every backbone (ResNet's too),
-    so the Mask R-CNN FPN takes either (``--config backbone.name=efficientnet-b0``).
-    """
-    inputs = keras.Input(shape=input_shape, name="image")
-    endpoints = efficientnet_features(inputs, config)
-    outputs = {level: endpoints[level] for level in (2, 3, 4, 5)}
-    return keras.Model(inputs, outputs, name=name)

@@ -1,4 +1,4 @@
-"""Image-classification task: EfficientNet model, ImageFolder inputs, losses, metrics.
+"""Image-classification task: a classifier on any backbone, ImageFolder inputs, losses, metrics.
 
 Batches are ``(images [B, S, S, 3] float32 normalised, labels [B] int32)``.
 Training applies MixUp (one Beta(alpha, alpha) lambda per batch) and label
@@ -9,16 +9,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import tensorflow as tf
 
 from common.task import Task, local_batch_size
 from efficientnet_tf2 import data as data_lib
-from efficientnet_tf2 import registry
-from efficientnet_tf2.config import EfficientNetConfig
+from efficientnet_tf2.experiments import ClassifierConfig
 from efficientnet_tf2.mixup import mixup, smooth_labels
-from efficientnet_tf2.model import build_efficientnet
+from efficientnet_tf2.model import build_classifier
 
 _LOG = logging.getLogger(__name__)
 # --data-backend -> DALI device (efficientnet_tf2.dali, imported only when used).
@@ -34,17 +33,16 @@ class ClassificationConfig:
     """Data and loss settings of a classification run.
 
     Attributes:
-      model: registered model name (``efficientnet-b0`` ...).
+      model: registered model name (``efficientnet-b0`` ...; the Keras model's name).
       data_dir: ImageFolder root with ``train/`` and ``val/`` (unused for synthetic).
       data_backend: ``tfdata`` | ``synthetic`` | ``dali-cpu`` | ``dali-gpu``.
       num_classes: classifier width; checked against the class folders.
-      image_size: training/eval resolution (default: the variant's).
+      image_size: training/eval resolution (default: the backbone's).
       augment: ``autoaugment`` | ``none``.
       mixup: MixUp alpha (0 disables).
       label_smoothing: smoothing of one-hot targets.
       seed: base seed of shuffling/augmentation (epoch ``e`` uses ``seed + e``).
-      model_overrides: extra :class:`EfficientNetConfig` fields (e.g. padding).
-      model_config: the whole architecture config (wins over ``model`` + ``model_overrides``).
+      model_config: the classifier (backbone + head); its ``num_classes`` is replaced by ``num_classes``.
       check_splits: splits whose files are checked before the run (unusable ones are left out).
       strict_data: any unusable file is an error (``--strict-data``).
       report_dir: where the full lists of unusable files go (None: not written).
@@ -59,25 +57,20 @@ class ClassificationConfig:
     mixup: float = 0.0
     label_smoothing: float = 0.0
     seed: int = 0
-    model_overrides: Dict = dataclasses.field(default_factory=dict)
-    model_config: Optional[EfficientNetConfig] = None
+    model_config: ClassifierConfig = ClassifierConfig()
     check_splits: Tuple[str, ...] = ("train", "val")
     strict_data: bool = False
     report_dir: Optional[str] = None
 
 
 class ImageClassificationTask(Task):
-    """EfficientNet on ImageFolder (or synthetic) data."""
+    """A classifier on ImageFolder (or synthetic) data."""
 
     name = "image_classification"
 
     def __init__(self, config: ClassificationConfig):
         self.config = config
-        if config.model_config is not None:
-            self.model_config = config.model_config.replace(num_classes=config.num_classes)
-        else:
-            self.model_config = registry.get_config(config.model, num_classes=config.num_classes,
-                                                    **config.model_overrides)
+        self.model_config = config.model_config.replace(num_classes=config.num_classes)
         self.image_size = config.image_size or self.model_config.resolution
         self.class_names = None
         self._num_train = None
@@ -133,8 +126,8 @@ class ImageClassificationTask(Task):
             raise DataBackendError(str(error)) from error
 
     def build_model(self):
-        """EfficientNet at the task's image size, with float32 logits."""
-        return build_efficientnet(self.model_config, input_shape=(self.image_size, self.image_size, 3),
+        """The classifier at the task's image size, with float32 logits."""
+        return build_classifier(self.model_config, input_shape=(self.image_size, self.image_size, 3),
                                   name=self.config.model.replace("-", "_"))
 
     def _dataset(self, split, batch, training, seed, input_context):

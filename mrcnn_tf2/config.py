@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, Tuple
 
+from backbones.configs import BackboneConfig, ResNetConfig
 from common.config import check as _check
 from common.config import DictConfig, flatten, parse_overrides, replace_flat  # noqa: F401  (config API)
 
@@ -112,47 +113,6 @@ def preset_input_fields(preset: str) -> dict:
     """:class:`mrcnn_tf2.data.inputs.InputConfig` fields of ``preset`` (``{}`` for ``nvidia``)."""
     _check(preset in PRESETS, f"preset must be one of {PRESETS}. Received: {preset!r}")
     return dict(TORCHVISION_INPUT) if preset == "torchvision" else {}
-
-
-@dataclasses.dataclass(frozen=True)
-class BackboneConfig:
-    """Backbone: ResNet (:func:`mrcnn_tf2.modeling.resnet.build_resnet`) or an EfficientNet variant.
-
-    Every backbone returns ``{level: [B, H/2**level, W/2**level, C_level]}`` for levels 2..5.
-
-    Attributes:
-      name: ``resnet`` (NVIDIA's), or a registered EfficientNet name such as ``efficientnet-b0``
-        (:func:`efficientnet_tf2.model.build_backbone`; ``depth``, ``freeze_at`` and
-        ``stride_in_1x1`` are ResNet's and ignored; ``--backbone-checkpoint`` is ResNet-only).
-      depth: 50 (NVIDIA), 101 or 152.
-      width_multiplier: channel multiplier; < 1 only for CI convergence tests.
-      finetune_bn: train BatchNorm (batch statistics and gamma/beta); NVIDIA: False.
-      freeze_at: 0 nothing, 1 the stem (conv1), 2 stem + res2 (NVIDIA), k: up to stage k.
-      stride_in_1x1: stride of the first block of a stage on its 1x1 conv (ResNet v1 as
-        Keras applications and Detectron's MSRA weights) instead of the 3x3 conv
-        (v1.5, NVIDIA's TF2 model). Deviation: True by default because the backbone
-        checkpoint loaded here is Keras' ImageNet ResNet-50, trained that way.
-      bn_epsilon: BatchNorm epsilon: 1.001e-5 (Keras applications), 1e-5 (torchvision).
-      padding: of the strided 3x3 convs: ``same`` (TensorFlow) or ``symmetric`` (PyTorch's
-        ``padding=1``, needed for torchvision weights).
-    """
-
-    name: str = "resnet"
-    depth: int = 50
-    width_multiplier: float = 1.0
-    finetune_bn: bool = False
-    freeze_at: int = 2
-    stride_in_1x1: bool = True
-    bn_epsilon: float = 1.001e-5
-    padding: str = "same"
-
-    def __post_init__(self):
-        _check(self.name == "resnet" or self.name.startswith("efficientnet-"),
-               f"backbone.name must be 'resnet' or an EfficientNet model name. Received: {self.name!r}")
-        _check(self.depth in (50, 101, 152), f"depth must be 50, 101 or 152. Received: depth={self.depth}")
-        _check(self.width_multiplier > 0, f"width_multiplier must be > 0. Received: {self.width_multiplier}")
-        _check(self.padding in ("same", "symmetric"), f"padding must be same or symmetric. Received: {self.padding!r}")
-        _check(0 <= self.freeze_at <= 5, f"freeze_at must be in [0, 5]. Received: freeze_at={self.freeze_at}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -336,14 +296,16 @@ class MaskRCNNConfig(DictConfig):
     Attributes:
       num_classes: classes including background (COCO: 91 category ids incl. 0).
       image_size: ``(H, W)`` network input (padded) size, multiples of 32 (C5's stride).
-      anchors, backbone, fpn, rpn, roi_sampler, roi_align, box_head, mask_head,
-      detection, losses: component configs.
+      backbone: any backbone of :mod:`backbones` (a tagged union; NVIDIA's: ResNet-50 v1 layout,
+        stem and res2 frozen, BatchNorm frozen). Deviation: ``stride_in_1x1=True`` (v1) by default
+        because the backbone checkpoint loaded here is Keras' ImageNet ResNet-50, trained that way.
+      anchors, fpn, rpn, roi_sampler, roi_align, box_head, mask_head, detection, losses: component configs.
     """
 
     num_classes: int = COCO_NUM_CLASSES
     image_size: Tuple[int, int] = DEFAULT_IMAGE_SIZE
     anchors: AnchorConfig = AnchorConfig()
-    backbone: BackboneConfig = BackboneConfig()
+    backbone: BackboneConfig = ResNetConfig()
     fpn: FpnConfig = FpnConfig()
     rpn: RpnConfig = RpnConfig()
     roi_sampler: RoiSamplerConfig = RoiSamplerConfig()

@@ -11,107 +11,21 @@ field can be set with ``--config name=value`` (dotted names of
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from common import cli, registry
 from common.cli import flag
-from common.config import Experiment, check, find_config
+from common.config import find_config
 from common.family import Family
 from mrcnn_tf2.coco_categories import coco_91_layout
-from mrcnn_tf2.config import (COCO_NUM_CLASSES, DEFAULT_IMAGE_SIZE, PRESETS, TORCHVISION_BACKBONE, MaskRCNNConfig,
+from mrcnn_tf2.config import (COCO_NUM_CLASSES, DEFAULT_IMAGE_SIZE, PRESETS, TORCHVISION_BACKBONE,
                               preset_input_fields, preset_model_fields)
-
-BACKENDS = ("tfdata", "synthetic")
-BEST_METRIC = "segm/AP"
+from mrcnn_tf2.experiments import FAMILY as FAMILY_NAME, SegmentationExperiment
 
 _log = logging.getLogger(__name__)
 TORCHVISION_EXTENSIONS = (".pth", ".pt", ".npz")  # as mrcnn_tf2.torchvision_import (TensorFlow-free here)
-
-
-@dataclasses.dataclass(frozen=True)
-class DetectionData:
-    """COCO-format data of a Mask R-CNN run.
-
-    Attributes:
-      data_dir: TFRecords (``train*``/``val*.tfrecord``) or a COCO layout (``annotations/`` + images).
-      backend: ``tfdata`` | ``synthetic`` (random inputs of the right shapes).
-      eval_file, eval_images: validation annotation JSON and image folder (custom layouts).
-      train_annotations, train_images: training annotation JSON and image folder.
-      image_size: ``(short side target, long side max)`` of the aspect-keeping resize (None: the
-        preset's, NVIDIA 832 x 1344, torchvision 800 x 1333).
-      num_classes: classes including background (None: from the annotations, else 91).
-      class_names, category_ids: filled in from the annotations (infer/export labels).
-      strict_data: an unusable image or annotation is an error before the first step (default: named, skipped).
-    """
-
-    data_dir: Optional[str] = None
-    backend: str = "tfdata"
-    eval_file: Optional[str] = None
-    eval_images: Optional[str] = None
-    train_annotations: Optional[str] = None
-    train_images: Optional[str] = None
-    image_size: Optional[Tuple[int, int]] = None
-    num_classes: Optional[int] = None
-    class_names: Tuple[str, ...] = ()
-    category_ids: Tuple[int, ...] = ()
-    strict_data: bool = False
-
-    def __post_init__(self):
-        check(self.backend in BACKENDS, f"mask-rcnn --data-backend must be one of {BACKENDS}. Received: {self.backend!r}")
-
-
-@dataclasses.dataclass(frozen=True)
-class SegmentationTaskConfig:
-    """Architecture and optimisation of a Mask R-CNN run (NVIDIA's TF2 recipe).
-
-    Attributes:
-      model: the whole Mask R-CNN config (``--config`` overrides land here).
-      optimizer: ``sgd`` (NVIDIA, with ``momentum``) | ``adam`` (trains faster from random weights).
-      init_learning_rate: warm-up start.
-      learning_rate_values: per-image rates (times the global batch): after warm-up, then each decay.
-      learning_rate_boundaries: epochs: end of warm-up, then each decay.
-      backbone_checkpoint: ImageNet ResNet-50 weights: Keras .h5, a TF checkpoint, or torchvision's
-        ``resnet50-*.pth`` / its ``.npz`` (the backbone then takes torchvision's layout).
-      pretrained_from_file: initial weights of the whole model: a TF checkpoint / Keras weights file, or
-        torchvision's ``maskrcnn_resnet50_fpn`` state_dict (``.pth``/``.npz``; the model then takes
-        torchvision's layout: backbone, anchors, proposal and detection filters).
-      custom_ops: the fused C++/CUDA kernels of :mod:`custom_ops` (plain-TF ops when False).
-      preset: ``nvidia`` (NVIDIA's TF2 recipe) or ``torchvision`` (its ``maskrcnn_resnet50_fpn``:
-        backbone layout, anchors, proposal/detection filters, input transform; ``mrcnn_tf2.config``).
-        None: ``torchvision`` when ``pretrained_from_file`` is a torchvision state_dict, else ``nvidia``.
-    """
-
-    model: MaskRCNNConfig = MaskRCNNConfig()
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    init_learning_rate: float = 0.0
-    learning_rate_values: Tuple[float, ...] = (1e-2, 1e-3, 1e-4)
-    learning_rate_boundaries: Tuple[float, ...] = (0.3, 8.0, 10.0)
-    backbone_checkpoint: Optional[str] = None
-    pretrained_from_file: Optional[str] = None
-    custom_ops: bool = True
-    preset: Optional[str] = None
-
-    def __post_init__(self):
-        check(self.preset in (None,) + PRESETS, f"mask-rcnn --preset must be one of {PRESETS}. Received: {self.preset!r}")
-        check(self.optimizer in ("sgd", "adam"), f"mask-rcnn --optimizer must be sgd or adam. Received: {self.optimizer!r}")
-        check(len(self.learning_rate_values) == len(self.learning_rate_boundaries),
-              "--learning_rate_values and --learning_rate_boundaries need the same length (warm-up end + decays). "
-              f"Received: {list(self.learning_rate_values)}, {list(self.learning_rate_boundaries)}")
-        check(self.init_learning_rate >= 0 and min(self.learning_rate_values, default=1) > 0,
-              "learning rates must be > 0 (--init-learning-rate >= 0). "
-              f"Received: {self.init_learning_rate}, {list(self.learning_rate_values)}")
-
-
-@dataclasses.dataclass(frozen=True)
-class SegmentationExperiment(Experiment):
-    """A Mask R-CNN run (model name and workspace come from :meth:`MaskRCNNFamily.default_experiment`)."""
-
-    data: DetectionData = DetectionData()
-    task: SegmentationTaskConfig = SegmentationTaskConfig()
 
 
 _MODEL_MODES = ("train", "eval", "infer", "export", "info")
@@ -157,10 +71,9 @@ FLAGS = (
 
 
 class MaskRCNNFamily(Family):
-    """Mask R-CNN ResNet-50-FPN (NVIDIA's TF2 recipe) on COCO-format data."""
+    """Mask R-CNN with an FPN on any backbone (NVIDIA's TF2 recipe, torchvision's layout) on COCO-format data."""
 
-    name = "mask-rcnn"
-    models = ("mask-rcnn", "mask-rcnn-r50-fpn")
+    name = FAMILY_NAME
     export_formats = ("savedmodel", "onnx")
     runtimes = ("tf", "onnxruntime")
 
@@ -168,13 +81,6 @@ class MaskRCNNFamily(Family):
 
     def flags(self, mode: str) -> List[Any]:
         return list(FLAGS)
-
-    def default_experiment(self, model: str) -> SegmentationExperiment:
-        """NVIDIA's defaults: 12 epochs, 4 images per GPU, eval batch 8, weight decay 1e-4."""
-        base = SegmentationExperiment()
-        return dataclasses.replace(base, model=model, workspace="./results", trainer=dataclasses.replace(
-            base.trainer, epochs=12, batch_size=4, eval_batch_size=8, eval_every=None, best_metric=BEST_METRIC,
-            weight_decay=1e-4, log_every=100, log_warmup_steps=100))
 
     def image_size_value(self, height: int, width: int) -> Tuple[int, int]:
         return (height, width)
@@ -214,7 +120,7 @@ class MaskRCNNFamily(Family):
     def _inputs(self, experiment):
         from mrcnn_tf2.data.inputs import InputConfig
 
-        fields = preset_input_fields(_preset(experiment.task))
+        fields = preset_input_fields(experiment.task.preset)
         size = experiment.data.image_size or fields.pop("image_size", DEFAULT_IMAGE_SIZE)
         return InputConfig(**{**fields, "image_size": tuple(size)})
 
@@ -250,13 +156,7 @@ class MaskRCNNFamily(Family):
         if experiment.task.pretrained_from_file:
             _load_pretrained(model, experiment.task.pretrained_from_file)
         elif experiment.task.backbone_checkpoint:
-            from mrcnn_tf2.modeling.resnet import load_backbone_weights
-
-            if experiment.task.model.backbone.name != "resnet":
-                raise SystemExit("error: --backbone-checkpoint holds ResNet-50 weights; "
-                                 f"backbone.name is {experiment.task.model.backbone.name}")
-
-            load_backbone_weights(model.backbone, experiment.task.backbone_checkpoint)
+            _load_backbone(model.backbone, experiment.task.backbone_checkpoint)
         return model
 
     def build_optimizer(self, experiment, global_batch: int, steps_per_epoch: int):
@@ -384,8 +284,8 @@ class MaskRCNNFamily(Family):
         return {"model": experiment.model, "trainable_params": trainable,
                 "total_params": int(sum(np.prod(v.shape) for v in model.variables)),
                 "input_size": list(config.image_size), "num_classes": config.num_classes,
-                "backbone": (f"resnet{config.backbone.depth}" if config.backbone.name == "resnet"
-                             else config.backbone.name) + "-fpn"}
+                "backbone": config.backbone.kind + (str(config.backbone.depth) if config.backbone.kind == "resnet"
+                                                    else "") + "-fpn"}
 
     def check_runtime(self, runtime: str, mode: str, experiment=None) -> None:
         """Also refuses ``infer --runtime onnxruntime`` with a per-image canvas (the torchvision preset):
@@ -438,23 +338,45 @@ class MaskRCNNFamily(Family):
         return make(config, self._inputs(experiment), batch, xla=experiment.runtime.xla)
 
 
-def _preset(task) -> str:
-    """``--preset``, else ``torchvision`` for a torchvision ``--pretrained-from-file``, else ``nvidia``."""
-    if task.preset:
-        return task.preset
-    return "torchvision" if (task.pretrained_from_file or "").endswith(TORCHVISION_EXTENSIONS) else "nvidia"
-
-
 def _preset_fields(task) -> Dict[str, Any]:
-    """Model fields of the preset (``mrcnn_tf2.config.preset_model_fields``); a torchvision ResNet-50
-    ``--backbone-checkpoint`` alone sets only the backbone's layout (its weights need it)."""
-    preset = _preset(task)
-    fields = {f"task.model.{k}": v for k, v in preset_model_fields(preset).items()}
-    if task.model.backbone.name != "resnet":
-        fields = {k: v for k, v in fields.items() if not k.startswith("task.model.backbone.")}
-    elif (task.backbone_checkpoint or "").endswith(TORCHVISION_EXTENSIONS):
-        fields.update({f"task.model.backbone.{k}": v for k, v in TORCHVISION_BACKBONE.items()})
-    return {"task.preset": preset, **fields}
+    """Model fields of ``task.preset`` (``mrcnn_tf2.config.preset_model_fields``; a ResNet's only).
+
+    Weights files never choose a preset or a layout: a torchvision file on a model of another layout
+    is a one-line error naming the experiment (or the fields) that fits it.
+    """
+    resnet = task.model.backbone.kind == "resnet"
+    if task.backbone_checkpoint and not resnet:
+        raise SystemExit(f"error: --backbone-checkpoint takes ResNet weights; this model's backbone is "
+                         f"{task.model.backbone.kind}")
+    fields = {f"task.model.{k}": v for k, v in preset_model_fields(task.preset).items()
+              if resnet or not k.startswith("backbone.")}
+    if (task.pretrained_from_file or "").endswith(TORCHVISION_EXTENSIONS) and task.preset != "torchvision":
+        raise SystemExit(f"error: {task.pretrained_from_file} is a torchvision Mask R-CNN state_dict: run it with "
+                         "--model mask-rcnn-torchvision (or --preset torchvision)")
+    if (task.backbone_checkpoint or "").endswith(TORCHVISION_EXTENSIONS) and not _torchvision_layout(task, fields):
+        fix = " ".join(f"backbone.{k}={v}" for k, v in TORCHVISION_BACKBONE.items())
+        raise SystemExit(f"error: {task.backbone_checkpoint} holds torchvision ResNet weights (v1.5, PyTorch padding, "
+                         f"BatchNorm eps 1e-5); this backbone has another layout: add --config {fix}")
+    return {"task.preset": task.preset, **fields}
+
+
+def _torchvision_layout(task, fields: Dict[str, Any]) -> bool:
+    """The ResNet backbone (after the preset's ``fields``) has torchvision's layout."""
+    backbone = task.model.backbone
+    return backbone.kind == "resnet" and all(
+        fields.get(f"task.model.backbone.{k}", getattr(backbone, k)) == v for k, v in TORCHVISION_BACKBONE.items())
+
+
+def _load_backbone(backbone, path: str) -> None:
+    """``--backbone-checkpoint``: torchvision ResNet weights (``.pth``/``.pt``/``.npz``) or Keras / TF weights."""
+    if path.endswith(TORCHVISION_EXTENSIONS):
+        from mrcnn_tf2.torchvision_import import load_backbone_checkpoint
+
+        load_backbone_checkpoint(backbone, path)
+        return
+    from backbones.resnet import load_backbone_weights
+
+    load_backbone_weights(backbone, path)
 
 
 def _load_pretrained(model, path: str) -> None:

@@ -20,11 +20,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options (no TensorFlow import, so ``--help`` is fast)."""
-    from efficientnet_tf2 import registry
+    from efficientnet_tf2.experiments import classifier_names
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", "--arch", required=True, choices=registry.list_models(),
+    parser.add_argument("--model", "--arch", required=True, choices=classifier_names(),
                         help="variant the checkpoint belongs to (quant checkpoints: their FP32 "
                              "variant, e.g. efficientnet-b0 for efficientnet-quant-b0)")
     parser.add_argument("--padding", default="symmetric", choices=["symmetric", "same"],
@@ -43,15 +43,16 @@ def convert(args) -> int:
     """Reads the checkpoint, imports it into a fresh model and saves the weights."""
     import numpy as np
 
-    from efficientnet_tf2 import ngc, registry
-    from efficientnet_tf2.model import build_efficientnet
+    from efficientnet_tf2 import ngc
+    from efficientnet_tf2.experiments import classifier_config
+    from efficientnet_tf2.model import build_classifier
 
     if not args.output.endswith(".h5"):
         raise SystemExit(f"error: output must be a .weights.h5 file. Received: {args.output}")
     state = ngc.read_state_dict(args.checkpoint)
     classes = args.num_classes or int(np.shape(state.get("classifier.fc.weight", [[0] * 1000]))[0])
-    config = registry.get_config(args.model, num_classes=classes, padding=args.padding)
-    model = build_efficientnet(config, name=args.model.replace("-", "_"))
+    config = classifier_config(args.model, num_classes=classes, padding=args.padding)
+    model = build_classifier(config, name=args.model.replace("-", "_"))
     result = ngc.load_ngc_state_dict(model, state)
     model.save_weights(args.output)
     print(f"imported {len(result.assigned)} tensors of {args.checkpoint} into {args.model} "

@@ -98,12 +98,13 @@ def qat_before_finetune(args, data, fp32_workspace):
     import numpy as np
 
     from efficientnet_tf2 import data as data_lib
-    from efficientnet_tf2 import qat, registry
-    from efficientnet_tf2.model import build_efficientnet
+    from efficientnet_tf2 import qat
+    from efficientnet_tf2.experiments import classifier_config
+    from efficientnet_tf2.model import build_classifier
     from efficientnet_tf2.ngc import load_pretrained_weights
 
-    config = registry.get_config("efficientnet-quant-b0", num_classes=args.num_classes, bn_momentum=0.9)
-    model = build_efficientnet(config, input_shape=(args.image_size, args.image_size, 3), name="efficientnet_quant_b0")
+    config = classifier_config("efficientnet-quant-b0", num_classes=args.num_classes, bn_momentum=0.9)
+    model = build_classifier(config, input_shape=(args.image_size, args.image_size, 3), name="efficientnet_quant_b0")
     load_pretrained_weights(model, os.path.join(fp32_workspace, "model_best"))
     model = qat.quantize_model(model)
     train = data_lib.build_dataset(data, "train", args.image_size, args.batch_size, training=True, augment="none",
@@ -117,9 +118,9 @@ def qat_before_finetune(args, data, fp32_workspace):
 
 def finetune_fp32(args, data, workspace, fp32_workspace):
     """Control: FP32 ``efficientnet-b0`` fine-tuned exactly as the QAT run (recipe, epochs, flags)."""
-    from efficientnet_tf2.family import FAMILY
+    from common import registry
 
-    qat = FAMILY.default_experiment("efficientnet-quant-b0")
+    qat = registry.get_experiment("efficientnet-quant-b0")
     r = qat.task
     main_py(["train", "--model", "efficientnet-b0", data, "--workspace", workspace, *common_flags(args),
              "--epochs", str(args.qat_epochs), "--augmentation", "none", "--label-smoothing", "0",

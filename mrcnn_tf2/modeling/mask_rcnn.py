@@ -35,10 +35,10 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from backbones.build import build_backbone
 from mrcnn_tf2.config import MaskRCNNConfig
 from mrcnn_tf2.modeling.fpn import Fpn
 from mrcnn_tf2.modeling.heads import BoxHead, MaskHead, RpnHead
-from mrcnn_tf2.modeling.resnet import build_resnet
 from mrcnn_tf2.ops import roi_align, targets
 from mrcnn_tf2.ops.anchors import AnchorGenerator, concat_levels
 from mrcnn_tf2.ops.detections import generate_detections
@@ -48,18 +48,6 @@ from mrcnn_tf2.ops.proposals import Proposals, generate_proposals
 BACKBONE_MAX_LEVEL = 5  # C5; higher pyramid levels are pooled from P5
 
 
-def build_backbone(config) -> "keras.Model":
-    """``images [B, H, W, 3] -> {2: C2, 3: C3, 4: C4, 5: C5}`` of a :class:`BackboneConfig`."""
-    if config.name == "resnet":
-        return build_resnet(config.depth, config.width_multiplier, config.finetune_bn, config.freeze_at,
-                            config.stride_in_1x1, name="resnet", bn_epsilon=config.bn_epsilon, padding=config.padding)
-    from efficientnet_tf2 import registry as efficientnet_variants
-    from efficientnet_tf2.model import build_backbone as build_efficientnet_backbone
-
-    variant = efficientnet_variants.get_config(config.name)
-    if config.width_multiplier != 1.0:
-        variant = variant.replace(width_coefficient=variant.width_coefficient * config.width_multiplier)
-    return build_efficientnet_backbone(variant, name=config.name.replace("-", "_"))
 TRAINING_KEYS = ("gt_boxes", "gt_classes", "gt_masks")
 
 
@@ -71,7 +59,7 @@ def _anchor_arrays(generator: AnchorGenerator, image_size: Tuple[int, int]) -> D
 
 @keras.utils.register_keras_serializable(package="mrcnn_tf2")
 class MaskRCNN(keras.Model):
-    """Mask R-CNN with a ResNet-FPN backbone, built from a :class:`MaskRCNNConfig`.
+    """Mask R-CNN with an FPN on any backbone (:mod:`backbones`), built from a :class:`MaskRCNNConfig`.
 
     Args:
       config: the model configuration (only model fields are read).
@@ -102,7 +90,7 @@ class MaskRCNN(keras.Model):
         self.config, self.seed = config, seed
         a = config.anchors
         self.anchor_generator = AnchorGenerator(**dataclasses.asdict(a))
-        self.backbone = build_backbone(config.backbone)
+        self.backbone = build_backbone(config.backbone, name=config.backbone.kind)
         self.fpn = Fpn(a.min_level, a.max_level, BACKBONE_MAX_LEVEL, config.fpn.channels, name="fpn")
         self.rpn_head = RpnHead(a.anchors_per_location, config.rpn.channels, name="rpn_head")
         self.box_head = BoxHead(config.num_classes, config.box_head.fc_dims, config.box_head.num_fcs,

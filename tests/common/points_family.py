@@ -89,13 +89,7 @@ class PointsClassification(Task):
 
 class PointsFamily(Family):
     name = "points"
-    models = ("points-mlp",)
     experiment_class = PointsExperiment
-
-    def default_experiment(self, model):
-        base = PointsExperiment()
-        return dataclasses.replace(base, model=model, workspace="./points",
-                                   trainer=dataclasses.replace(base.trainer, epochs=3, batch_size=16))
 
     def build_task(self, experiment, training):
         experiment = experiment.override({"data.num_classes": experiment.data.num_classes or 2})
@@ -144,9 +138,24 @@ def write_points(folder, n=256, seed=0, separation=1.5, noise=0.5):
     return folder
 
 
-if __name__ == "__main__":
-    import main as entry  # with the repository root on PYTHONPATH
+def points_mlp():
+    """The one model of the points task."""
+    base = PointsExperiment()
+    return dataclasses.replace(base, model="points-mlp", workspace="./points",
+                               trainer=dataclasses.replace(base.trainer, epochs=3, batch_size=16))
+
+
+def register_points():
+    """Registers the family (the task's hooks) and its model; returns the family."""
     from common import registry
 
-    registry.register(PointsFamily())
+    family = registry.register(PointsFamily())
+    registry.register_experiment("points-mlp", family.name)(points_mlp)
+    return family
+
+
+if __name__ == "__main__":
+    import main as entry  # with the repository root on PYTHONPATH
+
+    register_points()
     sys.exit(entry.main(sys.argv[1:]))

@@ -13,7 +13,7 @@ FAMILY_MODELS = ("efficientnet-b0", "mask-rcnn")
 def _option_strings(mode, model):
     """``{dest: option strings}`` of the parser that ``main.py MODE --model MODEL -h`` prints."""
     family = registry.get_family(model, benchmark=mode == "benchmark")
-    parser = cli.build_parser(mode, family, model, family.default_experiment(model))
+    parser = cli.build_parser(mode, family, model, registry.get_experiment(model, benchmark=True))
     return {a.dest: tuple(a.option_strings) for a in parser._actions}, parser.format_help()
 
 

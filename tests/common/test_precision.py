@@ -37,12 +37,12 @@ def test_loss_scale_dynamic_and_static(restore_policy):
 
 
 def test_amp_train_step_finite_loss_float32_variables(restore_policy):
-    from efficientnet_tf2 import registry
-    from efficientnet_tf2.model import build_efficientnet
+    from efficientnet_tf2.experiments import classifier_config
+    from efficientnet_tf2.model import build_classifier
 
     policy = precision.configure_precision("mixed_float16")
     assert policy.compute_dtype == "float16" and policy.variable_dtype == "float32"
-    model = build_efficientnet(registry.get_config("efficientnet-b0", num_classes=4), input_shape=(32, 32, 3))
+    model = build_classifier(classifier_config("efficientnet-b0", num_classes=4), input_shape=(32, 32, 3))
     opt = precision.wrap_optimizer(build_optimizer("rmsprop", 1e-3), "mixed_float16")
     images, labels = tf.random.normal([4, 32, 32, 3]), tf.constant([0, 1, 2, 3])
 

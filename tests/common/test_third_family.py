@@ -13,12 +13,12 @@ import tensorflow as tf
 
 import main as entry
 from common import registry
-from points_family import PointsFamily, write_points
+from points_family import register_points, write_points
 
 
 @pytest.fixture
 def points_family():
-    family = registry.register(PointsFamily())
+    family = register_points()
     yield family
     registry.unregister(family)
 

@@ -6,15 +6,15 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from efficientnet_tf2 import registry
+from efficientnet_tf2.experiments import classifier_config
 from efficientnet_tf2.export import export_saved_model
-from efficientnet_tf2.model import build_efficientnet
+from efficientnet_tf2.model import build_classifier
 from efficientnet_tf2.preprocessing import preprocess_for_eval
 
 
 def test_saved_model_round_trip(tmp_path):
     tf.random.set_seed(0)
-    model = build_efficientnet(registry.get_config("efficientnet-b0", num_classes=6), input_shape=(64, 64, 3))
+    model = build_classifier(classifier_config("efficientnet-b0", num_classes=6), input_shape=(64, 64, 3))
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(2, 80, 72, 3), dtype=np.uint8)
     export_dir = export_saved_model(model, str(tmp_path / "sm"), image_size=64, class_names=list("abcdef"))

@@ -1,4 +1,4 @@
-"""EfficientNet architectures: exact parameter counts, forward/backward, serialization."""
+"""Classifiers on EfficientNet backbones: NVIDIA's parameter counts, forward/backward, serialization."""
 import json
 import pathlib
 
@@ -7,9 +7,9 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from efficientnet_tf2 import registry
-from efficientnet_tf2.config import decode_block_string, variant_config
-from efficientnet_tf2.model import build_backbone, build_efficientnet
+from backbones.configs import decode_block_string
+from efficientnet_tf2.experiments import classifier_config, classifier_names
+from efficientnet_tf2.model import build_classifier
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "ngc_efficientnet"
 NVIDIA_PARAMS = {"efficientnet-b0": 5288548, "efficientnet-b4": 19341616,
@@ -22,7 +22,7 @@ def trainable_count(model):
 
 @pytest.mark.parametrize("name", sorted(NVIDIA_PARAMS))
 def test_trainable_params_match_nvidia(name):
-    model = build_efficientnet(registry.get_config(name), input_shape=(64, 64, 3))
+    model = build_classifier(classifier_config(name), input_shape=(64, 64, 3))
     assert trainable_count(model) == NVIDIA_PARAMS[name]
 
 
@@ -35,14 +35,14 @@ def test_reference_counts_fixture_agrees():
 
 
 def test_default_resolutions_and_regularisation():
-    b0, b4 = registry.get_config("efficientnet-b0"), registry.get_config("efficientnet-b4")
-    assert (b0.resolution, b0.dropout_rate, b0.drop_connect_rate) == (224, 0.2, 0.2)
-    assert (b4.resolution, b4.dropout_rate, b4.drop_connect_rate) == (380, 0.4, 0.2)
+    b0, b4 = classifier_config("efficientnet-b0"), classifier_config("efficientnet-b4")
+    assert (b0.resolution, b0.dropout_rate, b0.backbone.drop_connect_rate) == (224, 0.2, 0.2)
+    assert (b4.resolution, b4.dropout_rate, b4.backbone.drop_connect_rate) == (380, 0.4, 0.2)
 
 
 def test_wide_se_squeezes_expanded_width():
-    narrow = build_efficientnet(registry.get_config("efficientnet-b0"), input_shape=(32, 32, 3))
-    wide = build_efficientnet(registry.get_config("efficientnet-widese-b0"), input_shape=(32, 32, 3))
+    narrow = build_classifier(classifier_config("efficientnet-b0"), input_shape=(32, 32, 3))
+    wide = build_classifier(classifier_config("efficientnet-widese-b0"), input_shape=(32, 32, 3))
     # block2a: input 16 channels, expanded 96: SE width 4 (standard) vs 24 (WideSE).
     assert narrow.get_layer("block2a_se_reduce").units == 4
     assert wide.get_layer("block2a_se_reduce").units == 24
@@ -56,9 +56,9 @@ def test_block_string_decoding():
         decode_block_string("xx_r1_k3_s1_e1_c16")
 
 
-@pytest.mark.parametrize("name", registry.list_models())
+@pytest.mark.parametrize("name", classifier_names())
 def test_forward_backward_small_resolution(name):
-    model = build_efficientnet(registry.get_config(name, num_classes=7), input_shape=(64, 64, 3))
+    model = build_classifier(classifier_config(name, num_classes=7), input_shape=(64, 64, 3))
     images = tf.random.normal([2, 64, 64, 3])
     with tf.GradientTape() as tape:
         logits = model(images, training=True)
@@ -70,7 +70,7 @@ def test_forward_backward_small_resolution(name):
 
 
 def test_get_config_round_trip():
-    model = build_efficientnet(registry.get_config("efficientnet-b0", num_classes=5), input_shape=(48, 48, 3))
+    model = build_classifier(classifier_config("efficientnet-b0", num_classes=5), input_shape=(48, 48, 3))
     clone = keras.Model.from_config(model.get_config())
     clone.set_weights(model.get_weights())
     x = tf.random.normal([1, 48, 48, 3])
@@ -79,23 +79,16 @@ def test_get_config_round_trip():
 
 
 def test_symmetric_padding_differs_only_at_stride_two():
-    config = variant_config("b0", padding="symmetric", num_classes=3)
-    model = build_efficientnet(config, input_shape=(64, 64, 3))
+    config = classifier_config("efficientnet-b0", padding="symmetric", num_classes=3)
+    model = build_classifier(config, input_shape=(64, 64, 3))
     pads = [layer for layer in model.layers if isinstance(layer, keras.layers.ZeroPadding2D)]
     assert len(pads) == 5  # stem + four stride-2 depthwise convs
-    assert trainable_count(model) == trainable_count(build_efficientnet(
-        variant_config("b0", num_classes=3), input_shape=(64, 64, 3)))
+    assert trainable_count(model) == trainable_count(build_classifier(
+        classifier_config("efficientnet-b0", num_classes=3), input_shape=(64, 64, 3)))
     with pytest.raises(ValueError, match="padding"):
-        variant_config("b0", padding="reflect")
-
-
-def test_backbone_exposes_pyramid_levels():
-    backbone = build_backbone(registry.get_config("efficientnet-b0"), input_shape=(128, 128, 3))
-    outputs = backbone(tf.zeros([1, 128, 128, 3]))
-    assert {k: tuple(v.shape) for k, v in outputs.items()} == {
-        2: (1, 32, 32, 24), 3: (1, 16, 16, 40), 4: (1, 8, 8, 112), 5: (1, 4, 4, 1280)}
+        classifier_config("efficientnet-b0", padding="reflect")
 
 
 def test_unknown_model_lists_available():
-    with pytest.raises(ValueError, match="efficientnet-b0"):
-        registry.get_config("efficientnet-b9")
+    with pytest.raises(SystemExit, match="efficientnet-b0"):
+        classifier_config("efficientnet-b9")

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from common import state_dict
-from efficientnet_tf2 import ngc, registry
-from efficientnet_tf2.model import build_efficientnet
+from efficientnet_tf2 import ngc
+from efficientnet_tf2.experiments import classifier_config
+from efficientnet_tf2.model import build_classifier
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "ngc_efficientnet"
 FIXTURE_B0 = FIXTURES / "efficientnet-b0_random_init.npz"
@@ -19,8 +20,8 @@ _MODELS = {}
 def model_for(name):
     """Symmetric-padding model of ``name`` with any input size, built once per session."""
     if name not in _MODELS:
-        config = registry.get_config(name, padding="symmetric")
-        _MODELS[name] = build_efficientnet(config, input_shape=(None, None, 3), name=name.replace("-", "_"))
+        config = classifier_config(name, padding="symmetric")
+        _MODELS[name] = build_classifier(config, input_shape=(None, None, 3), name=name.replace("-", "_"))
     return _MODELS[name]
 
 

@@ -5,9 +5,10 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from efficientnet_tf2 import onnx_export, qat, registry
-from efficientnet_tf2.config import B0_BLOCKS
-from efficientnet_tf2.model import build_efficientnet
+from efficientnet_tf2 import onnx_export, qat
+from efficientnet_tf2.experiments import classifier_config
+from backbones.configs import B0_BLOCKS
+from efficientnet_tf2.model import build_classifier
 from efficientnet_tf2.preprocessing import normalize
 
 # Every layer type of B0 (see test_qat.py) at stride 32, small enough to convert quickly.
@@ -19,9 +20,9 @@ SIZE = 32
 def _model(padding, images):
     """Tiny B0-like model overfitted to ``images`` (one class each): confident, well-separated predictions."""
     tf.random.set_seed(1)
-    config = registry.get_config("efficientnet-b0", blocks=TINY_BLOCKS, head_filters=64, num_classes=6,
+    config = classifier_config("efficientnet-b0", blocks=TINY_BLOCKS, head_filters=64, num_classes=6,
                                  padding=padding, bn_momentum=0.5, dropout_rate=0.0, drop_connect_rate=0.0)
-    model = build_efficientnet(config, input_shape=(SIZE, SIZE, 3))
+    model = build_classifier(config, input_shape=(SIZE, SIZE, 3))
     x, labels = normalize(tf.cast(images, tf.float32)), tf.range(len(images))
     optimizer = keras.optimizers.Adam(0.01)
     for _ in range(40):

@@ -4,11 +4,11 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from efficientnet_tf2 import qat, registry
-from efficientnet_tf2.config import B0_BLOCKS
-from efficientnet_tf2.model import build_efficientnet
-from efficientnet_tf2.family import FAMILY
-from efficientnet_tf2.recipe import recipe_for
+from efficientnet_tf2 import qat
+from backbones.configs import B0_BLOCKS
+from efficientnet_tf2.model import build_classifier
+from common import registry
+from efficientnet_tf2.experiments import classifier_config
 
 # B0's first two stages (a depthwise-separable block, two inverted-residual blocks with SE,
 # a residual Add with drop-connect), three narrow stride-2 blocks to reach stride 32, a small
@@ -21,7 +21,7 @@ WEIGHT_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers
 
 def tiny_model(**overrides):
     tf.random.set_seed(0)
-    return build_efficientnet(registry.get_config("efficientnet-quant-b0", **{**TINY, **overrides}),
+    return build_classifier(classifier_config("efficientnet-quant-b0", **{**TINY, **overrides}),
                               input_shape=(32, 32, 3))
 
 
@@ -33,16 +33,16 @@ def tiny_pair():
 
 
 def test_quant_variants_are_registered_with_qat_recipes():
-    assert registry.is_quantized("efficientnet-quant-b0") and not registry.is_quantized("efficientnet-b0")
-    assert registry.get_config("efficientnet-quant-b4") == registry.get_config("efficientnet-b4")
-    b0, b4 = FAMILY.default_experiment("efficientnet-quant-b0"), FAMILY.default_experiment("efficientnet-quant-b4")
+    assert classifier_config("efficientnet-quant-b0").quantized and not classifier_config("efficientnet-b0").quantized
+    assert classifier_config("efficientnet-quant-b4").backbone == classifier_config("efficientnet-b4").backbone
+    b0, b4 = registry.get_experiment("efficientnet-quant-b0"), registry.get_experiment("efficientnet-quant-b4")
     t, r = b0.task, b0.trainer
     assert (t.optimizer, t.momentum, t.lr, t.lr_batch, t.lr_schedule, r.weight_decay, r.epochs, t.mixup) == \
         ("sgd", 0.89, 0.0125, 128, "cosine", 4.5e-5, 10, 0.0)
     t, r = b4.task, b4.trainer
     assert (t.optimizer, t.rmsprop_alpha, t.rmsprop_eps, t.momentum, t.lr, t.lr_batch, t.lr_schedule,
             r.weight_decay, r.epochs) == ("rmsprop", 0.853, 0.00422, 0.9, 4.09e-6, 32, "linear", 9.714e-4, 2)
-    assert recipe_for("efficientnet-b0") == {} and b4.task.model == registry.get_config("efficientnet-b4")
+    assert b4.task.model == classifier_config("efficientnet-b4", quantized=True)
 
 
 def test_plan_quantizes_every_conv_dense_input_and_the_se_and_residual_inputs():
@@ -192,8 +192,8 @@ def full_pair(request):
     Without stochastic depth and dropout, so that every block gets a gradient from a batch of 2.
     """
     tf.random.set_seed(0)
-    config = registry.get_config(request.param, num_classes=4, drop_connect_rate=0.0, dropout_rate=0.0)
-    model = build_efficientnet(config, input_shape=(32, 32, 3))
+    config = classifier_config(request.param, num_classes=4, drop_connect_rate=0.0, dropout_rate=0.0)
+    model = build_classifier(config, input_shape=(32, 32, 3))
     return model, qat.quantize_model(model)
 
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from mrcnn_tf2.config import TORCHVISION_BACKBONE
-from mrcnn_tf2.modeling.resnet import build_resnet, load_backbone_weights
+from backbones.resnet import build_resnet
 from mrcnn_tf2.testing import random_torch_weights
 from mrcnn_tf2.torchvision_import import (TorchvisionCheckpointError, backbone_module_name,
-                                          load_backbone_state_dict)
+                                          load_backbone_checkpoint, load_backbone_state_dict)
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "torchvision")
 MEAN, STD = np.float32([0.485, 0.456, 0.406]), np.float32([0.229, 0.224, 0.225])
@@ -87,25 +87,32 @@ def test_errors_name_the_keys_and_assign_nothing(reference, tmp_path):
     np.testing.assert_array_equal(backbone.get_layer("conv1_conv").kernel.numpy(), before)
     path = tmp_path / "resnet50.npz"
     np.savez(path, **state)
-    load_backbone_weights(backbone, str(path))  # --backbone-checkpoint with an .npz state_dict
+    load_backbone_checkpoint(backbone, str(path))  # --backbone-checkpoint with an .npz state_dict
     np.testing.assert_array_equal(backbone.get_layer("conv1_bn").moving_variance.numpy(), state["bn1.running_var"])
 
 
-def test_backbone_checkpoint_pth_selects_torchvisions_layout():
-    """NVIDIA's recipe on torchvision's v1.5 ImageNet weights: the backbone takes their layout."""
+def test_a_weights_file_never_chooses_the_layout():
+    """NVIDIA's recipe on torchvision's v1.5 ImageNet weights: the backbone layout is the experiment's; a
+    torchvision file on the Keras layout is one line naming the fields that fit it (and they work)."""
     from common import cli
     from mrcnn_tf2.family import FAMILY
 
-    def backbone(path):
+    def backbone(path, *flags):
         experiment = cli.parse(["train", "--model", "mask-rcnn", "--use-synthetic-data",
-                                "--backbone-checkpoint", path]).experiment
+                                "--backbone-checkpoint", path, *flags]).experiment
         return FAMILY._resolve(experiment, None).task.model.backbone
 
-    torchvision = backbone("resnet50-0676ba61.pth")
+    with pytest.raises(SystemExit, match="--config backbone.stride_in_1x1=False backbone.bn_epsilon=1e-05"):
+        backbone("resnet50-0676ba61.pth")
+    fix = [f"backbone.{k}={v}" for k, v in TORCHVISION_BACKBONE.items()]
+    torchvision = backbone("resnet50-0676ba61.pth", "--config", *fix)
     assert (torchvision.stride_in_1x1, torchvision.bn_epsilon, torchvision.padding) == (False, 1e-5, "symmetric")
     assert torchvision.freeze_at == 2 and not torchvision.finetune_bn  # NVIDIA's frozen BN and stages
     keras_h5 = backbone("resnet50.h5")
     assert (keras_h5.stride_in_1x1, keras_h5.padding) == (True, "same")
+    with pytest.raises(SystemExit, match="--model mask-rcnn-torchvision"):
+        FAMILY._resolve(cli.parse(["info", "--model", "mask-rcnn", "--pretrained-from-file", "coco.pth"]).experiment,
+                        None)
 
 
 # ----------------------------------------------------------------- the whole detector
@@ -343,7 +350,7 @@ def test_fine_tuning_from_the_imported_coco_layout_on_the_shapes(detector_refere
     weights = str(tmp_path / "coco.npz")
     np.savez(weights, **state)
     data = make_dataset(str(tmp_path / "shapes"), num_train=4, num_val=2, image_size=128, seed=0)["root"]
-    invocation = cli.parse(["train", "--model", "mask-rcnn", "--data-dir", data, "--workspace", str(tmp_path / "w"),
+    invocation = cli.parse(["train", "--model", "mask-rcnn-torchvision", "--data-dir", data, "--workspace", str(tmp_path / "w"),
                             "--pretrained-from-file", weights, "--image-size", "128", "128", "--seed", "0"])
     task, experiment = FAMILY.build_task(invocation.experiment, training=True)
     config = experiment.task.model
@@ -387,7 +394,7 @@ def test_input_transform_equals_torchvisions(detector_reference):
 
 
 def test_end_to_end_equals_torchvisions(detector_reference, tmp_path):
-    """``infer --pretrained-from-file coco.npz`` (the torchvision preset, chosen by the file) on the
+    """``infer --model mask-rcnn-torchvision --pretrained-from-file coco.npz`` on the
     416 x 608 image: torchvision's ``model([image])`` resizes it to 800 x 1169, pads to 800 x 1184, and
     returns 100 detections in original pixels. Same count, boxes <= 0.5 px, scores <= 1e-4, identical
     labels, mask IoU >= 0.98 per detection except where torchvision's own paste is discontinuous: it
@@ -403,7 +410,8 @@ def test_end_to_end_equals_torchvisions(detector_reference, tmp_path):
     _, stored, state, image = detector_reference
     weights = str(tmp_path / "coco.npz")
     np.savez(weights, **state)
-    experiment = cli.parse(["infer", "--model", "mask-rcnn", "--pretrained-from-file", weights, "x.png"]).experiment
+    experiment = cli.parse(["infer", "--model", "mask-rcnn-torchvision", "--pretrained-from-file", weights,
+                            "x.png"]).experiment
     inputs, data = FAMILY._inputs(experiment), FAMILY._resolve(experiment, None).data
     assert (inputs.image_size, inputs.pad_multiple, inputs.per_image_canvas) == ((800, 1333), 32, True)
     detector = Detector(FAMILY.load_model(experiment, None), inputs, list(data.class_names), list(data.category_ids))
@@ -430,7 +438,8 @@ def test_end_to_end_equals_torchvisions(detector_reference, tmp_path):
 
 
 def test_preset_flag_sets_model_and_input_fields():
-    """``--preset torchvision`` is config fields only; ``--image-size`` still wins; ``nvidia`` is the default."""
+    """``--preset torchvision`` is config fields only (those of ``mask-rcnn-torchvision``); ``--image-size`` still
+    wins; ``nvidia`` is the default."""
     from common import cli
     from mrcnn_tf2.config import TORCHVISION_ANCHORS, TORCHVISION_FILTERS, MaskRCNNConfig
     from mrcnn_tf2.family import FAMILY
@@ -440,6 +449,8 @@ def test_preset_flag_sets_model_and_input_fields():
         return FAMILY._resolve(experiment, None), FAMILY._inputs(experiment)
 
     experiment, inputs = resolved("--preset", "torchvision")
+    named = cli.parse(["info", "--model", "mask-rcnn-torchvision"]).experiment
+    assert FAMILY._resolve(named, None).task == experiment.task and FAMILY._inputs(named) == inputs
     model = experiment.task.model
     assert experiment.task.preset == "torchvision" and model.image_size == (800, 1344)
     assert (inputs.image_size, inputs.size_rounding, inputs.box_scaling) == ((800, 1333), "floor", "per_axis")
@@ -455,7 +466,8 @@ def test_preset_flag_sets_model_and_input_fields():
     assert experiment.task.preset == "nvidia" and inputs.image_size == (832, 1344) and inputs.size_rounding == "round"
     assert experiment.task.model.anchors == default.anchors and experiment.task.model.detection == default.detection
 
-    experiment, inputs = resolved("--preset", "nvidia", "--pretrained-from-file", "coco.npz")
-    assert experiment.task.preset == "nvidia" and experiment.task.model.anchors == default.anchors
+    with pytest.raises(SystemExit, match="coco.npz is a torchvision Mask R-CNN state_dict: run it with --model "
+                                         "mask-rcnn-torchvision"):
+        resolved("--preset", "nvidia", "--pretrained-from-file", "coco.npz")  # a file never chooses the preset
     with pytest.raises(SystemExit, match="--preset"):
         cli.parse(["info", "--model", "mask-rcnn", "--preset", "detectron2"])

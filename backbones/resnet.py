@@ -1,4 +1,4 @@
-"""ResNet backbone (bottleneck v1) returning the pyramid ``{2: C2, 3: C3, 4: C4, 5: C5}``.
+"""ResNet backbone (bottleneck v1 / v1.5) returning the pyramid ``{2: C2, 3: C3, 4: C4, 5: C5}``.
 
 Shape glossary
   B      images in the batch
@@ -40,18 +40,19 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from backbones.configs import RESNET_DEPTHS, ResNetConfig
 from common.initializers import CONV_INIT
 
 layers = keras.layers
 
-STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+STAGE_BLOCKS = RESNET_DEPTHS
 STAGE_FILTERS = (64, 128, 256, 512)  # bottleneck widths of stages 2..5; outputs are 4x
 STEM_FILTERS = 64
 BN_EPSILON = 1.001e-5  # keras.applications
 BN_MOMENTUM = 0.9  # NVIDIA
 
 
-@keras.utils.register_keras_serializable(package="mrcnn_tf2")
+@keras.utils.register_keras_serializable(package="backbones")
 class FrozenBatchNormalization(layers.BatchNormalization):
     """BatchNormalization that always uses its moving statistics and never trains.
 
@@ -82,9 +83,6 @@ class FrozenBatchNormalization(layers.BatchNormalization):
 def _scaled(filters: int, width_multiplier: float) -> int:
     """Channel count scaled by the width multiplier (at least 8)."""
     return max(8, int(round(filters * width_multiplier)))
-
-
-PADDINGS = ("same", "symmetric")
 
 
 def _batch_norm(name: str, frozen: bool, epsilon: float = BN_EPSILON):
@@ -157,46 +155,43 @@ def _stem(x, width_multiplier: float, frozen: bool, finetune_bn: bool, bn_epsilo
     return layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
 
 
+def resnet_features(inputs, config: ResNetConfig) -> Dict[int, "keras.KerasTensor"]:
+    """Stem + four bottleneck stages on ``inputs [B, H, W, 3]``: ``{2: C2, ..., 5: C5}`` (see the module doc)."""
+    wm, finetune_bn = config.width_multiplier, config.finetune_bn
+    x = _stem(inputs, wm, config.freeze_at >= 1, finetune_bn, config.bn_epsilon)
+    features = {}
+    for level, (blocks, filters) in enumerate(zip(STAGE_BLOCKS[config.depth], STAGE_FILTERS), start=2):
+        kwargs = {"frozen": config.freeze_at >= level, "finetune_bn": finetune_bn,
+                  "stride_in_1x1": config.stride_in_1x1, "padding": config.padding, "bn_epsilon": config.bn_epsilon}
+        for block in range(blocks):
+            strides = 2 if block == 0 and level > 2 else 1
+            x = bottleneck_block(x, _scaled(filters, wm), strides, f"conv{level}_block{block + 1}",
+                                 conv_shortcut=block == 0, **kwargs)
+        features[level] = x
+    return features
+
+
 def build_resnet(depth: int = 50, width_multiplier: float = 1.0, finetune_bn: bool = False,
                  freeze_at: int = 2, stride_in_1x1: bool = True, input_shape=(None, None, 3),
                  name: str = "resnet", bn_epsilon: float = BN_EPSILON, padding: str = "same") -> keras.Model:
-    """ResNet feature extractor.
+    """ResNet feature extractor (the arguments are :class:`~backbones.configs.ResNetConfig`'s fields).
 
     Args:
-      depth: 50, 101 or 152.
-      width_multiplier: scales every channel count (1.0 = the standard network).
-      finetune_bn: trainable BatchNorm outside frozen stages (NVIDIA default False).
-      freeze_at: stages whose weights are frozen: 0 none, 1 conv1, 2 conv1 + res2, ...
-      stride_in_1x1: see the module docstring.
       input_shape: ``(H, W, 3)``; ``None`` sizes allowed.
       name: model name.
-      bn_epsilon: BatchNorm epsilon (Keras 1.001e-5, torchvision 1e-5).
-      padding: of the strided 3x3 convs, ``same`` or ``symmetric`` (see the module docstring).
 
     Returns:
       A functional ``keras.Model``: images ``[B, H, W, 3]`` float ->
       ``{2: C2 [B, H/4, W/4, C_2], 3: C3 [B, H/8, ...], 4: C4 [B, H/16, ...], 5: C5 [B, H/32, ...]}``
       in the compute dtype of the layers.
+
+    Raises:
+      ValueError: an unknown depth or padding, ``width_multiplier <= 0``, ``freeze_at`` outside [0, 5].
     """
-    if depth not in STAGE_BLOCKS:
-        raise ValueError(f"Unsupported ResNet depth. Received: depth={depth}; known {sorted(STAGE_BLOCKS)}")
-    if padding not in PADDINGS:
-        raise ValueError(f"Received: padding={padding!r}; expected one of {PADDINGS}")
-    if width_multiplier <= 0 or not 0 <= freeze_at <= 5:
-        raise ValueError("Need width_multiplier > 0 and 0 <= freeze_at <= 5. Received: "
-                         f"width_multiplier={width_multiplier}, freeze_at={freeze_at}")
+    config = ResNetConfig(depth=depth, width_multiplier=width_multiplier, finetune_bn=finetune_bn,
+                          freeze_at=freeze_at, stride_in_1x1=stride_in_1x1, bn_epsilon=bn_epsilon, padding=padding)
     inputs = keras.Input(shape=input_shape, name="image")
-    x = _stem(inputs, width_multiplier, freeze_at >= 1, finetune_bn, bn_epsilon)
-    features = {}
-    for level, (blocks, filters) in enumerate(zip(STAGE_BLOCKS[depth], STAGE_FILTERS), start=2):
-        kwargs = {"frozen": freeze_at >= level, "finetune_bn": finetune_bn, "stride_in_1x1": stride_in_1x1,
-                  "padding": padding, "bn_epsilon": bn_epsilon}
-        for block in range(blocks):
-            strides = 2 if block == 0 and level > 2 else 1
-            x = bottleneck_block(x, _scaled(filters, width_multiplier), strides, f"conv{level}_block{block + 1}",
-                                 conv_shortcut=block == 0, **kwargs)
-        features[level] = x
-    return keras.Model(inputs, features, name=name)
+    return keras.Model(inputs, resnet_features(inputs, config), name=name)
 
 
 def _read_h5(path: str) -> Dict[str, List[np.ndarray]]:
@@ -245,8 +240,7 @@ def load_backbone_weights(backbone: keras.Model, path: str) -> None:
 
     Args:
       backbone: the model returned by :func:`build_resnet`.
-      path: torchvision ResNet weights (``.pth``/``.pt``, or ``.npz``: see
-        :mod:`mrcnn_tf2.torchvision_import`); a tf.keras / tf_keras HDF5 file (``.h5``, ``.hdf5``) of
+      path: a tf.keras / tf_keras HDF5 file (``.h5``, ``.hdf5``) of
         ``keras.applications.ResNet50(include_top=False)`` (with the top, the extra
         layers are ignored), matched by layer name; or a TensorFlow checkpoint (prefix or
         directory) written by ``save_weights`` of a model with the same architecture
@@ -258,10 +252,8 @@ def load_backbone_weights(backbone: keras.Model, path: str) -> None:
         names the file and the first offending layers).
     """
     if path.endswith((".pth", ".pt", ".npz")):
-        from mrcnn_tf2.torchvision_import import load_backbone_checkpoint
-
-        load_backbone_checkpoint(backbone, path)
-        return
+        raise ValueError(f"{path}: a PyTorch state_dict; read it with "
+                         "mrcnn_tf2.torchvision_import.load_backbone_checkpoint")
     if path.endswith((".h5", ".hdf5")):
         if not os.path.exists(path):
             raise FileNotFoundError(f"Backbone weights file not found: {path!r}")

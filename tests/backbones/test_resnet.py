@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from mrcnn_tf2.modeling.resnet import FrozenBatchNormalization, build_resnet, load_backbone_weights
+from backbones.resnet import FrozenBatchNormalization, build_resnet, load_backbone_weights
 
 KERAS_RESNET50_PARAMS = 23_587_712
 

@@ -1,0 +1,246 @@
+"""Image-classification experiments: the configs and every registered classifier name (TensorFlow-free).
+
+A name is a whole experiment (TF Model Garden's ``exp_factory``): each registered function returns a
+complete :class:`ClassificationExperiment` (backbone, classifier head, data, optimisation, trainer).
+The classification task takes any backbone of :mod:`backbones.configs`; a new model is one function
+here (or in a plug-in) decorated with :func:`common.registry.register_experiment`.
+
+Recipes (seed 003, NVIDIA EfficientNet for PyTorch, and its sibling ResNet-50 v1.5 recipe):
+
+* ``efficientnet-b0`` / ``-b4`` (and ``-widese-``): RMSprop (momentum 0.9, alpha 0.9, eps 1e-3),
+  LR 0.08 (B0) / 0.16 (B4) per 4096 images scaled linearly with the global batch, cosine after 16
+  warm-up epochs, weight decay 1e-5 / 5e-6 (not on BN/bias), label smoothing 0.1, MixUp 0.2,
+  AutoAugment, 400 epochs, 256 / 128 images per GPU.
+* ``efficientnet-b1`` ... ``-b7`` (NVIDIA publishes no recipe): B0->B4 doubles the LR and halves the
+  weight decay and the per-GPU batch over four compound-scaling steps, so each step multiplies them by
+  ``2**(1/4)``, ``2**(-1/4)``, ``2**(-1/4)`` (batch rounded to a multiple of 8):
+  :func:`efficientnet_recipe`. B0 and B4 come out exactly as NVIDIA's.
+* ``efficientnet-quant-b0`` / ``-b4``: QAT fine-tuning from FP32 weights: B0 SGD momentum 0.89, LR
+  0.0125 per 128, cosine, WD 4.5e-5, 10 epochs; B4 RMSprop alpha 0.853, eps 0.00422, momentum 0.9, LR
+  4.09e-6 per 32, linear decay, WD 9.714e-4, 2 epochs; no warm-up, no MixUp.
+* ``resnet50``: NVIDIA's ResNet-50 v1.5 (ConvNets, PyTorch): SGD momentum 0.875, LR 0.256 per 256,
+  cosine after 8 warm-up epochs, WD 1/32768, label smoothing 0.1, no MixUp, crop + flip, 90 epochs,
+  256 images per GPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Optional, Tuple
+
+from backbones.configs import BackboneConfig, EfficientNetConfig, ResNetConfig, efficientnet, efficientnet_dropout, \
+    EFFICIENTNET_SCALING
+from common.config import Experiment, TrainerConfig, check
+from common.registry import register_experiment
+
+FAMILY = "classification"
+BACKENDS = ("tfdata", "dali-cpu", "dali-gpu", "synthetic")
+AUGMENTATIONS = ("autoaugment", "none")
+LR_SCHEDULES = ("cosine", "linear")
+OPTIMIZERS = ("rmsprop", "sgd", "adam")
+DEFAULT_NUM_CLASSES = 1000  # ImageNet
+KERAS_REFERENCE = "keras-efficientnetb0"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierConfig:
+    """A classifier: any backbone, global average pooling, dropout, one Dense layer.
+
+    Attributes:
+      backbone: the backbone (tagged union; ``kind`` names it).
+      num_classes: classifier width.
+      dropout_rate: dropout before the classifier.
+      quantized: quantization-aware training (TF-MOT fake-quant, int8 Q/DQ in exports).
+    """
+
+    backbone: BackboneConfig = EfficientNetConfig()
+    num_classes: int = DEFAULT_NUM_CLASSES
+    dropout_rate: float = 0.2
+    quantized: bool = False
+
+    def __post_init__(self):
+        check(self.num_classes >= 1, f"num_classes must be >= 1. Received: num_classes={self.num_classes}")
+        check(0 <= self.dropout_rate < 1, f"dropout_rate must be in [0, 1). Received: {self.dropout_rate}")
+
+    @property
+    def resolution(self) -> int:
+        """The backbone's default square input size (224 for backbones without one)."""
+        return getattr(self.backbone, "resolution", 224)
+
+    def replace(self, **overrides) -> "ClassifierConfig":
+        """Copy with fields replaced: this config's own by name, any other the backbone's (None ignored)."""
+        own = {f.name for f in dataclasses.fields(self)}
+        mine = {k: v for k, v in overrides.items() if k in own and v is not None}
+        theirs = {k: v for k, v in overrides.items() if k not in own}
+        return dataclasses.replace(self, **mine, backbone=self.backbone.replace(**theirs)) if theirs else \
+            dataclasses.replace(self, **mine)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationData:
+    """ImageFolder data of a classification run.
+
+    Attributes:
+      data_dir: root with ``train/`` and ``val/`` class folders (unused for synthetic data).
+      backend: ``tfdata`` | ``dali-cpu`` | ``dali-gpu`` | ``synthetic``.
+      image_size: square training/eval resolution (None: the backbone's).
+      num_classes: classifier width (None: the number of class folders, else 1000).
+      augment: ``autoaugment`` | ``none`` on top of crop + flip.
+      class_names: class folder names (filled in from the data; used by infer/export).
+      strict_data: an unusable image file is an error before the first step (default: named, skipped).
+    """
+
+    data_dir: Optional[str] = None
+    backend: str = "tfdata"
+    image_size: Optional[int] = None
+    num_classes: Optional[int] = None
+    augment: str = "autoaugment"
+    class_names: Tuple[str, ...] = ()
+    strict_data: bool = False
+
+    def __post_init__(self):
+        check(self.backend in BACKENDS, f"--data-backend must be one of {BACKENDS}. Received: {self.backend!r}")
+        check(self.augment in AUGMENTATIONS, f"--augmentation must be one of {AUGMENTATIONS}. Received: {self.augment!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationTaskConfig:
+    """Model and optimisation of a classification run.
+
+    Attributes:
+      model: the classifier (backbone + head).
+      optimizer: ``rmsprop`` | ``sgd`` | ``adam``.
+      lr: learning rate for ``lr_batch`` images (linear scaling with the global batch).
+      lr_schedule: ``cosine`` | ``linear`` decay after ``warmup_epochs`` of linear warm-up.
+      momentum, rmsprop_alpha, rmsprop_eps: optimizer settings.
+      label_smoothing, mixup: training targets (MixUp alpha; 0 disables).
+      pretrained_from_file: initial weights (Keras, TF checkpoint or NGC PyTorch state_dict).
+      calibration_steps, calibration_method: QAT activation ranges from FP32 weights.
+    """
+
+    model: ClassifierConfig = ClassifierConfig()
+    optimizer: str = "rmsprop"
+    lr: float = 0.08
+    lr_batch: int = 4096
+    lr_schedule: str = "cosine"
+    warmup_epochs: int = 16
+    momentum: float = 0.9
+    rmsprop_alpha: float = 0.9
+    rmsprop_eps: float = 1e-3
+    label_smoothing: float = 0.1
+    mixup: float = 0.2
+    pretrained_from_file: Optional[str] = None
+    calibration_steps: int = 8
+    calibration_method: str = "percentile"
+
+    def __post_init__(self):
+        check(self.optimizer in OPTIMIZERS,
+              f"classification --optimizer must be rmsprop, sgd or adam. Received: {self.optimizer!r}")
+        check(self.lr_schedule in LR_SCHEDULES, f"--lr-schedule must be one of {LR_SCHEDULES}")
+        check(self.lr > 0, f"--lr must be > 0. Received: {self.lr}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationExperiment(Experiment):
+    """Seed 003's float B0 recipe: 400 epochs of 256 images per GPU, weight decay 1e-5, eval every epoch."""
+
+    model: str = "efficientnet-b0"
+    trainer: TrainerConfig = TrainerConfig(epochs=400, batch_size=256, weight_decay=1e-5, best_metric="top1",
+                                           eval_every=1)
+    data: ClassificationData = ClassificationData()
+    task: ClassificationTaskConfig = ClassificationTaskConfig()
+
+
+def classification(name: str, model: ClassifierConfig, overrides: Dict[str, Any]) -> ClassificationExperiment:
+    """The float-B0 experiment with ``model`` as classifier and dotted ``overrides`` (a recipe row)."""
+    base = ClassificationExperiment()
+    base = dataclasses.replace(base, model=name, task=dataclasses.replace(base.task, model=model))
+    return base.override(overrides)
+
+
+# --------------------------------------------------------------------- recipes
+def efficientnet_recipe(scale: str) -> Dict[str, Any]:
+    """Seed 003's float recipe scaled to ``efficientnet-<scale>`` (see the module doc)."""
+    steps = list(EFFICIENTNET_SCALING).index(scale)
+    factor = 2.0 ** (steps / 4)
+    return {"task.lr": round(0.08 * factor, 6), "trainer.weight_decay": float(f"{1e-5 / factor:.4g}"),
+            "trainer.batch_size": max(8, int(round(256 / factor / 8)) * 8)}
+
+
+#: QAT fine-tuning of B0 from FP32 weights.
+QAT_B0 = {"task.optimizer": "sgd", "task.lr": 0.0125, "task.lr_batch": 128, "task.lr_schedule": "cosine",
+          "task.momentum": 0.89, "trainer.weight_decay": 4.5e-5, "task.warmup_epochs": 0, "trainer.epochs": 10,
+          "task.mixup": 0.0, "trainer.batch_size": 128}
+#: QAT fine-tuning of B4 from FP32 weights.
+QAT_B4 = {"task.optimizer": "rmsprop", "task.lr": 4.09e-6, "task.lr_batch": 32, "task.lr_schedule": "linear",
+          "task.momentum": 0.9, "task.rmsprop_alpha": 0.853, "task.rmsprop_eps": 0.00422,
+          "trainer.weight_decay": 9.714e-4, "task.warmup_epochs": 0, "trainer.epochs": 2, "task.mixup": 0.0,
+          "trainer.batch_size": 32}
+#: NVIDIA's ResNet-50 v1.5 90-epoch recipe.
+RESNET50 = {"task.optimizer": "sgd", "task.lr": 0.256, "task.lr_batch": 256, "task.lr_schedule": "cosine",
+            "task.warmup_epochs": 8, "task.momentum": 0.875, "trainer.weight_decay": 3.0517578125e-05,
+            "task.label_smoothing": 0.1, "task.mixup": 0.0, "data.augment": "none", "trainer.epochs": 90,
+            "trainer.batch_size": 256}
+
+
+def efficientnet_classifier(scale: str, wide_se: bool = False, quantized: bool = False) -> ClassifierConfig:
+    """EfficientNet-``scale`` with its table's dropout."""
+    return ClassifierConfig(backbone=efficientnet(scale, wide_se=wide_se), dropout_rate=efficientnet_dropout(scale),
+                            quantized=quantized)
+
+
+def _register_efficientnet(scale: str) -> None:
+    @register_experiment(f"efficientnet-{scale}", FAMILY)
+    def experiment():
+        return classification(f"efficientnet-{scale}", efficientnet_classifier(scale), efficientnet_recipe(scale))
+
+
+for _scale in EFFICIENTNET_SCALING:  # B0-B7: rows of the compound-scaling table
+    _register_efficientnet(_scale)
+
+
+@register_experiment("efficientnet-widese-b0", FAMILY)
+def efficientnet_widese_b0():
+    return classification("efficientnet-widese-b0", efficientnet_classifier("b0", wide_se=True), {})
+
+
+@register_experiment("efficientnet-widese-b4", FAMILY)
+def efficientnet_widese_b4():
+    return classification("efficientnet-widese-b4", efficientnet_classifier("b4", wide_se=True),
+                          efficientnet_recipe("b4"))
+
+
+@register_experiment("efficientnet-quant-b0", FAMILY)
+def efficientnet_quant_b0():
+    return classification("efficientnet-quant-b0", efficientnet_classifier("b0", quantized=True), QAT_B0)
+
+
+@register_experiment("efficientnet-quant-b4", FAMILY)
+def efficientnet_quant_b4():
+    return classification("efficientnet-quant-b4", efficientnet_classifier("b4", quantized=True), QAT_B4)
+
+
+@register_experiment("resnet50", FAMILY)
+def resnet50():
+    """ResNet-50 v1.5 (stride on the 3x3 conv), every layer and BatchNorm trained, no classifier dropout."""
+    backbone = ResNetConfig(depth=50, stride_in_1x1=False, freeze_at=0, finetune_bn=True, bn_epsilon=1e-5)
+    return classification("resnet50", ClassifierConfig(backbone=backbone, dropout_rate=0.0), RESNET50)
+
+
+@register_experiment(KERAS_REFERENCE, FAMILY, reference=True)
+def keras_efficientnetb0():
+    """``tf_keras.applications.EfficientNetB0(weights=None)`` timed by ``main.py benchmark`` (a peer, not trained)."""
+    return classification(KERAS_REFERENCE, efficientnet_classifier("b0"), {})
+
+
+def classifier_config(name: str, **overrides) -> ClassifierConfig:
+    """The classifier of registered model ``name``, fields replaced (head's or backbone's, by name)."""
+    from common.registry import get_experiment
+
+    return get_experiment(name, benchmark=True).task.model.replace(**overrides)
+
+
+def classifier_names() -> Tuple[str, ...]:
+    """Registered classification models (not the benchmark references)."""
+    from common.registry import get_family, list_models
+
+    return tuple(n for n in list_models() if get_family(n).name == FAMILY)

@@ -1,0 +1,142 @@
+"""Instance-segmentation experiments: the configs and every registered Mask R-CNN name (TensorFlow-free).
+
+A name is a whole experiment (TF Model Garden's ``exp_factory``): each function below returns a
+complete :class:`SegmentationExperiment`. The detector takes any backbone of :mod:`backbones`; a new
+model is one function decorated with :func:`common.registry.register_experiment`.
+
+* ``mask-rcnn`` (alias ``mask-rcnn-r50-fpn``): NVIDIA's TF2 recipe, ResNet-50 FPN.
+* ``mask-rcnn-torchvision``: torchvision's ``maskrcnn_resnet50_fpn`` (backbone layout, anchors, proposal
+  and detection filters, input transform), for its COCO weights (``--preset torchvision`` on any
+  Mask R-CNN experiment applies the same fields).
+* ``mask-rcnn-efficientnet-b0-fpn``: NVIDIA's recipe on an EfficientNet-B0 backbone (BatchNorm trained,
+  nothing frozen: EfficientNet has no frozen-stage convention and no ImageNet checkpoint here).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Tuple
+
+from backbones.configs import efficientnet
+from common.config import Experiment, TrainerConfig, check
+from common.registry import register_experiment
+from mrcnn_tf2.config import PRESETS, MaskRCNNConfig, preset_model_fields
+
+FAMILY = "mask-rcnn"
+BACKENDS = ("tfdata", "synthetic")
+BEST_METRIC = "segm/AP"
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectionData:
+    """COCO-format data of a Mask R-CNN run.
+
+    Attributes:
+      data_dir: TFRecords (``train*``/``val*.tfrecord``) or a COCO layout (``annotations/`` + images).
+      backend: ``tfdata`` | ``synthetic`` (random inputs of the right shapes).
+      eval_file, eval_images: validation annotation JSON and image folder (custom layouts).
+      train_annotations, train_images: training annotation JSON and image folder.
+      image_size: ``(short side target, long side max)`` of the aspect-keeping resize (None: the
+        preset's, NVIDIA 832 x 1344, torchvision 800 x 1333).
+      num_classes: classes including background (None: from the annotations, else 91).
+      class_names, category_ids: filled in from the annotations (infer/export labels).
+      strict_data: an unusable image or annotation is an error before the first step (default: named, skipped).
+    """
+
+    data_dir: Optional[str] = None
+    backend: str = "tfdata"
+    eval_file: Optional[str] = None
+    eval_images: Optional[str] = None
+    train_annotations: Optional[str] = None
+    train_images: Optional[str] = None
+    image_size: Optional[Tuple[int, int]] = None
+    num_classes: Optional[int] = None
+    class_names: Tuple[str, ...] = ()
+    category_ids: Tuple[int, ...] = ()
+    strict_data: bool = False
+
+    def __post_init__(self):
+        check(self.backend in BACKENDS, f"mask-rcnn --data-backend must be one of {BACKENDS}. Received: {self.backend!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentationTaskConfig:
+    """Architecture and optimisation of a Mask R-CNN run (NVIDIA's TF2 recipe).
+
+    Attributes:
+      model: the whole Mask R-CNN config (``--config`` overrides land here).
+      optimizer: ``sgd`` (NVIDIA, with ``momentum``) | ``adam`` (trains faster from random weights).
+      init_learning_rate: warm-up start.
+      learning_rate_values: per-image rates (times the global batch): after warm-up, then each decay.
+      learning_rate_boundaries: epochs: end of warm-up, then each decay.
+      backbone_checkpoint: ImageNet ResNet-50 weights: Keras .h5, a TF checkpoint, or torchvision's
+        ``resnet50-*.pth`` / its ``.npz`` (the backbone then takes torchvision's layout).
+      pretrained_from_file: initial weights of the whole model: a TF checkpoint / Keras weights file, or
+        torchvision's ``maskrcnn_resnet50_fpn`` state_dict (``.pth``/``.npz``; the model then takes
+        torchvision's layout: backbone, anchors, proposal and detection filters).
+      custom_ops: the fused C++/CUDA kernels of :mod:`custom_ops` (plain-TF ops when False).
+      preset: ``nvidia`` (NVIDIA's TF2 recipe) or ``torchvision`` (its ``maskrcnn_resnet50_fpn``:
+        backbone layout, anchors, proposal/detection filters, input transform; ``mrcnn_tf2.config``;
+        the ``mask-rcnn-torchvision`` experiment). Never chosen from a weights file's name.
+    """
+
+    model: MaskRCNNConfig = MaskRCNNConfig()
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    init_learning_rate: float = 0.0
+    learning_rate_values: Tuple[float, ...] = (1e-2, 1e-3, 1e-4)
+    learning_rate_boundaries: Tuple[float, ...] = (0.3, 8.0, 10.0)
+    backbone_checkpoint: Optional[str] = None
+    pretrained_from_file: Optional[str] = None
+    custom_ops: bool = True
+    preset: str = "nvidia"
+
+    def __post_init__(self):
+        check(self.preset in PRESETS, f"mask-rcnn --preset must be one of {PRESETS}. Received: {self.preset!r}")
+        check(self.optimizer in ("sgd", "adam"), f"mask-rcnn --optimizer must be sgd or adam. Received: {self.optimizer!r}")
+        check(len(self.learning_rate_values) == len(self.learning_rate_boundaries),
+              "--learning_rate_values and --learning_rate_boundaries need the same length (warm-up end + decays). "
+              f"Received: {list(self.learning_rate_values)}, {list(self.learning_rate_boundaries)}")
+        check(self.init_learning_rate >= 0 and min(self.learning_rate_values, default=1) > 0,
+              "learning rates must be > 0 (--init-learning-rate >= 0). "
+              f"Received: {self.init_learning_rate}, {list(self.learning_rate_values)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentationExperiment(Experiment):
+    """NVIDIA's TF2 recipe: 12 epochs, 4 images per GPU, eval batch 8, weight decay 1e-4, eval at the end."""
+
+    model: str = "mask-rcnn"
+    workspace: str = "./results"
+    trainer: TrainerConfig = TrainerConfig(epochs=12, batch_size=4, eval_batch_size=8, eval_every=None,
+                                           best_metric=BEST_METRIC, weight_decay=1e-4, log_every=100,
+                                           log_warmup_steps=100)
+    data: DetectionData = DetectionData()
+    task: SegmentationTaskConfig = SegmentationTaskConfig()
+
+
+def _with_preset(experiment: SegmentationExperiment, preset: str) -> SegmentationExperiment:
+    """``experiment`` with the model fields and ``task.preset`` of ``preset`` (:data:`mrcnn_tf2.config.PRESETS`)."""
+    fields = {f"task.model.{k}": v for k, v in preset_model_fields(preset).items()}
+    return experiment.override({"task.preset": preset, **fields})
+
+
+@register_experiment("mask-rcnn", FAMILY)
+def mask_rcnn():
+    return SegmentationExperiment()
+
+
+@register_experiment("mask-rcnn-r50-fpn", FAMILY)
+def mask_rcnn_r50_fpn():
+    """NVIDIA's name of the same recipe."""
+    return SegmentationExperiment(model="mask-rcnn-r50-fpn")
+
+
+@register_experiment("mask-rcnn-torchvision", FAMILY)
+def mask_rcnn_torchvision():
+    return _with_preset(SegmentationExperiment(model="mask-rcnn-torchvision"), "torchvision")
+
+
+@register_experiment("mask-rcnn-efficientnet-b0-fpn", FAMILY)
+def mask_rcnn_efficientnet_b0_fpn():
+    base = SegmentationExperiment(model="mask-rcnn-efficientnet-b0-fpn")
+    return base.override({"task.model.backbone": efficientnet("b0")})
