@@ -16,10 +16,8 @@ The trainer writes ``model_best`` *before* ``checkpoint-latest`` (see
 :meth:`common.trainer.Trainer`), so a kill between the two resumes from the previous
 epoch, which is then redone and its best copy rewritten.
 
-``TF2VISION_KILL_AT=<name>:<point>[:<n>]`` (tests only) SIGKILLs the process at the
-``n``-th (default first) save of ``<name>`` at ``point``: ``written`` (files in the
-temporary folder), ``swapping`` (old copy moved aside, new one not yet in place) or
-``done``.
+``tests/common/fault_injector.py`` kills a real run at each step of a save (files written,
+old copy moved aside, new one in place) from outside this module.
 The saved objects are whatever the trainer passes (model, optimizer with its
 iteration counter and hence LR schedule position, EMA, epoch, RNG states).
 """
@@ -31,7 +29,6 @@ import os
 import glob
 import random
 import shutil
-import signal
 import tempfile
 from typing import Dict, List, Optional
 
@@ -41,21 +38,6 @@ import tensorflow as tf
 _log = logging.getLogger(__name__)
 
 LATEST, BEST, PREFIX, META = "checkpoint-latest", "model_best", "ckpt", "meta.json"
-KILL_ENV = "TF2VISION_KILL_AT"
-_save_counts: Dict[str, int] = {}
-
-
-def _kill_point(name: str, point: str) -> None:
-    """Test hook: SIGKILL here if ``$TF2VISION_KILL_AT`` names this save (see the module docstring)."""
-    spec = os.environ.get(KILL_ENV)
-    if not spec:
-        return
-    target, _, rest = spec.partition(":")
-    where, _, nth = rest.partition(":")
-    if (target, where) == (name, point) and _save_counts.get(name, 0) == int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def resolve(path: str) -> str:
     """Checkpoint prefix (``.../ckpt``) for a workspace, checkpoint folder or prefix.
 
@@ -111,17 +93,14 @@ class CheckpointManager:
         # Non-chief workers write to the system temp folder (then delete it): the
         # workspace only ever holds the chief's files.
         tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=self.workspace if self.is_chief else None)
-        _save_counts[name] = _save_counts.get(name, 0) + 1
         try:
             self.checkpoint.write(os.path.join(tmp, PREFIX))
             if not self.is_chief:
                 return None
             with open(os.path.join(tmp, META), "w") as f:
                 json.dump(meta, f, indent=1, default=float)
-            _kill_point(name, "written")
             final = os.path.join(self.workspace, name)
-            _swap_into_place(tmp, final, name)
-            _kill_point(name, "done")
+            _swap_into_place(tmp, final)
             return os.path.join(final, PREFIX)
         finally:
             if os.path.isdir(tmp):
@@ -135,14 +114,13 @@ class CheckpointManager:
         return read_meta(prefix)
 
 
-def _swap_into_place(tmp: str, final: str, name: str = "") -> None:
+def _swap_into_place(tmp: str, final: str) -> None:
     """Moves folder ``tmp`` to ``final``; ``final`` is never missing without a ``.old`` copy."""
     old = final + ".old"
     if os.path.isdir(old):
         shutil.rmtree(old)
     if os.path.isdir(final):
         os.replace(final, old)
-    _kill_point(name, "swapping")
     os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
 

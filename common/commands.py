@@ -31,10 +31,7 @@ def run(invocation: cli.Invocation) -> int:
                          "and pass --pretrained-from-file FILE")
     flows = {"train": train, "eval": evaluate, "infer": infer, "export": export, "info": info,
              "benchmark": benchmark}
-    try:
-        return int(flows[invocation.mode](invocation) or 0)
-    finally:
-        invocation.family.finish(invocation.mode)
+    return int(flows[invocation.mode](invocation) or 0)
 
 
 # ------------------------------------------------------------------- helpers
@@ -81,8 +78,7 @@ def _start(invocation: cli.Invocation):
     """
     from common.runtime import setup_run
 
-    experiment = invocation.experiment
-    invocation.family.configure(experiment, invocation.mode)
+    experiment = invocation.family.prepare(invocation.experiment, invocation.mode)
     run = setup_run(experiment.runtime, experiment.workspace)
     task, experiment = invocation.family.build_task(experiment, training=invocation.mode == "train")
     return run, task, experiment
@@ -154,9 +150,9 @@ def load_model(invocation: cli.Invocation):
     """Precision of the run, then the family's trained model (eval/infer/export)."""
     from common.runtime import configure_runtime
 
-    experiment, options = invocation.experiment, invocation.options
+    options = invocation.options
+    experiment = invocation.family.prepare(invocation.experiment, invocation.mode)
     runtime = "tf" if invocation.mode == "export" else single_runtime(invocation)
-    invocation.family.configure(experiment, invocation.mode)
     configure_runtime(experiment.runtime)
     checkpoint = find_checkpoint(options.get("checkpoint"), experiment.workspace)
     model = invocation.family.load_model(experiment, checkpoint, use_ema=bool(options.get("use_ema")))
@@ -209,8 +205,8 @@ def export(invocation: cli.Invocation) -> int:
 
 def info(invocation: cli.Invocation) -> int:
     """``main.py info``: model facts as JSON (parameter counts, input size, classes)."""
-    invocation.family.configure(invocation.experiment, "info")
-    print(json.dumps(invocation.family.info(invocation.experiment), indent=1))
+    experiment = invocation.family.prepare(invocation.experiment, "info")
+    print(json.dumps(invocation.family.info(experiment), indent=1))
     return 0
 
 
@@ -267,7 +263,7 @@ def _benchmark_row(invocation, name: str, batch: int, runtime: str, policy: str,
     options, kind = invocation.options, invocation.options["kind"]
     family = registry.get_family(name, benchmark=True)
     experiment = cli.apply_flags(registry.get_experiment(name, benchmark=True), family, invocation.values)
-    family.configure(experiment, "benchmark")
+    experiment = family.prepare(experiment, "benchmark")
     size = family.default_benchmark_size(experiment)
     label = "x".join(map(str, size)) if isinstance(size, tuple) else size
     print(f"[{kind}] {name} ({runtime}) batch {batch} @ {label}px: {options['warmup_steps']} warm-up + "

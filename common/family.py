@@ -41,11 +41,11 @@ class Family(abc.ABC):
             raise SystemExit(f"error: {self.name} takes square images; received --image-size {height}x{width}")
         return height
 
-    def configure(self, experiment: Experiment, mode: str) -> None:
-        """Hook at the start of every flow (e.g. switch optional kernels, reject unsupported flags)."""
-
-    def finish(self, mode: str) -> None:
-        """Hook after every flow, also after an error: undo process-wide switches of :meth:`configure`."""
+    def prepare(self, experiment: Experiment, mode: str) -> Experiment:
+        """The experiment as ``mode`` runs it (e.g. plain-TF ops for exports), or SystemExit (one line)
+        for a combination the family refuses. Pure: it changes nothing outside the returned config."""
+        del mode
+        return experiment
 
     def config_prefix(self) -> str:
         """Where ``--config name=value`` keys that are not experiment sections go."""

@@ -12,5 +12,6 @@ Layout (detectron2 ``layers/csrc`` style)::
 
 Every wrapper returns ``None`` (and the caller uses its plain-TF path) when
 :func:`custom_ops.loader.load` does: the library failed to build or load, or the ops
-are switched off (``MRCNN_NO_CUSTOM_OPS=1`` or ``loader.set_enabled(False)``).
+are switched off for the machine (``MRCNN_NO_CUSTOM_OPS=1``). A model passes its config's
+``custom_ops`` to each op as ``fused=`` (False: plain TF, whatever is built).
 """

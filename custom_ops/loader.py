@@ -12,13 +12,13 @@ CUDA sources (``*.cu``, ``*.cu.cc``) are compiled with nvcc and linked in (with
 ``-DGOOGLE_CUDA=1``) only when nvcc is on PATH, TensorFlow is built with CUDA and a GPU
 is visible; otherwise the library is CPU-only.
 
-``load`` returns ``None`` -- and logs one line, once -- when custom ops are switched off
-(``MRCNN_NO_CUSTOM_OPS=1``, or :func:`set_enabled` ``(False)``) or the build or load
-fails. Callers then use their plain-TF implementation; nothing raises.
+``load`` returns ``None`` -- and logs one line, once -- when custom ops are switched off for
+the machine (``MRCNN_NO_CUSTOM_OPS=1``, read-only) or the build or load fails. Callers then use
+their plain-TF implementation; nothing raises. Whether a *model* uses them is its config's
+``custom_ops`` value, passed to each op as ``fused=`` (no process-wide switch).
 """
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import glob
 import hashlib
@@ -39,34 +39,10 @@ NVCC_FLAGS = ("-O3", "-std=c++17", "-Xcompiler", "-fPIC", "--expt-relaxed-conste
 CUDA_SUFFIXES = (".cu", ".cu.cc")
 HEADER_SUFFIXES = (".h", ".cuh")
 
-_enabled_override: Optional[bool] = None
-
-
-def set_enabled(flag: Optional[bool]) -> None:
-    """Switches custom ops on or off for this process (``None``: back to ``MRCNN_NO_CUSTOM_OPS``).
-
-    Takes effect for functions traced afterwards; already traced graphs keep their ops.
-    """
-    global _enabled_override
-    _enabled_override = None if flag is None else bool(flag)
-
 
 def enabled() -> bool:
-    """Whether custom ops may be used: :func:`set_enabled`, else ``MRCNN_NO_CUSTOM_OPS`` unset/0."""
-    if _enabled_override is not None:
-        return _enabled_override
+    """Whether this machine allows custom ops: ``MRCNN_NO_CUSTOM_OPS`` unset or 0."""
     return os.environ.get(ENV_DISABLE, "").strip().lower() in ("", "0", "false", "no")
-
-
-@contextlib.contextmanager
-def disabled():
-    """Context: custom ops off (e.g. while tracing a SavedModel that must load without the libraries)."""
-    previous = _enabled_override
-    set_enabled(False)
-    try:
-        yield
-    finally:
-        set_enabled(previous)
 
 
 def is_cuda_source(path: str) -> bool:

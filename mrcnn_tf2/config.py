@@ -296,6 +296,8 @@ class MaskRCNNConfig(DictConfig):
     Attributes:
       num_classes: classes including background (COCO: 91 category ids incl. 0).
       image_size: ``(H, W)`` network input (padded) size, multiples of 32 (C5's stride).
+      custom_ops: the fused C++/CUDA kernels of :mod:`custom_ops` (proposals, box matching, ROIAlign)
+        where they are built; plain-TF ops when False (``--no-custom-ops``).
       backbone: any backbone of :mod:`backbones` (a tagged union; NVIDIA's: ResNet-50 v1 layout,
         stem and res2 frozen, BatchNorm frozen). Deviation: ``stride_in_1x1=True`` (v1) by default
         because the backbone checkpoint loaded here is Keras' ImageNet ResNet-50, trained that way.
@@ -304,6 +306,7 @@ class MaskRCNNConfig(DictConfig):
 
     num_classes: int = COCO_NUM_CLASSES
     image_size: Tuple[int, int] = DEFAULT_IMAGE_SIZE
+    custom_ops: bool = True
     anchors: AnchorConfig = AnchorConfig()
     backbone: BackboneConfig = ResNetConfig()
     fpn: FpnConfig = FpnConfig()

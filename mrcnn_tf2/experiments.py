@@ -73,7 +73,6 @@ class SegmentationTaskConfig:
       pretrained_from_file: initial weights of the whole model: a TF checkpoint / Keras weights file, or
         torchvision's ``maskrcnn_resnet50_fpn`` state_dict (``.pth``/``.npz``; the model then takes
         torchvision's layout: backbone, anchors, proposal and detection filters).
-      custom_ops: the fused C++/CUDA kernels of :mod:`custom_ops` (plain-TF ops when False).
       preset: ``nvidia`` (NVIDIA's TF2 recipe) or ``torchvision`` (its ``maskrcnn_resnet50_fpn``:
         backbone layout, anchors, proposal/detection filters, input transform; ``mrcnn_tf2.config``;
         the ``mask-rcnn-torchvision`` experiment). Never chosen from a weights file's name.
@@ -87,7 +86,6 @@ class SegmentationTaskConfig:
     learning_rate_boundaries: Tuple[float, ...] = (0.3, 8.0, 10.0)
     backbone_checkpoint: Optional[str] = None
     pretrained_from_file: Optional[str] = None
-    custom_ops: bool = True
     preset: str = "nvidia"
 
     def __post_init__(self):

@@ -46,7 +46,6 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from custom_ops import loader as custom_ops_loader
 from mrcnn_tf2.data.inputs import InputConfig
 from common import saved_model
 from common.serving import blank_invalid, decode_checked
@@ -257,7 +256,8 @@ class DetectionModule(tf.Module):
 
     def detect(self, images: tf.Tensor, image_info: tf.Tensor, canvas_hw) -> Dict[str, tf.Tensor]:
         """Preprocessed ``[B, Hp, Wp, 3]`` images + ``[B, 5]`` info -> exported outputs."""
-        detections = self.model({"images": images, "image_info": image_info}, training=False)
+        # Plain-TF ops only: a graph holding our custom ops would not load without their libraries.
+        detections = self.model({"images": images, "image_info": image_info}, training=False, custom_ops=False)
         return postprocess_detections(detections, image_info, canvas_hw, self.category_ids, self.class_names,
                                       self.model.config.detection.mask_paste, self.input_config.box_scaling)
 
@@ -343,9 +343,7 @@ def export_saved_model(model, export_dir: str, input_config: InputConfig, class_
     os.makedirs(os.path.dirname(export_dir), exist_ok=True)
     tmp_dir = tempfile.mkdtemp(prefix=".export-", dir=os.path.dirname(export_dir))
     try:
-        # Plain-TF ops only: a graph holding our custom ops would not load without their libraries.
-        with custom_ops_loader.disabled():
-            saved_model.save(module, tmp_dir, module.signatures())
+        saved_model.save(module, tmp_dir, module.signatures())
         write_labels(os.path.join(tmp_dir, LABELS_FILE), module.class_names, module.category_ids)
         _move_into_place(tmp_dir, export_dir, overwrite)
     finally:

@@ -40,7 +40,7 @@ FLAGS = (
          help="training image folder (custom data)"),
     flag("--finetune-bn", "--finetune_bn", dest="task.model.backbone.finetune_bn", modes=("train", "info"),
          group="model", help="train BatchNorm (default: frozen)", action="store_const", const=True),
-    flag("--no-custom-ops", "--no_custom_ops", dest="task.custom_ops", modes=_MODEL_MODES, group="model",
+    flag("--no-custom-ops", "--no_custom_ops", dest="task.model.custom_ops", modes=_MODEL_MODES, group="model",
          help="plain-TF ops instead of the fused custom_ops kernels (also: MRCNN_NO_CUSTOM_OPS=1)",
          action="store_const", const=False),
     flag("--backbone-checkpoint", "--backbone_checkpoint", dest="task.backbone_checkpoint", modes=("train",),
@@ -85,21 +85,13 @@ class MaskRCNNFamily(Family):
     def image_size_value(self, height: int, width: int) -> Tuple[int, int]:
         return (height, width)
 
-    def configure(self, experiment, mode: str) -> None:
-        """Custom ops on unless ``--no-custom-ops`` or export (its SavedModel must load without them)."""
-        from custom_ops import loader as custom_ops_loader
-
-        if not experiment.task.custom_ops or mode == "export":
-            custom_ops_loader.set_enabled(False)
+    def prepare(self, experiment, mode: str):
+        """Refuses ``--xla``; exports use plain-TF ops (their graphs must load without the op libraries,
+        and ``--verify`` compares like with like)."""
         if experiment.runtime.xla:
             raise SystemExit("error: --xla is not supported for mask-rcnn yet: proposal NMS and multilevel "
                              "ROIAlign use dynamic shapes. Run without --xla.")
-
-    def finish(self, mode: str) -> None:
-        """Custom ops back to their default (``MRCNN_NO_CUSTOM_OPS``) for whatever runs next in this process."""
-        from custom_ops import loader as custom_ops_loader
-
-        custom_ops_loader.set_enabled(None)
+        return experiment.override({"task.model.custom_ops": False}) if mode == "export" else experiment
 
     # ------------------------------------------------------------- training
     def _sources(self, experiment, training: bool):

@@ -34,7 +34,6 @@ import numpy as np
 import tensorflow as tf
 
 from common import onnx_convert
-from custom_ops import loader as custom_ops_loader
 from mrcnn_tf2.export import DetectionModule, postprocess_boxes, postprocess_detections, preprocess_batch
 from mrcnn_tf2.ops import export_graph as export_graph_ops
 
@@ -58,7 +57,7 @@ def export_outputs(module: DetectionModule, images: tf.Tensor, masks: str = "pas
         raise ValueError(f"Received: masks={masks!r}; expected one of {MASK_MODES}")
     inputs, image_info = preprocess_batch(images, module.input_config, module.padded_size)
     raw = masks == "raw"
-    out = module.model({"images": inputs, "image_info": image_info}, training=False, mask_logits=raw)
+    out = module.model({"images": inputs, "image_info": image_info}, training=False, mask_logits=raw, custom_ops=False)
     if not raw:
         post = postprocess_detections(out, image_info, tf.shape(images)[1:3], module.category_ids,
                                       module.class_names, module.model.config.detection.mask_paste,
@@ -96,8 +95,8 @@ def _safe_reshape_merging() -> Iterator[None]:
 
 @contextlib.contextmanager
 def tracing_context() -> Iterator[None]:
-    """While tracing for ONNX: plain-TF ops only and the shared-box NMS."""
-    with custom_ops_loader.disabled(), export_graph_ops.onnx_friendly():
+    """While tracing for ONNX: the shared-box NMS (the model is called with ``custom_ops=False``)."""
+    with export_graph_ops.onnx_friendly():
         yield
 
 

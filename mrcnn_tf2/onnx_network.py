@@ -46,7 +46,7 @@ def network_function(model, padded_size: Tuple[int, int]) -> tf.types.experiment
              tf.TensorSpec([None, 5], tf.float32, name=INPUTS[1])]
 
     def network(images, image_info):
-        out = model({"images": images, "image_info": image_info}, training=False)
+        out = model({"images": images, "image_info": image_info}, training=False, custom_ops=False)
         return [tf.identity(tf.ensure_shape(out[key], shape), name=key) for key, shape in zip(OUTPUTS, shapes)]
 
     return tf.function(network, autograph=False, input_signature=specs)

@@ -100,26 +100,30 @@ class MaskRCNN(keras.Model):
         self.sampling_generator = (tf.random.Generator.from_non_deterministic_state() if seed is None
                                    else tf.random.Generator.from_seed(seed))
 
-    def call(self, inputs: Dict[str, tf.Tensor], training: bool = False, mask_logits: bool = False) -> Dict[str, object]:
+    def call(self, inputs: Dict[str, tf.Tensor], training: bool = False, mask_logits: bool = False,
+             custom_ops: Optional[bool] = None) -> Dict[str, object]:
         """Backbone -> FPN -> RPN -> proposals -> [targets] -> ROIAlign -> heads (see class doc).
 
         ``mask_logits`` (inference): return ``detection_mask_logits [B, D, 28, 28]`` (the detected
         class's logits, 0 in padding) instead of ``detection_masks`` (for exports that paste elsewhere).
+        ``custom_ops``: the fused kernels for this call (None: ``config.custom_ops``; exports trace with
+        False so their graphs load without the op libraries).
         """
+        fused = self.config.custom_ops if custom_ops is None else custom_ops
         features = self.fpn(self.backbone(inputs["images"], training=training))
         rpn_scores, rpn_deltas = self.rpn_head(features)
         anchors = self.anchors(inputs["images"])
         proposals = generate_proposals(rpn_scores, rpn_deltas, anchors, inputs["image_info"],
-                                       **self.config.rpn.proposal_args(training))
+                                       **self.config.rpn.proposal_args(training), fused=fused)
         if not training:
-            return self._detect(features, proposals, inputs["image_info"], mask_logits)
-        rpn_targets, roi_targets = self._sample_targets(anchors, proposals, inputs)
-        class_logits, box_deltas = self.box_head(self._roi_features(features, roi_targets.rois, mask=False))
+            return self._detect(features, proposals, inputs["image_info"], mask_logits, fused)
+        rpn_targets, roi_targets = self._sample_targets(anchors, proposals, inputs, fused)
+        class_logits, box_deltas = self.box_head(self._roi_features(features, roi_targets.rois, False, fused))
         fg_rois = roi_targets.rois[:, :self.num_mask_slots]
         fg_gt_indices = roi_targets.gt_indices[:, :self.num_mask_slots]
         is_fg = tf.logical_and(roi_targets.gt_classes[:, :self.num_mask_slots] > 0,
                                roi_targets.valid[:, :self.num_mask_slots])
-        mask_logits = self._mask_logits(features, fg_rois, is_fg)
+        mask_logits = self._mask_logits(features, fg_rois, is_fg, fused)
         gt_masks = mask_targets(inputs["gt_masks"], inputs["gt_boxes"], fg_rois, fg_gt_indices,
                                 output_size=self.config.mask_head.resolution)
         return {"rpn_scores": rpn_scores, "rpn_deltas": rpn_deltas, "rpn_targets": rpn_targets,
@@ -138,7 +142,8 @@ class MaskRCNN(keras.Model):
             raise ValueError(f"MaskRCNN needs a static image size. Received: images.shape={images.shape}")
         return {level: tf.constant(a) for level, a in _anchor_arrays(self.anchor_generator, (height, width)).items()}
 
-    def _sample_targets(self, anchors, proposals: Proposals, inputs) -> Tuple[targets.RpnTargets, targets.RoiTargets]:
+    def _sample_targets(self, anchors, proposals: Proposals, inputs,
+                        fused: bool) -> Tuple[targets.RpnTargets, targets.RoiTargets]:
         """RPN anchor targets and the Fast R-CNN RoI sample, with fresh per-step seeds."""
         missing = [key for key in TRAINING_KEYS if key not in inputs]
         if missing:
@@ -150,25 +155,27 @@ class MaskRCNN(keras.Model):
         rpn_targets = targets.assign_rpn_targets(
             concat_levels(anchors), gt_boxes, gt_valid, seed=rpn_seed,
             positive_threshold=rpn.positive_threshold, negative_threshold=rpn.negative_threshold,
-            num_samples=rpn.batch_size_per_image, positive_fraction=rpn.positive_fraction)
+            num_samples=rpn.batch_size_per_image, positive_fraction=rpn.positive_fraction, fused=fused)
         roi_targets = targets.sample_rois(
             proposals.boxes, gt_boxes, gt_classes, gt_valid, seed=roi_seed, proposals_valid=proposals.valid,
             num_samples=sampler.batch_size_per_image, positive_fraction=sampler.positive_fraction,
             fg_threshold=sampler.fg_threshold, bg_threshold_hi=sampler.bg_threshold_hi,
             bg_threshold_lo=sampler.bg_threshold_lo, weights=self.config.box_head.bbox_reg_weights,
-            append_gt=sampler.append_gt)
+            append_gt=sampler.append_gt, fused=fused)
         return rpn_targets, roi_targets
 
-    def _roi_features(self, features: Dict[int, tf.Tensor], boxes: tf.Tensor, mask: bool) -> tf.Tensor:
+    def _roi_features(self, features: Dict[int, tf.Tensor], boxes: tf.Tensor, mask: bool,
+                      fused: bool = True) -> tf.Tensor:
         """ROIAlign on P2..P5: ``[B, n, 4]`` pixels -> ``[B, n, R, R, F]`` (R = 14 mask, 7 box)."""
         cfg = self.config.roi_align
         size = cfg.mask_output_size if mask else cfg.box_output_size
         crops = roi_align.multilevel_roi_align(
             features, boxes, output_size=size, sampling_ratio=cfg.sampling_ratio, aligned=cfg.aligned,
-            min_level=self.config.anchors.min_level, max_level=BACKBONE_MAX_LEVEL)
+            min_level=self.config.anchors.min_level, max_level=BACKBONE_MAX_LEVEL, fused=fused)
         return tf.ensure_shape(crops, [None, None, size, size, self.config.fpn.channels])
 
-    def _detect(self, features, proposals: Proposals, image_info, mask_logits: bool = False) -> Dict[str, tf.Tensor]:
+    def _detect(self, features, proposals: Proposals, image_info, mask_logits: bool,
+                fused: bool) -> Dict[str, tf.Tensor]:
         """Inference: box head on the valid proposals, detections, mask head on the real detections.
 
         Work is proportional to what is found: the box head sees the first ``max_b valid_b`` proposal
@@ -177,20 +184,20 @@ class MaskRCNN(keras.Model):
         """
         count = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(proposals.valid, tf.int32), axis=1)), 1)  # convs need >= 1 RoI
         rois, rois_valid = proposals.boxes[:, :count], proposals.valid[:, :count]
-        class_logits, box_deltas = self.box_head(self._roi_features(features, rois, mask=False))
+        class_logits, box_deltas = self.box_head(self._roi_features(features, rois, False, fused))
         det = self.config.detection
         detections = generate_detections(
             class_logits, box_deltas, rois, image_info, rois_valid=rois_valid,
             max_detections=det.max_detections, nms_threshold=det.nms_threshold,
             score_threshold=det.score_threshold, weights=self.config.box_head.bbox_reg_weights,
             pre_nms_topk_per_class=self.config.rpn.post_nms_topk_test, min_size=det.min_size)
-        logits = self._detection_mask_logits(features, detections)
+        logits = self._detection_mask_logits(features, detections, fused)
         if mask_logits:
             return {**detections, "detection_mask_logits": logits}
         is_detection = tf.range(det.max_detections)[None] < detections["num_detections"][:, None]
         return {**detections, "detection_masks": tf.where(is_detection[:, :, None, None], tf.sigmoid(logits), 0.0)}
 
-    def _detection_mask_logits(self, features, detections) -> tf.Tensor:
+    def _detection_mask_logits(self, features, detections, fused: bool) -> tf.Tensor:
         """``[B, D, 28, 28]`` mask logits of the detected classes (0 in padding slots), the mask head
         run on the real detections only."""
         slots = self.config.detection.max_detections
@@ -198,7 +205,7 @@ class MaskRCNN(keras.Model):
         count = tf.maximum(tf.reduce_max(num), 1)  # RoIAlign needs >= 1 slot
         boxes, classes = detections["detection_boxes"][:, :count], detections["detection_classes"][:, :count]
         is_detection = tf.range(count)[None] < num[:, None]
-        mask_logits = self._mask_logits(features, boxes, is_detection)  # [B, n, 28, 28, C]
+        mask_logits = self._mask_logits(features, boxes, is_detection, fused)  # [B, n, 28, 28, C]
         # A one-hot sum, not gather(axis=-1, batch_dims=2): tf2onnx turns that gather into an invalid
         # Transpose; exact, as the other terms are 0.
         one_hot = tf.one_hot(classes, tf.shape(mask_logits)[-1], dtype=mask_logits.dtype)  # [B, n, C]
@@ -206,13 +213,13 @@ class MaskRCNN(keras.Model):
         picked = tf.pad(tf.where(is_detection[:, :, None, None], picked, 0.0), [[0, 0], [0, slots - count], [0, 0], [0, 0]])
         return tf.ensure_shape(picked, [None, slots, None, None])
 
-    def _mask_logits(self, features, boxes: tf.Tensor, is_real: tf.Tensor) -> tf.Tensor:
+    def _mask_logits(self, features, boxes: tf.Tensor, is_real: tf.Tensor, fused: bool = True) -> tf.Tensor:
         """Mask-head logits ``[B, n, 28, 28, C]`` of ``boxes [B, n, 4]``; 0 where ``is_real [B, n]`` is False.
 
         The head (4 convs at 14x14, the step's largest cost) runs on the ``N = count(is_real)`` real slots
         gathered across the batch, not on ``B x n`` padded ones; per RoI it computes what it would on all.
         """
-        crops = self._roi_features(features, boxes, mask=True)  # [B, n, 14, 14, F]
+        crops = self._roi_features(features, boxes, True, fused)  # [B, n, 14, 14, F]
         where = tf.where(is_real)  # [N, 2]
         count = tf.shape(where)[0]
         # A conv on 0 RoIs fails on CPU: with none (also an empty replica batch), one zero crop runs and is dropped.

@@ -110,7 +110,7 @@ def match(iou, high: float, low: float, allow_low_quality: bool = True,
 
 
 def match_boxes(boxes, gt_boxes, high: float, low: float, allow_low_quality: bool = True,
-                gt_valid: Optional[tf.Tensor] = None) -> Match:
+                gt_valid: Optional[tf.Tensor] = None, fused: bool = True) -> Match:
     """:func:`match` of the IoUs between ``boxes`` and ``gt_boxes`` (fused where available).
 
     Args:
@@ -119,13 +119,14 @@ def match_boxes(boxes, gt_boxes, high: float, low: float, allow_low_quality: boo
       gt_boxes: ``[M, 4]`` or ``[B, M, 4]`` float GT boxes, same rank as ``boxes``.
       high, low, allow_low_quality: as :func:`match`.
       gt_valid: ``[..., M] bool`` or None (all valid).
+      fused: use the fused custom op where it is built (the model config's ``custom_ops``).
 
     Returns:
       A :class:`Match` of ``[..., N]`` tensors (leading dimensions of ``gt_boxes``).
     """
     if low > high:
         raise ValueError(f"Need low <= high. Received: low={low}, high={high}")
-    fused = fused_ops.match_boxes(boxes, gt_boxes, gt_valid, high, low, allow_low_quality)
-    if fused is not None:
-        return Match(*fused)
+    result = fused_ops.match_boxes(boxes, gt_boxes, gt_valid, high, low, allow_low_quality) if fused else None
+    if result is not None:
+        return Match(*result)
     return match(box_ops.iou(boxes, gt_boxes), high, low, allow_low_quality, gt_valid)

@@ -25,8 +25,8 @@ Scores: ranking uses the logits (no ties from a saturated sigmoid); the returned
 
 Implementations: by default the fused op ``custom_ops/proposals`` (one kernel per
 image and level on the intra-op pool, CUDA where built) when
-``custom_ops.loader.load("proposals")`` gives it; otherwise (``MRCNN_NO_CUSTOM_OPS=1``,
-``loader.set_enabled(False)``, build failure) the plain-TF graph below. Both agree
+``custom_ops.loader.load("proposals")`` gives it; otherwise (``fused=False``: the model config's
+``custom_ops``, ``MRCNN_NO_CUSTOM_OPS=1``, build failure) the plain-TF graph below. Both agree
 within float tolerance (``tests/custom_ops/test_proposals_op.py``). The plain graph
 runs NMS per image with ``tf.image.non_max_suppression`` (exact greedy, lower index
 first on equal scores) under ``tf.map_fn``: eager, ``tf.function``; not XLA.
@@ -138,7 +138,7 @@ def _select_topk(boxes, logits, k: int) -> Proposals:
 def generate_proposals(rpn_scores: Dict[int, tf.Tensor], rpn_deltas: Dict[int, tf.Tensor],
                        anchors: Dict[int, tf.Tensor], image_info, *, pre_nms_topk: int = 2000,
                        post_nms_topk: int = 1000, nms_threshold: float = 0.7,
-                       min_size: float = 0.0, weights: Sequence[float] = RPN_WEIGHTS) -> Proposals:
+                       min_size: float = 0.0, weights: Sequence[float] = RPN_WEIGHTS, fused: bool = True) -> Proposals:
     """Multilevel RPN proposals (see the module docstring for the algorithm).
 
     Args:
@@ -152,6 +152,7 @@ def generate_proposals(rpn_scores: Dict[int, tf.Tensor], rpn_deltas: Dict[int, t
       nms_threshold: IoU above which NMS suppresses the lower-scoring box.
       min_size: boxes with height or width ``<= min_size`` (network-input pixels) are dropped.
       weights: delta weights, (1, 1, 1, 1) for the RPN as in :mod:`targets`.
+      fused: use the fused custom op where it is built (the model config's ``custom_ops``).
 
     Returns:
       :class:`Proposals` with ``P`` slots per image (no gradient flows through them).
@@ -161,9 +162,10 @@ def generate_proposals(rpn_scores: Dict[int, tf.Tensor], rpn_deltas: Dict[int, t
                          f"pre_nms_topk={pre_nms_topk}, post_nms_topk={post_nms_topk}")
     args = dict(pre_nms_topk=pre_nms_topk, post_nms_topk=post_nms_topk, nms_threshold=nms_threshold,
                 min_size=min_size, weights=weights)
-    fused = fused_ops.generate_proposals(rpn_scores, rpn_deltas, anchors, image_info, **args) if rpn_scores else None
-    if fused is not None:
-        return Proposals(*fused)
+    result = fused_ops.generate_proposals(rpn_scores, rpn_deltas, anchors, image_info, **args) \
+        if fused and rpn_scores else None
+    if result is not None:
+        return Proposals(*result)
     return plain_generate_proposals(rpn_scores, rpn_deltas, anchors, image_info, **args)
 
 

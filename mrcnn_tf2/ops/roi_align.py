@@ -44,7 +44,7 @@ Per-level crops are gathered with ``tf.where`` and put back with ``tf.dynamic_st
 
 Fused op: :func:`multilevel_roi_align` runs ``custom_ops/roi_align`` (one C++/CUDA kernel
 for all levels, same geometry, no gradient for the boxes) when the library is built and
-custom ops are enabled (not ``MRCNN_NO_CUSTOM_OPS=1`` / ``--no_custom_ops``), else
+``fused`` (the model config's ``custom_ops``; not ``MRCNN_NO_CUSTOM_OPS=1``), else
 :func:`plain_multilevel_roi_align`, the plain-TF path described above.
 """
 from __future__ import annotations
@@ -185,17 +185,18 @@ def roi_align(features, boxes, box_indices, output_size: int, spatial_scale: flo
 
 def multilevel_roi_align(features: Dict[int, tf.Tensor], boxes, output_size: int = 7,
                          sampling_ratio: int = 2, aligned: bool = True,
-                         min_level: int = 2, max_level: int = 5) -> tf.Tensor:
-    """ROIAlign of each box on its FPN level: the fused custom op when available, else plain TF.
+                         min_level: int = 2, max_level: int = 5, fused: bool = True) -> tf.Tensor:
+    """ROIAlign of each box on its FPN level: the fused custom op when ``fused`` and built, else plain TF.
 
-    Arguments and result as in :func:`plain_multilevel_roi_align`.
+    Arguments and result as in :func:`plain_multilevel_roi_align`; ``fused`` is the model config's
+    ``custom_ops``.
     """
     _check_levels(features, min_level, max_level)
     _check_sizes(output_size, sampling_ratio)
-    fused = fused_ops.multilevel_roi_align([features[level] for level in range(min_level, max_level + 1)],
-                                           boxes, output_size, sampling_ratio, aligned, min_level)
-    if fused is not None:
-        return fused
+    crops = fused_ops.multilevel_roi_align([features[level] for level in range(min_level, max_level + 1)],
+                                           boxes, output_size, sampling_ratio, aligned, min_level) if fused else None
+    if crops is not None:
+        return crops
     return plain_multilevel_roi_align(features, boxes, output_size, sampling_ratio, aligned, min_level, max_level)
 
 

@@ -102,7 +102,7 @@ def _fg_deltas(gt_boxes, boxes, is_fg, weights) -> tf.Tensor:
 def assign_rpn_targets(anchors, gt_boxes, gt_valid=None, *, seed,
                        positive_threshold: float = 0.7, negative_threshold: float = 0.3,
                        num_samples: int = 256, positive_fraction: float = 0.5,
-                       weights: Sequence[float] = RPN_WEIGHTS) -> RpnTargets:
+                       weights: Sequence[float] = RPN_WEIGHTS, fused: bool = True) -> RpnTargets:
     """Matches anchors to GT (with low-quality matches) and samples 256 per image.
 
     Args:
@@ -115,6 +115,7 @@ def assign_rpn_targets(anchors, gt_boxes, gt_valid=None, *, seed,
       num_samples: anchors sampled per image (``rpn_batch_size_per_im``).
       positive_fraction: max fg share of the sample (``rpn_fg_fraction``).
       weights: delta weights; (1, 1, 1, 1) as in NVIDIA's code.
+      fused: match with the fused custom op where it is built (:func:`matcher.match_boxes`).
 
     Returns:
       :class:`RpnTargets` (no gradient flows through them).
@@ -124,7 +125,7 @@ def assign_rpn_targets(anchors, gt_boxes, gt_valid=None, *, seed,
     gt_boxes, gt_valid = _append_dummy_gt(gt_boxes, gt_valid)
     anchors = tf.cast(anchors, tf.float32)[None]
     found = matcher.match_boxes(anchors, gt_boxes, positive_threshold, negative_threshold,
-                                allow_low_quality=True, gt_valid=gt_valid)
+                                allow_low_quality=True, gt_valid=gt_valid, fused=fused)
     sample = sampler.sample_balanced(found.labels, num_samples, positive_fraction, seed)
     objectness = tf.where(sample.mask, found.labels, matcher.IGNORE)
     is_fg = tf.equal(objectness, matcher.FOREGROUND)
@@ -145,10 +146,10 @@ def _roi_candidates(proposals, gt_boxes, gt_valid, proposals_valid, append_gt):
 
 
 def _label_rois(candidates, candidates_valid, gt_boxes, gt_valid, fg_threshold,
-                bg_threshold_hi, bg_threshold_lo) -> matcher.Match:
+                bg_threshold_hi, bg_threshold_lo, fused: bool) -> matcher.Match:
     """Fast R-CNN labels: fg IoU >= fg_threshold, bg IoU in [lo, hi), else -1."""
     found = matcher.match_boxes(candidates, gt_boxes, fg_threshold, bg_threshold_hi,
-                                allow_low_quality=False, gt_valid=gt_valid)
+                                allow_low_quality=False, gt_valid=gt_valid, fused=fused)
     too_low = tf.logical_and(found.labels == matcher.BACKGROUND, found.max_iou < bg_threshold_lo)
     keep = tf.logical_and(candidates_valid, tf.logical_not(too_low))
     return found._replace(labels=tf.where(keep, found.labels, matcher.IGNORE))
@@ -171,7 +172,7 @@ def sample_rois(proposals, gt_boxes, gt_classes, gt_valid=None, *, seed,
                 proposals_valid=None, num_samples: int = 512, positive_fraction: float = 0.25,
                 fg_threshold: float = 0.5, bg_threshold_hi: float = 0.5,
                 bg_threshold_lo: float = 0.0, weights: Sequence[float] = box_ops.DEFAULT_WEIGHTS,
-                append_gt: bool = True) -> RoiTargets:
+                append_gt: bool = True, fused: bool = True) -> RoiTargets:
     """Labels proposals against GT and samples 512 RoIs per image (25 % fg at most).
 
     Foreground is IoU ``>= fg_threshold`` (detectron2; NVIDIA's ``proposal_label_op``
@@ -191,6 +192,7 @@ def sample_rois(proposals, gt_boxes, gt_classes, gt_valid=None, *, seed,
       bg_threshold_lo: bg if IoU ``>=`` this (``bg_thresh_lo``).
       weights: delta weights (``bbox_reg_weights`` = (10, 10, 5, 5)).
       append_gt: add the valid GT boxes to the candidates (Detectron, NVIDIA).
+      fused: match with the fused custom op where it is built (:func:`matcher.match_boxes`).
 
     Returns:
       :class:`RoiTargets` (no gradient flows through them).
@@ -202,7 +204,7 @@ def sample_rois(proposals, gt_boxes, gt_classes, gt_valid=None, *, seed,
     candidates, candidates_valid = _roi_candidates(proposals, gt_boxes, gt_valid, proposals_valid, append_gt)
     gt_boxes, gt_valid, gt_classes = _append_dummy_gt(gt_boxes, gt_valid, gt_classes)
     found = _label_rois(candidates, candidates_valid, gt_boxes, gt_valid, fg_threshold,
-                        bg_threshold_hi, bg_threshold_lo)
+                        bg_threshold_hi, bg_threshold_lo, fused)
     sample = sampler.sample_balanced(found.labels, num_samples, positive_fraction, seed)
     targets = _gather_slots(sample, found, candidates, gt_boxes, gt_classes, weights)
     return RoiTargets(*(tf.stop_gradient(t) for t in targets))

@@ -167,12 +167,13 @@ def run_mirrored(out):
 def efficientnet_eval(single, mirrored, data_dir):
     """val.loss/top1/top5 of a five-stage, narrow EfficientNet (random weights) on 9 images, both ways."""
     from common.trainer import Trainer, TrainerConfig
+    from efficientnet_tf2.experiments import classifier_config
     from efficientnet_tf2.task import ClassificationConfig, ImageClassificationTask
 
     blocks = ("ds_r1_k3_s1_e1_c8_se0.25",) + tuple(f"ir_r1_k3_s2_e2_c{c}_se0.25" for c in (8, 16, 16, 24))
-    overrides = {"blocks": blocks, "head_filters": 32}
+    model = classifier_config("efficientnet-b0", blocks=blocks, head_filters=32)
     task = ImageClassificationTask(ClassificationConfig(data_dir=data_dir, num_classes=3, image_size=32,
-                                                       augment="none", model_overrides=overrides))
+                                                       augment="none", model_config=model))
     keras.utils.set_random_seed(0)
     weights = task.build_model().get_weights()
     metrics = []

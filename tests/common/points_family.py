@@ -156,6 +156,9 @@ def register_points():
 
 if __name__ == "__main__":
     import main as entry  # with the repository root on PYTHONPATH
+    from fault_injector import KILL_ENV, install
 
+    if os.environ.get(KILL_ENV):
+        install(os.environ[KILL_ENV])
     register_points()
     sys.exit(entry.main(sys.argv[1:]))

@@ -1,8 +1,8 @@
 """``kill -9`` at the worst moments of checkpointing, then ``--resume``: nothing is lost.
 
 A real training run (the points family of ``points_family.py``, through ``main.py`` and the
-shared trainer) in a subprocess is SIGKILLed by the checkpoint code's test hook
-(``TF2VISION_KILL_AT``) inside the ``model_best`` write, inside its swap, between the best
+shared trainer) in a subprocess is SIGKILLed by the test-only fault injector
+(``fault_injector.py``, ``TF2VISION_KILL_AT``) inside the ``model_best`` write, inside its swap, between the best
 and the latest copy, and inside the ``checkpoint-latest`` swap; resumed, it must end with
 the same ``model_best`` and final weights as an uninterrupted run, no temporary folders,
 and one DLLogger line per epoch metric.
@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common.checkpoint import BEST, KILL_ENV, LATEST, resolve
+from common.checkpoint import BEST, LATEST, resolve
+from fault_injector import KILL_ENV
 from points_family import write_points
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

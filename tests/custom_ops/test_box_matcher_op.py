@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from custom_ops import loader
 from custom_ops.box_matcher import ops as fused_ops
 from mrcnn_tf2.ops import box_ops, matcher
 
@@ -72,25 +71,21 @@ def test_empty_inputs_and_unbatched():
     assert_same(boxes[0], gt[0], **RPN)  # [N, 4] x [M, 4]
 
 
-def test_match_boxes_uses_op_by_default_and_falls_back_when_disabled():
+def test_match_boxes_uses_op_when_fused_and_plain_tf_otherwise():
     rng = np.random.default_rng(4)
     boxes, gt = random_boxes(rng, (1, 200)), random_boxes(rng, (2, 5))
 
-    def fn():
-        return matcher.match_boxes(boxes, gt, **RPN)
+    def fn(fused):
+        return matcher.match_boxes(boxes, gt, **RPN, fused=fused)
 
-    def uses_op():
-        graph = tf.function(fn, autograph=False).get_concrete_function().graph
+    def uses_op(fused):
+        graph = tf.function(lambda: fn(fused), autograph=False).get_concrete_function().graph
         return any(op.type == fused_ops.OP_NAME for op in graph.get_operations())
 
-    assert uses_op()
-    loader.set_enabled(False)
-    try:
-        assert not uses_op()
-        plain = fn()
-    finally:
-        loader.set_enabled(True)
-    for got, want in zip(fn(), plain):
+    assert uses_op(True)
+    assert not uses_op(False)
+    plain = fn(False)
+    for got, want in zip(fn(True), plain):
         np.testing.assert_array_equal(got, want)
 
 

@@ -32,27 +32,19 @@ def model():
     return MaskRCNN(TINY, seed=SEED)
 
 
-def train_step(model, inputs):
+def train_step(model, inputs, custom_ops):
     """Loss terms and gradients of one training forward/backward pass (fixed sampling seed)."""
     model.sampling_generator.reset_from_seed(SEED)
     with tf.GradientTape() as tape:
-        losses = compute_losses(model(inputs, training=True), model.config)
+        losses = compute_losses(model(inputs, training=True, custom_ops=custom_ops), model.config)
         total = tf.add_n(list(losses.values()))
     return {k: v.numpy() for k, v in losses.items()}, tape.gradient(total, model.trainable_variables)
 
 
-def with_custom_ops(flag, fn, *args):
-    loader.set_enabled(flag)
-    try:
-        return fn(*args)
-    finally:
-        loader.set_enabled(None)
-
-
 def test_train_step_on_and_off(model):
     inputs = make_inputs()
-    losses_on, grads_on = with_custom_ops(True, train_step, model, inputs)
-    losses_off, grads_off = with_custom_ops(False, train_step, model, inputs)
+    losses_on, grads_on = train_step(model, inputs, custom_ops=True)
+    losses_off, grads_off = train_step(model, inputs, custom_ops=False)
     for name in losses_on:
         np.testing.assert_allclose(losses_on[name], losses_off[name], rtol=1e-4, atol=1e-6, err_msg=name)
     for variable, on, off in zip(model.trainable_variables, grads_on, grads_off):
@@ -65,8 +57,8 @@ def test_train_step_on_and_off(model):
 
 def test_inference_on_and_off(model):
     inputs = make_inputs()
-    on = with_custom_ops(True, model, inputs, False)
-    off = with_custom_ops(False, model, inputs, False)
+    on = model(inputs, training=False, custom_ops=True)
+    off = model(inputs, training=False, custom_ops=False)
     np.testing.assert_array_equal(on["num_detections"].numpy(), off["num_detections"].numpy())
     np.testing.assert_array_equal(on["detection_classes"].numpy(), off["detection_classes"].numpy())
     for key in ("detection_boxes", "detection_scores", "detection_masks"):

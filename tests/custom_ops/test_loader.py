@@ -10,9 +10,6 @@ from custom_ops import build, loader
 @pytest.fixture(autouse=True)
 def reset_switch(monkeypatch):
     monkeypatch.delenv(loader.ENV_DISABLE, raising=False)
-    loader.set_enabled(None)
-    yield
-    loader.set_enabled(None)
 
 
 def make_op(root, name, files):
@@ -23,20 +20,17 @@ def make_op(root, name, files):
     return loader.OpLibraryLoader(str(root), str(root / "_build"))
 
 
-def test_switches(monkeypatch):
+def test_the_machine_wide_opt_out(monkeypatch):
     assert loader.enabled()
     monkeypatch.setenv(loader.ENV_DISABLE, "1")
     assert not loader.enabled()
-    loader.set_enabled(True)
-    assert loader.enabled()
-    loader.set_enabled(None)
     monkeypatch.setenv(loader.ENV_DISABLE, "0")
     assert loader.enabled()
 
 
-def test_disabled_returns_none_and_logs_once(tmp_path, caplog):
+def test_disabled_returns_none_and_logs_once(tmp_path, caplog, monkeypatch):
     ops = make_op(tmp_path, "dummy", {"dummy.cc": "int x;\n"})
-    loader.set_enabled(False)
+    monkeypatch.setenv(loader.ENV_DISABLE, "1")
     with caplog.at_level(logging.WARNING, logger=loader.__name__):
         assert ops.load("dummy") is None and ops.load("dummy") is None
     assert len(caplog.records) == 1 and "disabled" in caplog.records[0].getMessage()

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from custom_ops import loader
 from custom_ops.proposals import ops as fused_ops
 from mrcnn_tf2.ops import proposals
 from mrcnn_tf2.ops.anchors import AnchorGenerator
@@ -98,15 +97,12 @@ def test_empty_batch_and_empty_level():
 
 def test_default_path_uses_op_and_switch_falls_back():
     scores, deltas = rpn_outputs(10)
-    fn = lambda: proposals.generate_proposals(scores, deltas, ANCHORS, IMAGE_INFO, **ARGS)  # noqa: E731
-    uses_op = lambda: any(op.type == fused_ops.OP_NAME  # noqa: E731
-                          for op in tf.function(fn, autograph=False).get_concrete_function().graph.get_operations())
-    assert uses_op()
-    loader.set_enabled(False)
-    try:
-        assert not uses_op()
-    finally:
-        loader.set_enabled(True)
+    fn = lambda fused: proposals.generate_proposals(scores, deltas, ANCHORS, IMAGE_INFO, **ARGS, fused=fused)  # noqa: E731
+    uses_op = lambda fused: any(op.type == fused_ops.OP_NAME  # noqa: E731
+                                for op in tf.function(lambda: fn(fused), autograph=False).get_concrete_function()
+                                .graph.get_operations())
+    assert uses_op(True)
+    assert not uses_op(False)
 
 
 def test_half_precision_inputs_and_no_gradient():

@@ -160,21 +160,21 @@ def test_invalid_shapes_are_clear_errors():
         lib.multilevel_roi_align_grad(tf.zeros([2, 1, 6, 6, 2]), tf.zeros([2, 1, 4]), good)
 
 
-def test_dispatch_and_switch_off():
+def test_dispatch_and_switch_off(monkeypatch):
     rng = np.random.default_rng(8)
     features, boxes = dict(zip(LEVELS, make_features(rng))), make_boxes(rng)
-    def traced():
-        fn = tf.function(lambda b: roi_align.multilevel_roi_align(features, b, output_size=7, aligned=False))
+
+    def traced(fused):
+        fn = tf.function(lambda b: roi_align.multilevel_roi_align(features, b, output_size=7, aligned=False,
+                                                                  fused=fused))
         graph = fn.get_concrete_function(boxes).graph
         return fn(boxes), {op.type for op in graph.get_operations()}
 
-    try:
-        on, on_ops = traced()
-        loader.set_enabled(False)
-        assert fused_ops.multilevel_roi_align(list(features.values()), boxes) is None
-        off, off_ops = traced()
-    finally:
-        loader.set_enabled(None)
+    on, on_ops = traced(True)
+    off, off_ops = traced(False)
+    fresh = loader.OpLibraryLoader()
+    monkeypatch.setenv(loader.ENV_DISABLE, "1")  # the machine-wide opt-out
+    assert fresh.load(fused_ops.LIBRARY) is None
     assert "MultilevelRoiAlign" in on_ops and "CropAndResize" not in on_ops
     assert "MultilevelRoiAlign" not in off_ops and "CropAndResize" in off_ops
     np.testing.assert_allclose(on.numpy(), off.numpy(), atol=2e-5, rtol=1e-5)
