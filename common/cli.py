@@ -29,7 +29,7 @@ from common import registry
 MODES = ("train", "eval", "infer", "export", "info", "benchmark")
 MODEL_MODES = ("train", "eval", "infer", "export", "info")
 DEFAULT_MODEL = "efficientnet-b0"
-OPTIMIZERS = ("sgd", "rmsprop", "adam")
+OPTIMIZERS = cfg.OPTIMIZERS
 # Same as common.distribution.STRATEGIES (not imported: that would load TensorFlow for --help).
 DIST_CHOICES = ("auto", "none", "one_device", "mirrored", "multiworker", "horovod")
 BENCHMARK_KINDS = ("training", "inference")
@@ -180,6 +180,28 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
          help="epochs between validations (unset: after the last epoch only)"),
     flag("--optimizer", dest="task.optimizer", choices=OPTIMIZERS, modes=("train",), group="training",
          help="optimizer (EfficientNet: rmsprop|sgd|adam; Mask R-CNN: sgd|adam)"),
+    flag("--lr", dest="task.lr", type=POSITIVE_FLOAT, modes=("train",), group="learning rate",
+         help="peak learning rate for --lr-batch images (scaled linearly with the global batch)"),
+    flag("--lr-batch", dest="task.lr_batch", type=POSITIVE_INT, modes=("train",), group="learning rate",
+         help="the batch size --lr (and --lr-values, --warmup-init-lr) refer to; 1: per-image rates"),
+    flag("--lr-schedule", dest="task.lr_schedule", choices=cfg.LR_SCHEDULES, modes=("train",), group="learning rate",
+         help="cosine / linear: decay to 0 after the warm-up; piecewise: --lr-values from each --lr-boundaries "
+              "epoch; step: a tenth at each boundary"),
+    flag("--warmup-epochs", "--warmup", dest="task.warmup_epochs", type=NON_NEGATIVE_FLOAT, modes=("train",),
+         group="learning rate", help="linear warm-up to --lr over this many epochs (fractions allowed)"),
+    flag("--warmup-init-lr", "--init-learning-rate", "--init_learning_rate", dest="task.warmup_init_lr",
+         type=NON_NEGATIVE_FLOAT, modes=("train",), group="learning rate",
+         help="piecewise / step: the rate the warm-up starts from"),
+    flag("--lr-boundaries", dest="task.lr_boundaries", type=NON_NEGATIVE_FLOAT, nargs="+", modes=("train",),
+         group="learning rate", help="piecewise / step: epochs where the rate drops"),
+    flag("--lr-values", dest="task.lr_values", type=POSITIVE_FLOAT, nargs="+", modes=("train",),
+         group="learning rate", help="piecewise: the rate from each --lr-boundaries epoch on"),
+    flag("--learning-rate-values", "--learning_rate_values", dest="legacy.learning_rate_values", type=POSITIVE_FLOAT,
+         nargs="+", modes=("train",), group="learning rate",
+         help="NVIDIA's Mask R-CNN spelling: A B C = --lr A --lr-values B C --lr-schedule piecewise"),
+    flag("--learning-rate-boundaries", "--learning_rate_boundaries", dest="legacy.learning_rate_boundaries",
+         type=NON_NEGATIVE_FLOAT, nargs="+", modes=("train",), group="learning rate",
+         help="NVIDIA's Mask R-CNN spelling: W X Y = --warmup-epochs W --lr-boundaries X Y"),
     flag("--momentum", dest="task.momentum", type=UNIT_FLOAT, modes=("train",), group="training",
          help="optimizer momentum"),
     flag("--weight-decay", "--l2_weight_decay", "--wd", dest="trainer.weight_decay", type=NON_NEGATIVE_FLOAT,
@@ -329,9 +351,23 @@ def flags_for(mode: str, family) -> List[Flag]:
     return [f for f in SHARED_FLAGS if mode in f.modes] + [f for f in family.flags(mode) if mode in f.modes]
 
 
+def _legacy_values(values: Sequence[float]) -> Dict[str, Any]:
+    """NVIDIA's ``--learning_rate_values A B C``: the rate after warm-up, then from each boundary on."""
+    return {"task.lr": values[0], "task.lr_values": tuple(values[1:]), "task.lr_schedule": "piecewise"}
+
+
+def _legacy_boundaries(values: Sequence[float]) -> Dict[str, Any]:
+    """NVIDIA's ``--learning_rate_boundaries W X Y``: the end of the warm-up, then each decay."""
+    return {"task.warmup_epochs": values[0], "task.lr_boundaries": tuple(values[1:])}
+
+
+#: flags that stand for several fields (NVIDIA's spellings of what is one concept per flag here).
+EXPANSIONS = {"legacy.learning_rate_values": _legacy_values, "legacy.learning_rate_boundaries": _legacy_boundaries}
+
+
 def _help_text(item: Flag, base: Optional[cfg.Experiment]) -> str:
     action = item.kwargs.get("action", "store")
-    if item.dest.startswith("opt.") or base is None or action != "store":
+    if item.dest.startswith(("opt.", "legacy.")) or base is None or action != "store":
         default = item.kwargs.get("default")
         return item.help + (f" (default: {default})" if default not in (None, False, [], "") else "")
     value = cfg.get_path(base, item.dest)
@@ -349,7 +385,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def _has_field(base: Optional[cfg.Experiment], dest: str) -> bool:
     """``dest`` is an ``opt.*`` option or a field of ``base`` (always True without a base)."""
-    if base is None or dest.startswith("opt."):
+    if base is None or dest.startswith(("opt.", "legacy.")):
         return True
     try:
         cfg.get_path(base, dest)
@@ -422,6 +458,9 @@ def apply_flags(experiment: cfg.Experiment, family, values: Dict[str, Any]) -> c
     overrides = {}
     for dest, value in values.items():
         if dest.startswith("opt."):
+            continue
+        if dest in EXPANSIONS:
+            overrides.update(EXPANSIONS[dest](value))
             continue
         if dest == "data.image_size":
             value = family.image_size_value(*parse_image_size(value))

@@ -7,10 +7,12 @@ An experiment is one nested frozen dataclass (Model Garden style)::
       workspace   checkpoints, logs, config.json and exports
       runtime     RuntimeConfig: precision, XLA, distribution, seed, logging
       trainer     TrainerConfig: epochs, batch sizes, evaluation, checkpoints, logging cadence
-      data        the family's data config (where the data is, image size, classes)
-      task        the family's task config (``task.model`` is the architecture config)
+      data        DataConfig: where the data is, image size, classes (a family's subclass)
+      task        TaskConfig: optimizer and learning rate (a family's subclass; ``task.model``
+                  is the architecture config)
 
-Each model family subclasses :class:`Experiment` with its own ``data``/``task`` types.
+Each family subclasses :class:`Experiment` with subclasses of :class:`DataConfig` and
+:class:`TaskConfig`, so every shared flag has its field in every family.
 The command line is parsed once (:mod:`common.cli`) and applied last, by dotted name,
 with :func:`replace_flat`; nothing below the command layer sees argparse.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import math
 import os
 from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
@@ -128,6 +131,81 @@ class TrainerConfig:
         return self.eval_batch_size or self.batch_size
 
 
+OPTIMIZERS = ("sgd", "rmsprop", "adam")
+#: ``cosine`` / ``linear``: warm-up from 0, then decay to 0 (the boundaries and values are not used);
+#: ``piecewise``: warm-up from ``warmup_init_lr``,
+#: ``lr`` until the first of ``lr_boundaries``, then each of ``lr_values``; ``step``: the same with each value
+#: a tenth of the one before (``lr_values`` unset).
+LR_SCHEDULES = ("cosine", "linear", "piecewise", "step")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """What every task's data config has (families subclass it; shared flags bind here).
+
+    Attributes:
+      data_dir: dataset root.
+      backend: input pipeline (``tfdata``, ``synthetic``, ...; each task checks its own).
+      image_size: network input size (the task's type: a side, or ``(H, W)``; None: the model's).
+      num_classes: classes (None: from the data).
+      class_names: filled in from the data (infer/export labels).
+      strict_data: an unusable image or annotation is an error before the first step (default: named, skipped).
+    """
+
+    data_dir: Optional[str] = None
+    backend: str = "tfdata"
+    image_size: Any = None
+    num_classes: Optional[int] = None
+    class_names: Tuple[str, ...] = ()
+    strict_data: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskConfig:
+    """Optimisation every task has: one optimizer and one learning-rate vocabulary (families subclass it).
+
+    Attributes:
+      optimizer: ``sgd`` | ``rmsprop`` | ``adam`` (a task may allow fewer).
+      momentum: SGD / RMSprop momentum.
+      lr: peak learning rate for ``lr_batch`` images; scaled linearly with the global batch.
+      lr_batch: the batch ``lr`` refers to (1: a per-image rate, NVIDIA's Mask R-CNN).
+      lr_schedule: one of :data:`LR_SCHEDULES`.
+      warmup_epochs: linear warm-up length (may be fractional).
+      warmup_init_lr: ``piecewise``/``step``: the rate at step 0 (for ``lr_batch`` images).
+      lr_boundaries: ``piecewise``/``step``: epochs where the rate drops.
+      lr_values: ``piecewise``: the rate after each boundary (for ``lr_batch`` images).
+      pretrained_from_file: initial weights.
+    """
+
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    lr: float = 0.1
+    lr_batch: int = 256
+    lr_schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    warmup_init_lr: float = 0.0
+    lr_boundaries: Tuple[float, ...] = ()
+    lr_values: Tuple[float, ...] = ()
+    pretrained_from_file: Optional[str] = None
+
+    def __post_init__(self):
+        check(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {OPTIMIZERS}. Received: {self.optimizer!r}")
+        check(self.lr_schedule in LR_SCHEDULES, f"--lr-schedule must be one of {LR_SCHEDULES}. "
+                                                f"Received: {self.lr_schedule!r}")
+        rates = (self.lr, *self.lr_values)
+        check(all(math.isfinite(r) and r > 0 for r in rates), f"learning rates must be finite and > 0. Received: "
+                                                               f"--lr {self.lr}, --lr-values {list(self.lr_values)}")
+        check(math.isfinite(self.warmup_init_lr) and self.warmup_init_lr >= 0,
+              f"--warmup-init-lr must be finite and >= 0. Received: {self.warmup_init_lr}")
+        check(self.lr_batch >= 1 and self.warmup_epochs >= 0, f"Need --lr-batch >= 1 and --warmup-epochs >= 0. "
+                                                              f"Received: {self.lr_batch}, {self.warmup_epochs}")
+        check(list(self.lr_boundaries) == sorted(self.lr_boundaries),
+              f"--lr-boundaries must increase. Received: {list(self.lr_boundaries)}")
+        if self.lr_schedule == "piecewise":
+            check(len(self.lr_values) == len(self.lr_boundaries), "--lr-values needs one rate per --lr-boundaries "
+                  f"epoch. Received: {list(self.lr_values)}, {list(self.lr_boundaries)}")
+
+
 #: members of tagged unions by their ``kind`` (``{"resnet": ResNetConfig, ...}``), see :func:`tagged`.
 TAGGED: Dict[str, type] = {}
 
@@ -175,6 +253,8 @@ class Experiment(DictConfig):
     workspace: str = "./workspace"
     runtime: RuntimeConfig = RuntimeConfig()
     trainer: TrainerConfig = TrainerConfig()
+    data: DataConfig = DataConfig()
+    task: TaskConfig = TaskConfig()
 
     def override(self, overrides: Mapping[str, Any]) -> "Experiment":
         """Copy with fields replaced by dotted name (see :func:`replace_flat`)."""

@@ -6,6 +6,8 @@
 * :class:`WarmupPiecewise` — linear warm-up from an initial rate, then
   piecewise constant (Mask R-CNN).
 
+:func:`learning_rate_schedule` builds the one a task config asks for (``--lr-schedule``).
+
 All are ``keras.optimizers.schedules.LearningRateSchedule`` with a
 symmetric ``get_config``, so they are saved with the optimizer and resumed
 exactly (the step lives in the optimizer's ``iterations``).
@@ -113,3 +115,25 @@ class WarmupPiecewise(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self):
         return {"init_lr": self.init_lr, "warmup_steps": self.warmup_steps,
                 "boundaries": self.boundaries, "values": self.values}
+
+
+def learning_rate_schedule(task, global_batch: int, steps_per_epoch: int, epochs: int):
+    """The per-step schedule of a :class:`common.config.TaskConfig` (every family's one LR vocabulary).
+
+    Rates are for ``task.lr_batch`` images and scale linearly to ``global_batch``; epochs become steps
+    (rounded). ``cosine``/``linear``: :class:`WarmupCosine`/:class:`WarmupLinear` to 0 over ``epochs``;
+    ``piecewise``: :class:`WarmupPiecewise` from ``warmup_init_lr`` to ``lr``, then ``lr_values`` from each
+    of ``lr_boundaries``; ``step``: the same with each value a tenth of the one before.
+    """
+    def scaled(rate: float) -> float:
+        return rate * global_batch / task.lr_batch
+
+    warmup = int(round(task.warmup_epochs * steps_per_epoch))
+    if task.lr_schedule == "cosine":
+        return WarmupCosine(scaled(task.lr), epochs * steps_per_epoch, warmup)
+    if task.lr_schedule == "linear":
+        return WarmupLinear(scaled(task.lr), epochs * steps_per_epoch, warmup)
+    values = task.lr_values if task.lr_schedule == "piecewise" else \
+        [task.lr * 0.1 ** (i + 1) for i in range(len(task.lr_boundaries))]
+    bounds = [int(round(b * steps_per_epoch)) for b in task.lr_boundaries]
+    return WarmupPiecewise(scaled(task.warmup_init_lr), warmup, bounds, [scaled(v) for v in (task.lr, *values)])

@@ -29,14 +29,12 @@ from typing import Any, Dict, Optional, Tuple
 
 from backbones.configs import BackboneConfig, EfficientNetConfig, ResNetConfig, efficientnet, efficientnet_dropout, \
     EFFICIENTNET_SCALING
-from common.config import Experiment, TrainerConfig, check
+from common.config import DataConfig, Experiment, TaskConfig, TrainerConfig, check
 from common.registry import register_experiment
 
 FAMILY = "classification"
 BACKENDS = ("tfdata", "dali-cpu", "dali-gpu", "synthetic")
 AUGMENTATIONS = ("autoaugment", "none")
-LR_SCHEDULES = ("cosine", "linear")
-OPTIMIZERS = ("rmsprop", "sgd", "adam")
 DEFAULT_NUM_CLASSES = 1000  # ImageNet
 KERAS_REFERENCE = "keras-efficientnetb0"
 
@@ -76,8 +74,8 @@ class ClassifierConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassificationData:
-    """ImageFolder data of a classification run.
+class ClassificationData(DataConfig):
+    """ImageFolder data of a classification run (the shared fields are :class:`common.config.DataConfig`'s).
 
     Attributes:
       data_dir: root with ``train/`` and ``val/`` class folders (unused for synthetic data).
@@ -85,17 +83,10 @@ class ClassificationData:
       image_size: square training/eval resolution (None: the backbone's).
       num_classes: classifier width (None: the number of class folders, else 1000).
       augment: ``autoaugment`` | ``none`` on top of crop + flip.
-      class_names: class folder names (filled in from the data; used by infer/export).
-      strict_data: an unusable image file is an error before the first step (default: named, skipped).
     """
 
-    data_dir: Optional[str] = None
-    backend: str = "tfdata"
     image_size: Optional[int] = None
-    num_classes: Optional[int] = None
     augment: str = "autoaugment"
-    class_names: Tuple[str, ...] = ()
-    strict_data: bool = False
 
     def __post_init__(self):
         check(self.backend in BACKENDS, f"--data-backend must be one of {BACKENDS}. Received: {self.backend!r}")
@@ -103,15 +94,12 @@ class ClassificationData:
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassificationTaskConfig:
-    """Model and optimisation of a classification run.
+class ClassificationTaskConfig(TaskConfig):
+    """Model and optimisation of a classification run (optimizer and learning rate: :class:`TaskConfig`).
 
     Attributes:
       model: the classifier (backbone + head).
-      optimizer: ``rmsprop`` | ``sgd`` | ``adam``.
-      lr: learning rate for ``lr_batch`` images (linear scaling with the global batch).
-      lr_schedule: ``cosine`` | ``linear`` decay after ``warmup_epochs`` of linear warm-up.
-      momentum, rmsprop_alpha, rmsprop_eps: optimizer settings.
+      rmsprop_alpha, rmsprop_eps: RMSprop settings.
       label_smoothing, mixup: training targets (MixUp alpha; 0 disables).
       pretrained_from_file: initial weights (Keras, TF checkpoint or NGC PyTorch state_dict).
       calibration_steps, calibration_method: QAT activation ranges from FP32 weights.
@@ -121,22 +109,13 @@ class ClassificationTaskConfig:
     optimizer: str = "rmsprop"
     lr: float = 0.08
     lr_batch: int = 4096
-    lr_schedule: str = "cosine"
-    warmup_epochs: int = 16
-    momentum: float = 0.9
+    warmup_epochs: float = 16.0
     rmsprop_alpha: float = 0.9
     rmsprop_eps: float = 1e-3
     label_smoothing: float = 0.1
     mixup: float = 0.2
-    pretrained_from_file: Optional[str] = None
     calibration_steps: int = 8
     calibration_method: str = "percentile"
-
-    def __post_init__(self):
-        check(self.optimizer in OPTIMIZERS,
-              f"classification --optimizer must be rmsprop, sgd or adam. Received: {self.optimizer!r}")
-        check(self.lr_schedule in LR_SCHEDULES, f"--lr-schedule must be one of {LR_SCHEDULES}")
-        check(self.lr > 0, f"--lr must be > 0. Received: {self.lr}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from common import cli, registry
 from common.cli import flag
 from common.family import Family
-from efficientnet_tf2.experiments import (AUGMENTATIONS, DEFAULT_NUM_CLASSES, FAMILY as FAMILY_NAME, LR_SCHEDULES,
+from efficientnet_tf2.experiments import (AUGMENTATIONS, DEFAULT_NUM_CLASSES, FAMILY as FAMILY_NAME,
                                           ClassificationExperiment, ClassifierConfig)
 
 _log = logging.getLogger(__name__)
@@ -38,10 +38,6 @@ FLAGS = (
          help="BatchNorm moving-average momentum, Keras convention (0.9 suits short runs on small data)"),
     flag("--augmentation", dest="data.augment", choices=AUGMENTATIONS, modes=("train",), group="data",
          help="training augmentation on top of crop + flip"),
-    _train("--lr", dest="task.lr", type=cli.POSITIVE_FLOAT, help="learning rate for --lr-batch images"),
-    _train("--lr-batch", dest="task.lr_batch", type=cli.POSITIVE_INT, help="batch size --lr refers to"),
-    _train("--warmup", dest="task.warmup_epochs", type=cli.NON_NEGATIVE_INT, help="linear warm-up epochs"),
-    _train("--lr-schedule", dest="task.lr_schedule", choices=LR_SCHEDULES, help="decay after warm-up"),
     _train("--rmsprop-alpha", dest="task.rmsprop_alpha", type=cli.UNIT_FLOAT, help="RMSprop decay"),
     _train("--rmsprop-eps", dest="task.rmsprop_eps", type=cli.POSITIVE_FLOAT, help="RMSprop epsilon"),
     _train("--label-smoothing", dest="task.label_smoothing", type=cli.UNIT_FLOAT, help="label smoothing"),
@@ -118,13 +114,11 @@ class ClassificationFamily(Family):
         return _quantize_if_needed(model, experiment.task.model, fixed_ranges=bool(experiment.task.pretrained_from_file))
 
     def build_optimizer(self, experiment, global_batch: int, steps_per_epoch: int):
-        from common import distribution
         from common.optimizers import build_optimizer
+        from common.schedules import learning_rate_schedule
 
         t = experiment.task
-        lr = distribution.scale_learning_rate(t.lr, global_batch, t.lr_batch)
-        schedule = _lr_schedule(t.lr_schedule, lr, experiment.trainer.epochs * steps_per_epoch,
-                                t.warmup_epochs * steps_per_epoch)
+        schedule = learning_rate_schedule(t, global_batch, steps_per_epoch, experiment.trainer.epochs)
         return build_optimizer(t.optimizer, schedule, momentum=t.momentum, rho=t.rmsprop_alpha, epsilon=t.rmsprop_eps)
 
     def before_training(self, experiment, model, task, global_batch, logger, resumed: bool) -> None:
@@ -309,15 +303,6 @@ class ClassificationFamily(Family):
 
 
 # ---------------------------------------------------------------- helpers
-def _lr_schedule(kind: str, peak_lr: float, total_steps: int, warmup_steps: int):
-    """Per-step LR: ``cosine`` (float recipes, QAT B0) or ``linear`` decay to 0 (QAT B4)."""
-    from common.schedules import WarmupCosine, WarmupLinear
-
-    if kind == "linear":
-        return WarmupLinear(peak_lr, total_steps, warmup_steps)
-    return WarmupCosine(peak_lr, total_steps, warmup_steps)
-
-
 def _quantize_if_needed(model, config: ClassifierConfig, fixed_ranges: bool = False):
     """``config.quantized``: the float ``model`` (FP32 weights already loaded) wrapped for quantization.
 

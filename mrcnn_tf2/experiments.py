@@ -17,7 +17,7 @@ import dataclasses
 from typing import Optional, Tuple
 
 from backbones.configs import efficientnet
-from common.config import Experiment, TrainerConfig, check
+from common.config import DataConfig, Experiment, TaskConfig, TrainerConfig, check
 from common.registry import register_experiment
 from mrcnn_tf2.config import PRESETS, MaskRCNNConfig, preset_model_fields
 
@@ -27,8 +27,8 @@ BEST_METRIC = "segm/AP"
 
 
 @dataclasses.dataclass(frozen=True)
-class DetectionData:
-    """COCO-format data of a Mask R-CNN run.
+class DetectionData(DataConfig):
+    """COCO-format data of a Mask R-CNN run (the shared fields are :class:`common.config.DataConfig`'s).
 
     Attributes:
       data_dir: TFRecords (``train*``/``val*.tfrecord``) or a COCO layout (``annotations/`` + images).
@@ -39,35 +39,30 @@ class DetectionData:
         preset's, NVIDIA 832 x 1344, torchvision 800 x 1333).
       num_classes: classes including background (None: from the annotations, else 91).
       class_names, category_ids: filled in from the annotations (infer/export labels).
-      strict_data: an unusable image or annotation is an error before the first step (default: named, skipped).
     """
 
-    data_dir: Optional[str] = None
-    backend: str = "tfdata"
     eval_file: Optional[str] = None
     eval_images: Optional[str] = None
     train_annotations: Optional[str] = None
     train_images: Optional[str] = None
     image_size: Optional[Tuple[int, int]] = None
-    num_classes: Optional[int] = None
-    class_names: Tuple[str, ...] = ()
     category_ids: Tuple[int, ...] = ()
-    strict_data: bool = False
 
     def __post_init__(self):
         check(self.backend in BACKENDS, f"mask-rcnn --data-backend must be one of {BACKENDS}. Received: {self.backend!r}")
 
 
 @dataclasses.dataclass(frozen=True)
-class SegmentationTaskConfig:
+class SegmentationTaskConfig(TaskConfig):
     """Architecture and optimisation of a Mask R-CNN run (NVIDIA's TF2 recipe).
 
     Attributes:
       model: the whole Mask R-CNN config (``--config`` overrides land here).
       optimizer: ``sgd`` (NVIDIA, with ``momentum``) | ``adam`` (trains faster from random weights).
-      init_learning_rate: warm-up start.
-      learning_rate_values: per-image rates (times the global batch): after warm-up, then each decay.
-      learning_rate_boundaries: epochs: end of warm-up, then each decay.
+      lr, warmup_epochs, warmup_init_lr, lr_boundaries, lr_values: NVIDIA's per-image rates (``lr_batch``
+        1, times the global batch): warm-up from 0 to 0.01 over 0.3 epochs, 0.001 from epoch 8, 0.0001
+        from epoch 10 (NVIDIA's ``--init_learning_rate 0 --learning_rate_values 1e-2 1e-3 1e-4
+        --learning_rate_boundaries 0.3 8 10``).
       backbone_checkpoint: ImageNet ResNet-50 weights: Keras .h5, a TF checkpoint, or torchvision's
         ``resnet50-*.pth`` / its ``.npz`` (the backbone then takes torchvision's layout).
       pretrained_from_file: initial weights of the whole model: a TF checkpoint / Keras weights file, or
@@ -80,23 +75,19 @@ class SegmentationTaskConfig:
 
     model: MaskRCNNConfig = MaskRCNNConfig()
     optimizer: str = "sgd"
-    momentum: float = 0.9
-    init_learning_rate: float = 0.0
-    learning_rate_values: Tuple[float, ...] = (1e-2, 1e-3, 1e-4)
-    learning_rate_boundaries: Tuple[float, ...] = (0.3, 8.0, 10.0)
+    lr: float = 1e-2
+    lr_batch: int = 1
+    lr_schedule: str = "piecewise"
+    warmup_epochs: float = 0.3
+    lr_boundaries: Tuple[float, ...] = (8.0, 10.0)
+    lr_values: Tuple[float, ...] = (1e-3, 1e-4)
     backbone_checkpoint: Optional[str] = None
-    pretrained_from_file: Optional[str] = None
     preset: str = "nvidia"
 
     def __post_init__(self):
+        super().__post_init__()
         check(self.preset in PRESETS, f"mask-rcnn --preset must be one of {PRESETS}. Received: {self.preset!r}")
         check(self.optimizer in ("sgd", "adam"), f"mask-rcnn --optimizer must be sgd or adam. Received: {self.optimizer!r}")
-        check(len(self.learning_rate_values) == len(self.learning_rate_boundaries),
-              "--learning_rate_values and --learning_rate_boundaries need the same length (warm-up end + decays). "
-              f"Received: {list(self.learning_rate_values)}, {list(self.learning_rate_boundaries)}")
-        check(self.init_learning_rate >= 0 and min(self.learning_rate_values, default=1) > 0,
-              "learning rates must be > 0 (--init-learning-rate >= 0). "
-              f"Received: {self.init_learning_rate}, {list(self.learning_rate_values)}")
 
 
 @dataclasses.dataclass(frozen=True)

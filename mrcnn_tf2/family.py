@@ -4,8 +4,9 @@ NVIDIA's TF2 spellings stay as aliases of the shared flags (``--data_dir``, ``--
 ``--train_batch_size``, ``--eval_batch_size``, ``--eval_samples``, ``--steps_per_epoch``,
 ``--l2_weight_decay``, ``--use_synthetic_data``, ``--log_file``, ``--log_every``,
 ``--log_warmup_steps``, ``--log_tensorboard``, ``--no_eval``) or of this family's own
-(``--backbone_checkpoint``, ``--eval_file``, ``--init_learning_rate``,
-``--learning_rate_values``, ``--learning_rate_boundaries``, ``--finetune_bn``). Any model
+(``--backbone_checkpoint``, ``--eval_file``, ``--finetune_bn``); ``--init_learning_rate``,
+``--learning_rate_values`` and ``--learning_rate_boundaries`` are aliases of the shared learning-rate
+flags (:mod:`common.cli`). Any model
 field can be set with ``--config name=value`` (dotted names of
 :class:`mrcnn_tf2.config.MaskRCNNConfig`).
 """
@@ -45,12 +46,6 @@ FLAGS = (
          action="store_const", const=False),
     flag("--backbone-checkpoint", "--backbone_checkpoint", dest="task.backbone_checkpoint", modes=("train",),
          group="model", help="ImageNet ResNet-50 weights: Keras .h5 (keras.applications names) or TF checkpoint"),
-    flag("--init-learning-rate", "--init_learning_rate", dest="task.init_learning_rate", type=cli.NON_NEGATIVE_FLOAT,
-         modes=("train",), group="training", help="warm-up starts here"),
-    flag("--learning-rate-values", "--learning_rate_values", dest="task.learning_rate_values", type=cli.POSITIVE_FLOAT,
-         nargs="+", modes=("train",), group="training", help="per-image rates, multiplied by the global batch"),
-    flag("--learning-rate-boundaries", "--learning_rate_boundaries", dest="task.learning_rate_boundaries",
-         type=cli.NON_NEGATIVE_FLOAT, nargs="+", modes=("train",), group="training", help="epochs: end of warm-up, then each decay"),
     flag("--preset", dest="task.preset", choices=PRESETS, modes=_MODEL_MODES + ("benchmark",), group="model",
          help="nvidia (NVIDIA's recipe) or torchvision (maskrcnn_resnet50_fpn's layout, filters and input "
               "transform; default with a torchvision --pretrained-from-file)"),
@@ -152,19 +147,17 @@ class MaskRCNNFamily(Family):
         return model
 
     def build_optimizer(self, experiment, global_batch: int, steps_per_epoch: int):
-        """NVIDIA's schedule (linear warm-up for ``boundaries[0]`` epochs, then piecewise constant).
+        """The task's schedule (NVIDIA's: warm-up for 0.3 epochs, then piecewise constant).
 
         SGD with ``momentum`` (NVIDIA's), or Adam with Keras' epsilon (1e-7): Adam suits training
         from random weights (the box head's inputs are large, so SGD steps that are stable for
         its logits barely move the rest).
         """
         from common.optimizers import build_optimizer
-        from common.schedules import WarmupPiecewise
+        from common.schedules import learning_rate_schedule
 
         t = experiment.task
-        bounds = [int(round(b * steps_per_epoch)) for b in t.learning_rate_boundaries]
-        values = [v * global_batch for v in t.learning_rate_values]
-        schedule = WarmupPiecewise(t.init_learning_rate, bounds[0], bounds[1:], values)
+        schedule = learning_rate_schedule(t, global_batch, steps_per_epoch, experiment.trainer.epochs)
         if t.optimizer == "adam":
             return build_optimizer("adam", schedule, epsilon=1e-7)
         return build_optimizer("sgd", schedule, momentum=t.momentum)

@@ -105,3 +105,29 @@ def test_one_meaning_per_flag_in_every_mode():
     # --use-ema: keep an EMA (train) / use its weights (eval, infer, export); -b/--batch-size and --prof in
     # benchmark: the batch sizes and the number of steps to time; positional data of benchmark: NVIDIA's path.
     assert set(several) <= {"--use-ema", "-b", "--batch-size", "--batch_size", "--prof", "data"}, several
+
+
+@pytest.mark.parametrize("mode", cli.MODEL_MODES)
+def test_every_shared_flag_has_its_field_in_every_model(mode):
+    """The base experiment declares the shared data/task fields, so no model silently loses a shared flag."""
+    for model in registry.list_models():
+        experiment = registry.get_experiment(model)
+        for item in cli.SHARED_FLAGS:
+            if mode in item.modes and not item.dest.startswith(("opt.", "legacy.")):
+                assert cli._has_field(experiment, item.dest), (model, item.names[0])
+
+
+def test_nvidias_learning_rate_spellings_are_the_shared_fields():
+    nvidia = cli.parse(["train", "--model", "mask-rcnn", "--use-synthetic-data", "--init_learning_rate", "0.001",
+                        "--learning_rate_values", "0.02", "0.002", "0.0002",
+                        "--learning_rate_boundaries", "0.5", "6", "9"]).experiment.task
+    ours = cli.parse(["train", "--model", "mask-rcnn", "--use-synthetic-data", "--warmup-init-lr", "0.001",
+                      "--lr", "0.02", "--lr-values", "0.002", "0.0002", "--warmup-epochs", "0.5",
+                      "--lr-boundaries", "6", "9"]).experiment.task
+    assert nvidia == ours and (ours.lr_schedule, ours.lr_batch) == ("piecewise", 1)
+    seed003 = cli.parse(["train", "--model", "efficientnet-b0", "--data-backend", "synthetic", "--warmup", "3"])
+    assert seed003.experiment.task.warmup_epochs == 3.0
+    with pytest.raises(SystemExit, match="one rate per --lr-boundaries"):
+        cli.parse(["train", "--model", "efficientnet-b0", "--lr-schedule", "piecewise", "--lr-boundaries", "3", "6"])
+    with pytest.raises(SystemExit, match="--lr"):
+        cli.parse(["train", "--model", "mask-rcnn", "--lr", "inf"])

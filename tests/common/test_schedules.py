@@ -59,3 +59,33 @@ def test_schedule_config_round_trip(schedule):
 def test_invalid_piecewise_is_rejected():
     with pytest.raises(ValueError, match="len\\(boundaries\\)\\+1"):
         WarmupPiecewise(0.0, 10, [5], [0.1])
+
+
+def _rates(schedule, steps):
+    return [float(schedule(step)) for step in steps]
+
+
+def test_one_vocabulary_gives_each_recipe_its_schedule():
+    """NVIDIA's Mask R-CNN recipe (per-image rates, warm-up 0.3 epochs, decays at 8 and 10) and seed 003's cosine,
+    written in the shared fields, give the schedules the recipes define."""
+    from common.registry import get_experiment
+    from common.schedules import learning_rate_schedule
+
+    batch, per_epoch = 32, 100
+    ours = learning_rate_schedule(get_experiment("mask-rcnn").task, batch, per_epoch, epochs=12)
+    nvidia = WarmupPiecewise(0.0, 30, [800, 1000], [0.01 * batch, 0.001 * batch, 0.0001 * batch])
+    steps = [0, 15, 29, 30, 799, 800, 999, 1000, 1199]
+    assert _rates(ours, steps) == pytest.approx(_rates(nvidia, steps))
+    ours = learning_rate_schedule(get_experiment("efficientnet-b0").task, batch, per_epoch, epochs=400)
+    seed003 = WarmupCosine(0.08 * batch / 4096, 400 * per_epoch, 16 * per_epoch)
+    steps = [0, 799, 1600, 20000, 39999]
+    assert _rates(ours, steps) == pytest.approx(_rates(seed003, steps))
+
+
+def test_step_schedule_drops_tenfold_at_each_boundary():
+    from common.config import TaskConfig
+    from common.schedules import learning_rate_schedule
+
+    task = TaskConfig(lr=0.1, lr_batch=8, lr_schedule="step", warmup_epochs=1, lr_boundaries=(3, 5))
+    schedule = learning_rate_schedule(task, global_batch=16, steps_per_epoch=10, epochs=6)
+    assert _rates(schedule, [10, 29, 30, 50]) == pytest.approx([0.2, 0.2, 0.02, 0.002])
