@@ -199,7 +199,7 @@ def export(invocation: cli.Invocation) -> int:
     if options.get("verify"):
         options["verify"] = expand_images(options["verify"])
     model = load_model(invocation)
-    invocation.family.export(invocation.experiment, model, options.get("export_dir"), options)
+    invocation.family.export(invocation.experiment, model, target, options)
     return 0
 
 

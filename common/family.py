@@ -89,11 +89,15 @@ class Family(abc.ABC):
         """
 
     @abc.abstractmethod
-    def export(self, experiment: Experiment, model, export_dir: str, options: Dict[str, Any]) -> str:
-        """Writes the export (``options["format"]``) and verifies it on ``options["verify"]``."""
+    def export(self, experiment: Experiment, model, target: str, options: Dict[str, Any]) -> str:
+        """Writes the export (``options["format"]``) to ``target`` (:meth:`export_target`, already checked
+        against ``--overwrite``) and verifies it on ``options["verify"]``."""
 
     def export_target(self, experiment: Experiment, export_dir: Optional[str], options: Dict[str, Any]) -> str:
-        """Where :meth:`export` writes (checked for ``--overwrite`` before the model is loaded)."""
+        """Where :meth:`export` writes: ``<export_dir or workspace>/model.onnx`` for ONNX, else the SavedModel
+        folder ``export_dir`` (default ``<workspace>/saved_model``)."""
+        if options.get("format") == "onnx":
+            return os.path.join(export_dir or experiment.workspace, "model.onnx")
         return export_dir or os.path.join(experiment.workspace, "saved_model")
 
     @abc.abstractmethod

@@ -63,13 +63,14 @@ class ClassifierModule(tf.Module):
         return blank_invalid(self._predict(batch), valid)
 
 
-def export_saved_model(model, export_dir: str, image_size: int, class_names: Sequence[str]) -> str:
-    """Writes ``export_dir`` with ``serving_default`` and ``serving_bytes`` signatures."""
+def export_saved_model(model, export_dir: str, image_size: int, class_names: Sequence[str],
+                       overwrite: bool = False) -> str:
+    """Writes ``export_dir`` with ``serving_default`` and ``serving_bytes`` signatures, atomically
+    (:func:`common.saved_model.save`; an existing folder is replaced only with ``overwrite``)."""
     module = ClassifierModule(model, image_size, class_names)
     signatures = {"serving_default": module.serve_images.get_concrete_function(),
                   "serving_bytes": module.serve_bytes.get_concrete_function()}
-    saved_model.save(module, export_dir, signatures)
-    return export_dir
+    return saved_model.save(module, export_dir, signatures, overwrite=overwrite)
 
 
 def verify_saved_model(model, export_dir: str, image_size: int, paths: Sequence[str], tolerance: float = 1e-4) -> float:

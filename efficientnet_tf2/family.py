@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from common import cli, registry
@@ -196,17 +195,15 @@ class ClassificationFamily(Family):
         print(f"predictions: {os.path.abspath(out)} ({len(results)} of {len(paths)} images)")
         return failures
 
-    def export(self, experiment, model, export_dir: Optional[str], options: Dict[str, Any]) -> str:
+    def export(self, experiment, model, target: str, options: Dict[str, Any]) -> str:
         """SavedModel (uint8 images or encoded bytes in, preprocessing inside) or ONNX (centre crops in)."""
         _, size = self._architecture(experiment)
         names = self._class_names(experiment, options)
         if options["format"] == "onnx":
-            return self._export_onnx(experiment, model, export_dir or experiment.workspace, size, names, options)
+            return self._export_onnx(experiment, model, target, size, names, options)
         from efficientnet_tf2.export import export_saved_model, verify_saved_model
 
-        out = export_dir or os.path.join(experiment.workspace, "saved_model")
-        _refuse_to_overwrite(out, options.get("overwrite", False))
-        export_saved_model(model, out, image_size=size, class_names=names)
+        out = export_saved_model(model, target, image_size=size, class_names=names, overwrite=options.get("overwrite"))
         print(f"SavedModel written to {os.path.abspath(out)} (signatures: serving_default, serving_bytes)")
         if options.get("verify"):
             worst = verify_saved_model(model, out, size, options["verify"])
@@ -214,18 +211,11 @@ class ClassificationFamily(Family):
                   f"{worst:.2e}")
         return out
 
-    def export_target(self, experiment, export_dir: Optional[str], options: Dict[str, Any]) -> str:
-        if options.get("format") == "onnx":
-            return os.path.join(export_dir or experiment.workspace, "model.onnx")
-        return super().export_target(experiment, export_dir, options)
-
-    def _export_onnx(self, experiment, model, folder: str, size: int, names, options) -> str:
-        """``<folder>/model.onnx``; ``--verify``: onnxruntime vs Keras (FP32: max |dprob| <= 1e-4; QAT: top-1)."""
+    def _export_onnx(self, experiment, model, out: str, size: int, names, options) -> str:
+        """``out`` (``model.onnx``); ``--verify``: onnxruntime vs Keras (FP32: max |dprob| <= 1e-4; QAT: top-1)."""
         from efficientnet_tf2 import onnx_export
 
-        out = os.path.join(folder, "model.onnx")
-        _refuse_to_overwrite(out, options.get("overwrite", False))
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         opset = options.get("opset") or onnx_export.MIN_OPSET
         onnx_export.export_onnx(model, out, size, names, opset=opset)
         print(f"ONNX written to {os.path.abspath(out)} (opset {opset}; input uint8 [B, {size}, {size}, 3] "
@@ -314,15 +304,6 @@ def _quantize_if_needed(model, config: ClassifierConfig, fixed_ranges: bool = Fa
     if not config.quantized or qat.is_quantized(model):
         return model
     return qat.quantize_model(model, qat.FIXED_RANGES if fixed_ranges else qat.DEFAULT_EMA_DECAY)
-
-
-def _refuse_to_overwrite(path: str, overwrite: bool) -> None:
-    """An existing export (file, or non-empty folder) is replaced only with ``--overwrite``."""
-    exists = os.path.isfile(path) or (os.path.isdir(path) and os.listdir(path))
-    if exists and not overwrite:
-        raise SystemExit(f"error: {path} exists; pass --overwrite to replace it")
-    if exists and os.path.isdir(path):
-        shutil.rmtree(path)
 
 
 FAMILY = registry.register(ClassificationFamily())

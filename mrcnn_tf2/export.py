@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -307,25 +305,11 @@ def write_labels(path: str, class_names: Sequence[str], category_ids: Sequence[i
         json.dump(labels, f, indent=1)
 
 
-def _move_into_place(tmp_dir: str, export_dir: str, overwrite: bool) -> None:
-    """Renames ``tmp_dir`` to ``export_dir``, replacing an old export if ``overwrite``."""
-    if not os.path.exists(export_dir):
-        os.rename(tmp_dir, export_dir)
-        return
-    if not overwrite:
-        raise FileExistsError(f"Export directory {export_dir} exists; pass --overwrite to replace it")
-    old = tempfile.mkdtemp(prefix=".old-export-", dir=os.path.dirname(export_dir))
-    os.rename(export_dir, os.path.join(old, "model"))
-    os.rename(tmp_dir, export_dir)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def export_saved_model(model, export_dir: str, input_config: InputConfig, class_names: Sequence[str],
                        category_ids: Sequence[int], overwrite: bool = False) -> str:
     """Writes the SavedModel (signatures ``serving_default``, ``serving_bytes``) and ``labels.json``.
 
-    The model is saved into a temporary sibling directory that is renamed to
-    ``export_dir`` at the end, so a failed export never leaves a partial model.
+    Written atomically (:func:`common.saved_model.save`): a failed export never leaves a partial model.
 
     Args:
       model: a ``MaskRCNN`` (weights as they are now).
@@ -336,19 +320,10 @@ def export_saved_model(model, export_dir: str, input_config: InputConfig, class_
     Returns:
       The absolute export directory.
     """
-    export_dir = os.path.abspath(export_dir)
-    if os.path.exists(export_dir) and not overwrite:
-        raise FileExistsError(f"Export directory {export_dir} exists; pass --overwrite to replace it")
     module = DetectionModule(model, input_config, class_names, category_ids)
-    os.makedirs(os.path.dirname(export_dir), exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(prefix=".export-", dir=os.path.dirname(export_dir))
-    try:
-        saved_model.save(module, tmp_dir, module.signatures())
-        write_labels(os.path.join(tmp_dir, LABELS_FILE), module.class_names, module.category_ids)
-        _move_into_place(tmp_dir, export_dir, overwrite)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    return export_dir
+    labels = lambda folder: write_labels(os.path.join(folder, LABELS_FILE), module.class_names,  # noqa: E731
+                                         module.category_ids)
+    return saved_model.save(module, export_dir, module.signatures(), overwrite=overwrite, extra=labels)
 
 
 # ------------------------------------------------------------------ verification

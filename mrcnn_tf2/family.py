@@ -201,31 +201,22 @@ class MaskRCNNFamily(Family):
         print(f"COCO results: {os.path.abspath(results)}\ndrawn predictions: {os.path.abspath(out_dir)} ({len(pngs)} PNG)")
         return failures
 
-    def export(self, experiment, model, export_dir: Optional[str], options: Dict[str, Any]) -> str:
+    def export(self, experiment, model, target: str, options: Dict[str, Any]) -> str:
         """SavedModel with ``serving_default`` (uint8 images) and ``serving_bytes`` (encoded images), or ONNX."""
         from mrcnn_tf2.export import export_saved_model, verify_export
         from mrcnn_tf2.inference import load_image
 
         data, inputs = self._resolve(experiment, None).data, self._inputs(experiment)
         if options.get("format") == "onnx":
-            return self._export_onnx(model, self.export_target(experiment, export_dir, options), inputs, data, options)
-        out = export_dir or os.path.join(experiment.workspace, "saved_model")
-        try:
-            export_saved_model(model, out, inputs, list(data.class_names), list(data.category_ids),
-                               overwrite=options.get("overwrite", False))
-        except FileExistsError as err:
-            raise SystemExit(f"error: {err}") from None
+            return self._export_onnx(model, target, inputs, data, options)
+        out = export_saved_model(model, target, inputs, list(data.class_names), list(data.category_ids),
+                                 overwrite=options.get("overwrite", False))
         print(f"SavedModel written to {os.path.abspath(out)} (signatures: serving_default, serving_bytes)")
         if options.get("verify"):
             images = [load_image(p) for p in options["verify"]]
             worst = verify_export(model, out, images, inputs, list(data.class_names), list(data.category_ids))
             print(f"verified {len(images)} image(s): max |SavedModel - Keras| = {worst:.2e}")
         return out
-
-    def export_target(self, experiment, export_dir: Optional[str], options: Dict[str, Any]) -> str:
-        if options.get("format") == "onnx":
-            return os.path.join(export_dir or experiment.workspace, "model.onnx")
-        return super().export_target(experiment, export_dir, options)
 
     def _export_onnx(self, model, out: str, inputs, data, options: Dict[str, Any]) -> str:
         """``model.onnx`` (tf2onnx); ``--verify``: onnxruntime vs Keras within the issue's tolerances."""

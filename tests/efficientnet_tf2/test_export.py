@@ -40,20 +40,3 @@ def test_saved_model_round_trip(tmp_path):
     assert not mixed["probabilities"][1:].numpy().any() and mixed["labels"].numpy()[1] == b""
     assert [s.decode() for s in loaded.class_names.numpy()] == list("abcdef")
     assert out["labels"].numpy()[0].decode() == "abcdef"[int(out["classes"][0])]
-
-
-def test_an_existing_export_is_replaced_only_with_overwrite(tmp_path):
-    from efficientnet_tf2.family import _refuse_to_overwrite
-
-    folder = tmp_path / "saved_model"
-    folder.mkdir()
-    _refuse_to_overwrite(str(folder), overwrite=False)  # empty: fine
-    (folder / "saved_model.pb").write_text("old")
-    with pytest.raises(SystemExit, match="pass --overwrite"):
-        _refuse_to_overwrite(str(folder), overwrite=False)
-    _refuse_to_overwrite(str(folder), overwrite=True)
-    assert not folder.exists()
-    onnx = tmp_path / "model.onnx"
-    onnx.write_text("old")
-    with pytest.raises(SystemExit, match="pass --overwrite"):
-        _refuse_to_overwrite(str(onnx), overwrite=False)

@@ -107,17 +107,6 @@ def test_export_refuses_to_overwrite_and_leaves_no_temp_dirs(exported):
     assert os.listdir(os.path.dirname(export_dir)) == ["model"]
 
 
-def test_move_into_place_replaces_only_with_overwrite(tmp_path):
-    (tmp_path / "new").mkdir()
-    (tmp_path / "new" / "saved_model.pb").write_text("new")
-    (tmp_path / "model").mkdir()
-    with pytest.raises(FileExistsError, match="--overwrite"):
-        export._move_into_place(str(tmp_path / "new"), str(tmp_path / "model"), overwrite=False)
-    export._move_into_place(str(tmp_path / "new"), str(tmp_path / "model"), overwrite=True)
-    assert sorted(os.listdir(tmp_path)) == ["model"]
-    assert (tmp_path / "model" / "saved_model.pb").read_text() == "new"
-
-
 def test_check_labels_errors():
     with pytest.raises(ValueError, match="Need 3 class_names"):
         export.check_labels(["background", "cat"], [0, 17], 3)
