@@ -226,13 +226,13 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
     # loaded models: eval, infer, export
     flag("--checkpoint", dest="opt.checkpoint", modes=_LOADED, group="model",
          help="checkpoint folder or prefix (unset: <workspace>/model_best, else checkpoint-latest)"),
-    flag("--use-ema", dest="opt.use_ema", modes=_LOADED, group="model", action="store_true",
+    flag("--ema-weights", "--use-ema", dest="opt.use_ema", modes=_LOADED, group="model", action="store_true",
          help="use the EMA weights of the checkpoint"),
     # runtime of the loaded model
     flag("--runtime", dest="opt.runtime", action="append", choices=RUNTIMES, modes=("eval", "infer"),
          group="runtime", help="tf (default) | onnxruntime (CPU; EfficientNet: the checkpoint is exported to ONNX "
                                "first unless --onnx-file; Mask R-CNN: the network, inside the TF input pipeline)"),
-    flag("--runtime", dest="opt.runtime", nargs="+", choices=RUNTIMES, modes=("benchmark",), group="benchmark",
+    flag("--runtimes", "--runtime", dest="opt.runtime", nargs="+", choices=RUNTIMES, modes=("benchmark",), group="benchmark",
          help="runtimes to time, one row each: tf | onnxruntime (inference; both families)"),
     flag("--onnx-file", dest="opt.onnx_file", modes=("eval", "infer"), group="runtime",
          help="an ONNX file for --runtime onnxruntime (unset: exported on the fly and its path logged; "
@@ -257,7 +257,7 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
          help="accepted for NVIDIA's command lines; benchmarks time synthetic on-device batches"),
     flag("--kind", dest="opt.kind", choices=BENCHMARK_KINDS, default="inference", modes=("benchmark",),
          group="benchmark", help="time the training step or the inference forward"),
-    flag("-b", "--batch-size", "--batch_size", "--batch-sizes", dest="opt.batch_sizes", type=POSITIVE_INT, nargs="+",
+    flag("--batch-sizes", "-b", "--batch-size", "--batch_size", dest="opt.batch_sizes", type=POSITIVE_INT, nargs="+",
          default=[1, 8, 32], modes=("benchmark",), group="benchmark", help="batch sizes to time"),
     flag("--warmup-steps", dest="opt.warmup_steps", type=NON_NEGATIVE_INT, default=3, modes=("benchmark",), group="benchmark",
          help="untimed steps (tracing, compilation)"),

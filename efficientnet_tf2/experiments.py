@@ -36,6 +36,7 @@ FAMILY = "classification"
 BACKENDS = ("tfdata", "dali-cpu", "dali-gpu", "synthetic")
 AUGMENTATIONS = ("autoaugment", "none")
 DEFAULT_NUM_CLASSES = 1000  # ImageNet
+TOP_K = 5  # classes infer prints per image (--top-k)
 KERAS_REFERENCE = "keras-efficientnetb0"
 
 

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from common import cli, registry
 from common.cli import flag
 from common.family import Family
-from efficientnet_tf2.experiments import (AUGMENTATIONS, DEFAULT_NUM_CLASSES, FAMILY as FAMILY_NAME,
+from efficientnet_tf2.experiments import (AUGMENTATIONS, DEFAULT_NUM_CLASSES, FAMILY as FAMILY_NAME, TOP_K,
                                           ClassificationExperiment, ClassifierConfig)
 
 _log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ FLAGS = (
                 "from --pretrained-from-file; 0 skips it"),
     _train("--calibration-method", dest="task.calibration_method", choices=("max", "mean", "percentile"),
            help="activation range from the calibration batches"),
-    flag("--top-k", dest="opt.top_k", type=cli.POSITIVE_INT, default=5, modes=("infer",), group="inference",
+    flag("--top-k", dest="opt.top_k", type=cli.POSITIVE_INT, default=TOP_K, modes=("infer",), group="inference",
          help="classes printed per image"),
     flag("--class-names", dest="opt.class_names", modes=("infer", "export"), group="inference",
          help="file with one class name per line (default: the training run's class folders)"),
@@ -184,7 +184,7 @@ class ClassificationFamily(Family):
         results = []
 
         def classify(path):
-            preds = classifier.classify(path, top_k=options.get("top_k", 5))
+            preds = classifier.classify(path, top_k=options.get("top_k", TOP_K))
             print(format_predictions(path, preds), flush=True)
             results.append({"file": path, "top_k": [{"class": n, "probability": p} for n, p in preds]})
 

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from efficientnet_tf2.data import decode_image_file
+from efficientnet_tf2.experiments import TOP_K
 from efficientnet_tf2.preprocessing import preprocess_for_eval
 
 Prediction = Tuple[str, float]
@@ -24,7 +25,7 @@ class Classifier:
         image = preprocess_for_eval(decode_image_file(path), self.image_size)
         return self._forward(image[tf.newaxis]).numpy()[0]
 
-    def classify(self, path: str, top_k: int = 5) -> List[Prediction]:
+    def classify(self, path: str, top_k: int = TOP_K) -> List[Prediction]:
         """``[(class name, probability), ...]``: the top-k classes of one image file."""
         probs = self.probabilities(path)
         order = np.argsort(-probs)[:top_k]

@@ -24,6 +24,8 @@ from mrcnn_tf2.config import PRESETS, MaskRCNNConfig, preset_model_fields
 FAMILY = "mask-rcnn"
 BACKENDS = ("tfdata", "synthetic")
 BEST_METRIC = "segm/AP"
+DRAW_SCORE = 0.5  # infer draws detections scoring at least this (--score-threshold)
+DRAW_OVERLAP = 0.5  # the class-wise detection NMS IoU (``detection.nms_threshold``), across classes (--draw-overlap)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,7 @@ from common.family import Family
 from mrcnn_tf2.coco_categories import coco_91_layout
 from mrcnn_tf2.config import (COCO_NUM_CLASSES, DEFAULT_IMAGE_SIZE, PRESETS, TORCHVISION_BACKBONE,
                               preset_input_fields, preset_model_fields)
-from mrcnn_tf2.experiments import FAMILY as FAMILY_NAME, SegmentationExperiment
+from mrcnn_tf2.experiments import DRAW_OVERLAP, DRAW_SCORE, FAMILY as FAMILY_NAME, SegmentationExperiment
 
 _log = logging.getLogger(__name__)
 TORCHVISION_EXTENSIONS = (".pth", ".pt", ".npz")  # as mrcnn_tf2.torchvision_import (TensorFlow-free here)
@@ -49,9 +49,9 @@ FLAGS = (
     flag("--preset", dest="task.preset", choices=PRESETS, modes=_MODEL_MODES + ("benchmark",), group="model",
          help="nvidia (NVIDIA's recipe) or torchvision (maskrcnn_resnet50_fpn's layout, filters and input "
               "transform; default with a torchvision --pretrained-from-file)"),
-    flag("--score-threshold", "--score_threshold", dest="opt.score_threshold", type=cli.UNIT_FLOAT, default=0.5,
+    flag("--score-threshold", "--score_threshold", dest="opt.score_threshold", type=cli.UNIT_FLOAT, default=DRAW_SCORE,
          modes=("infer",), group="inference", help="detections drawn in the PNGs"),
-    flag("--draw-overlap", "--draw_overlap", dest="opt.draw_overlap", type=cli.UNIT_FLOAT, default=0.5,
+    flag("--draw-overlap", "--draw_overlap", dest="opt.draw_overlap", type=cli.UNIT_FLOAT, default=DRAW_OVERLAP,
          modes=("infer",), group="inference",
          help="a box overlapping a higher-scoring drawn box of any class by more IoU is not drawn (the "
               "model's NMS is per class, so one object can come out under two names); 1 draws all. "
@@ -190,11 +190,11 @@ class MaskRCNNFamily(Family):
 
     def predict(self, experiment, model, paths: Sequence[str], options: Dict[str, Any]) -> None:
         """COCO results JSON + drawn PNGs in ``--output-dir`` (default ``<workspace>/predictions``)."""
-        from mrcnn_tf2.inference import DRAW_OVERLAP, Detector
+        from mrcnn_tf2.inference import Detector
 
         data = self._resolve(experiment, None).data  # names and ids (the 91 COCO ones for imports)
         detector = Detector(model, self._inputs(experiment), list(data.class_names), list(data.category_ids),
-                            score_threshold=options.get("score_threshold", 0.5),
+                            score_threshold=options.get("score_threshold", DRAW_SCORE),
                             overlap_threshold=options.get("draw_overlap", DRAW_OVERLAP))
         out_dir = options.get("output_dir") or os.path.join(experiment.workspace, "predictions")
         results, pngs, failures = detector.run_on_files(list(paths), out_dir)

@@ -26,12 +26,12 @@ import tensorflow as tf
 from mrcnn_tf2.data.inputs import InputConfig
 from mrcnn_tf2.data.preprocessing import decode_image, preprocess_image
 from mrcnn_tf2.evaluation import encode_masks
+from mrcnn_tf2.experiments import DRAW_OVERLAP, DRAW_SCORE
 from mrcnn_tf2.export import DetectionModule
 from mrcnn_tf2.visualize import drawn_detections, save_detections_png
 
 RESULTS_FILE = "detections.json"
 IMAGES_FILE = "images.json"
-DRAW_OVERLAP = 0.5  # the class-wise detection NMS IoU (``detection.nms_threshold``), across classes
 
 
 def load_image(path: str) -> np.ndarray:
@@ -100,7 +100,7 @@ class Detector:
     """
 
     def __init__(self, model, input_config: InputConfig, class_names: Sequence[str],
-                 category_ids: Sequence[int], score_threshold: float = 0.5,
+                 category_ids: Sequence[int], score_threshold: float = DRAW_SCORE,
                  overlap_threshold: float = DRAW_OVERLAP):
         self.module = DetectionModule(model, input_config, class_names, category_ids)
         self.class_names = self.module.class_names

@@ -102,9 +102,12 @@ def test_one_meaning_per_flag_in_every_mode():
     for (name, mode), dest in dests.items():
         per_name.setdefault(name, set()).update(dest)
     several = {n: d for n, d in per_name.items() if len(d) > 1}
-    # --use-ema: keep an EMA (train) / use its weights (eval, infer, export); -b/--batch-size and --prof in
-    # benchmark: the batch sizes and the number of steps to time; positional data of benchmark: NVIDIA's path.
-    assert set(several) <= {"--use-ema", "-b", "--batch-size", "--batch_size", "--prof", "data"}, several
+    # Only aliases kept for NVIDIA's command lines mean different things in different modes: --use-ema (train:
+    # keep an EMA; eval/infer/export: --ema-weights), -b/--batch-size and --prof (benchmark: --batch-sizes,
+    # --iters), --runtime (benchmark: --runtimes), positional data (benchmark: NVIDIA's path, unused).
+    assert set(several) <= {"--use-ema", "-b", "--batch-size", "--batch_size", "--prof", "--runtime", "data"}, several
+    for name in several:  # at most one meaning has it as its canonical name; the others list it as an alias
+        assert sum(f.names[0] == name for f in cli.SHARED_FLAGS if not f.positional) <= 1, name
 
 
 @pytest.mark.parametrize("mode", cli.MODEL_MODES)
