@@ -2,7 +2,7 @@
 
 MODE is ``train | eval | infer | export | info | benchmark``; NAME any registered model
 (``python main.py -h`` lists them). ``python main.py MODE --model NAME -h`` lists the
-flags of a mode; the shared ones are the same for every model family (:mod:`common.cli`).
+flags of a mode; the shared ones are the same for every model family (:mod:`common.command.cli`).
 NVIDIA's mode-less spellings (``main.py --arch efficientnet-b0 --evaluate ...``) work too.
 """
 from __future__ import annotations
@@ -13,11 +13,11 @@ import sys
 def main(argv=None) -> int:
     """Parses ``argv`` (default ``sys.argv[1:]``) and runs the mode; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    from common import runtime
+    from common.command import runtime
 
     verbose = "-v" in argv or "--verbose" in argv
     runtime.quiet_tensorflow(verbose=verbose)
-    from common import cli, commands, errors
+    from common.command import cli, commands, errors
 
     if not argv or argv[0] in ("-h", "--help"):
         cli.print_overview()

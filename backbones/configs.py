@@ -20,8 +20,8 @@ import math
 import re
 from typing import Any, Dict, Mapping, Tuple, Union
 
-from common.config import check as _check
-from common.config import from_dict, tagged
+from common.command.config import check as _check
+from common.command.config import from_dict, tagged
 
 # Stage definitions of EfficientNet-B0 (Tan & Le, 2019, Table 1).
 B0_BLOCKS: Tuple[str, ...] = (

@@ -18,7 +18,7 @@ from typing import Dict
 import tf_keras as keras
 
 from backbones.configs import BlockArgs, EfficientNetConfig
-from common.initializers import CONV_INIT
+from common.training.initializers import CONV_INIT
 
 layers = keras.layers
 

@@ -41,7 +41,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from backbones.configs import RESNET_DEPTHS, ResNetConfig
-from common.initializers import CONV_INIT
+from common.training.initializers import CONV_INIT
 
 layers = keras.layers
 

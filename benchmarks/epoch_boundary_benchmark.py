@@ -5,7 +5,7 @@ ResNet-50-FPN, batch 4) for ``--epochs`` epochs of ``--steps`` steps with valida
 every boundary into what the main thread did:
 
 * ``teardown``: from the last step's end until ``Trainer.train_epoch`` returns (the old train
-  iterator being dropped: inline before, on a daemon thread now, ``common.timing.release_in_background``);
+  iterator being dropped: inline before, on a daemon thread now, ``common.training.timing.release_in_background``);
 * ``checkpoint``: ``Trainer._checkpoint`` (``checkpoint-latest``, written every epoch);
 * ``next_first_step``: from the checkpoint's end until the next epoch's first step starts (new
   dataset and iterator, first batch);
@@ -33,11 +33,11 @@ import weakref
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common.runtime import quiet_tensorflow  # noqa: E402
+from common.command.runtime import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
 
-from common import timing, trainer  # noqa: E402
+from common.training import timing, trainer  # noqa: E402
 from scripts.convergence_check import train_argv  # noqa: E402
 from scripts.demo import MRCNN_RECIPE  # noqa: E402
 

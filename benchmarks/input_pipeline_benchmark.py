@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common.runtime import quiet_tensorflow  # noqa: E402
+from common.command.runtime import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
 import tensorflow as tf  # noqa: E402

@@ -38,8 +38,8 @@ def parse_args(argv=None):
 
 def _validate(threshold: float, args, workspace: str):
     """``(metrics, val img/s, detections per image, evaluator)`` of one validation pass at ``threshold``."""
-    from common import cli, commands
-    from common.trainer import Trainer
+    from common.command import cli, commands
+    from common.training.trainer import Trainer
 
     argv = ["eval", "--workspace", workspace, "--data-dir", args.data_dir, "--eval-batch-size",
             str(args.batch_size), "--config", f"detection.score_threshold={threshold}"]
@@ -61,7 +61,7 @@ def _validate(threshold: float, args, workspace: str):
 def main(argv=None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, os.path.abspath(args.code_root))
-    from common.runtime import quiet_tensorflow
+    from common.command.runtime import quiet_tensorflow
 
     quiet_tensorflow()
     rows, evaluator = [], None

@@ -35,7 +35,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common.runtime import quiet_tensorflow  # noqa: E402
+from common.command.runtime import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
 import tensorflow as tf  # noqa: E402
@@ -61,8 +61,8 @@ def _block(value):
 
 def _build(work: str):
     """``(trainer, task, model, batch, dataset iterator)`` of the CI recipe, as ``main.py train`` builds it."""
-    from common import cli, commands
-    from common.trainer import Trainer
+    from common.command import cli, commands
+    from common.training.trainer import Trainer
     from dataset.make_synthetic_shapes import make_dataset
     from scripts.convergence_check import CI_RECIPE, train_argv
 

@@ -14,7 +14,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common.runtime import quiet_tensorflow  # noqa: E402
+from common.command.runtime import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
 
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     import numpy as np
     import tempfile
 
-    from common.onnx_runtime import cpu_count
+    from common.io.onnx_runtime import cpu_count
     from efficientnet_tf2 import benchmark, onnx_export
 
     cores, size, rows = cpu_count(), args.image_size, []

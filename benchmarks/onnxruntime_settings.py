@@ -14,7 +14,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common.runtime import quiet_tensorflow  # noqa: E402
+from common.command.runtime import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
 
@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out")
     args = parser.parse_args(argv)
 
-    from common.onnx_runtime import OPTIMIZATION_LEVELS, cpu_count
+    from common.io.onnx_runtime import OPTIMIZATION_LEVELS, cpu_count
     from efficientnet_tf2.benchmark import make_onnxruntime_infer_step
 
     cores = cpu_count()

@@ -44,7 +44,7 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     if "--verbose" not in sys.argv:  # the same quiet start as main.py
-        from common import runtime
+        from common.command import runtime
 
         runtime.quiet_tensorflow()
         runtime.import_tensorflow_quietly()

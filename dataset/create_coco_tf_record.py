@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from common import data_check
+from common.io import data_check
 from mrcnn_tf2.data.coco import CocoDataset
 
 _BAR_WIDTH = 30

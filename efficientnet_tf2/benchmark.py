@@ -9,12 +9,12 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
-from common import precision
-from common.config import TrainerConfig
-from common.logger import NullLogger
-from common.optimizers import build_optimizer
-from common.registry import get_experiment
-from common.trainer import Trainer
+from common.training import precision
+from common.command.config import TrainerConfig
+from common.io.logger import NullLogger
+from common.training.optimizers import build_optimizer
+from common.command.registry import get_experiment
+from common.training.trainer import Trainer
 from efficientnet_tf2.task import ClassificationConfig, ImageClassificationTask
 
 REFERENCE_MODELS = {"keras-efficientnetb0": lambda size, classes: keras.applications.EfficientNetB0(
@@ -86,7 +86,7 @@ def make_onnxruntime_infer_step(name, batch, image_size, num_classes=None, threa
     """
     import numpy as np
 
-    from common import onnx_runtime
+    from common.io import onnx_runtime
     from efficientnet_tf2 import onnx_export
 
     onnx_runtime.require_onnxruntime()

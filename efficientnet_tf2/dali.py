@@ -271,7 +271,7 @@ def build_dali_dataset(data_dir, split, image_size, batch_size, training, augmen
       shard: optional (num_shards, index); DALI splits the (shuffled) list
         into contiguous ranges, see `shard_range`.
       num_threads: DALI CPU worker threads (default: usable cores).
-      exclude: paths to leave out (unusable files, see `common.data_check`).
+      exclude: paths to leave out (unusable files, see `common.io.data_check`).
 
     Returns:
       device "cpu": a tf.data.Dataset of exactly one epoch. device "gpu": the

@@ -7,7 +7,7 @@ indices follow the sorted folder names of the *train* split, for every split.
 Shape glossary: B batch size, S image size. `build_dataset` yields
 ``(images [B, S, S, 3] float32 normalized, labels [B] int32)``.
 
-The task checks every file once before training (`common.data_check`: named in
+The task checks every file once before training (`common.io.data_check`: named in
 one summary, then left out through ``exclude``). Files that pass that check but
 still fail to decode (damage inside the data) are skipped, never
 fatal, and counted by a `SkipCounter` (int64 ``tf.Variable``s updated in
@@ -44,8 +44,8 @@ import sys
 
 import tensorflow as tf
 
-from common.errors import DataError
-from common.images import IMAGE_EXTENSIONS, list_images
+from common.command.errors import DataError
+from common.io.images import IMAGE_EXTENSIONS, list_images
 from efficientnet_tf2 import preprocessing
 
 TRAIN_SPLIT = "train"
@@ -96,7 +96,7 @@ class ImageFolder:
     def from_dir(cls, root, split, class_names=None, exclude=()):
         """Lists `<root>/<split>`; class names default to `<root>/train` folders.
 
-        `exclude`: paths left out (the unusable files found by `common.data_check`).
+        `exclude`: paths left out (the unusable files found by `common.io.data_check`).
         """
         split_dir = os.path.join(root, split)
         if not os.path.isdir(split_dir):

@@ -3,7 +3,7 @@
 A name is a whole experiment (TF Model Garden's ``exp_factory``): each registered function returns a
 complete :class:`ClassificationExperiment` (backbone, classifier head, data, optimisation, trainer).
 The classification task takes any backbone of :mod:`backbones.configs`; a new model is one function
-here (or in a plug-in) decorated with :func:`common.registry.register_experiment`.
+here (or in a plug-in) decorated with :func:`common.command.registry.register_experiment`.
 
 Recipes (seed 003, NVIDIA EfficientNet for PyTorch, and its sibling ResNet-50 v1.5 recipe):
 
@@ -29,8 +29,8 @@ from typing import Any, Dict, Optional, Tuple
 
 from backbones.configs import BackboneConfig, EfficientNetConfig, ResNetConfig, efficientnet, efficientnet_dropout, \
     EFFICIENTNET_SCALING
-from common.config import DataConfig, Experiment, TaskConfig, TrainerConfig, check
-from common.registry import register_experiment
+from common.command.config import DataConfig, Experiment, TaskConfig, TrainerConfig, check
+from common.command.registry import register_experiment
 
 FAMILY = "classification"
 BACKENDS = ("tfdata", "dali-cpu", "dali-gpu", "synthetic")
@@ -76,7 +76,7 @@ class ClassifierConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ClassificationData(DataConfig):
-    """ImageFolder data of a classification run (the shared fields are :class:`common.config.DataConfig`'s).
+    """ImageFolder data of a classification run (the shared fields are :class:`common.command.config.DataConfig`'s).
 
     Attributes:
       data_dir: root with ``train/`` and ``val/`` class folders (unused for synthetic data).
@@ -214,13 +214,13 @@ def keras_efficientnetb0():
 
 def classifier_config(name: str, **overrides) -> ClassifierConfig:
     """The classifier of registered model ``name``, fields replaced (head's or backbone's, by name)."""
-    from common.registry import get_experiment
+    from common.command.registry import get_experiment
 
     return get_experiment(name, benchmark=True).task.model.replace(**overrides)
 
 
 def classifier_names() -> Tuple[str, ...]:
     """Registered classification models (not the benchmark references)."""
-    from common.registry import get_family, list_models
+    from common.command.registry import get_family, list_models
 
     return tuple(n for n in list_models() if get_family(n).name == FAMILY)

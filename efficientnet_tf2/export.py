@@ -6,7 +6,7 @@
 * ``serving_bytes``: ``image_bytes`` string ``[B]`` (encoded JPEG/PNG) -> same, plus
   ``valid`` bool ``[B]``: an image that is not a whole JPEG/PNG/GIF/BMP/WebP does not fail
   the batch; it gets ``valid`` False, zero probabilities, class 0 and an empty label
-  (:mod:`common.serving`).
+  (:mod:`common.io.serving`).
 
 Both apply the eval preprocessing of training (resize to size+32, center
 crop, ImageNet normalisation), so clients send raw pixels or files.
@@ -17,8 +17,8 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from common import saved_model
-from common.serving import blank_invalid, decode_checked
+from common.io import saved_model
+from common.io.serving import blank_invalid, decode_checked
 from efficientnet_tf2.preprocessing import eval_resize_crop, normalize
 
 
@@ -66,7 +66,7 @@ class ClassifierModule(tf.Module):
 def export_saved_model(model, export_dir: str, image_size: int, class_names: Sequence[str],
                        overwrite: bool = False) -> str:
     """Writes ``export_dir`` with ``serving_default`` and ``serving_bytes`` signatures, atomically
-    (:func:`common.saved_model.save`; an existing folder is replaced only with ``overwrite``)."""
+    (:func:`common.io.saved_model.save`; an existing folder is replaced only with ``overwrite``)."""
     module = ClassifierModule(model, image_size, class_names)
     signatures = {"serving_default": module.serve_images.get_concrete_function(),
                   "serving_bytes": module.serve_bytes.get_concrete_function()}

@@ -16,9 +16,9 @@ import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from common import cli, registry
-from common.cli import flag
-from common.family import Family
+from common.command import cli, registry
+from common.command.cli import flag
+from common.command.family import Family
 from efficientnet_tf2.experiments import (AUGMENTATIONS, DEFAULT_NUM_CLASSES, FAMILY as FAMILY_NAME, TOP_K,
                                           ClassificationExperiment, ClassifierConfig)
 
@@ -113,8 +113,8 @@ class ClassificationFamily(Family):
         return _quantize_if_needed(model, experiment.task.model, fixed_ranges=bool(experiment.task.pretrained_from_file))
 
     def build_optimizer(self, experiment, global_batch: int, steps_per_epoch: int):
-        from common.optimizers import build_optimizer
-        from common.schedules import learning_rate_schedule
+        from common.training.optimizers import build_optimizer
+        from common.training.schedules import learning_rate_schedule
 
         t = experiment.task
         schedule = learning_rate_schedule(t, global_batch, steps_per_epoch, experiment.trainer.epochs)
@@ -142,7 +142,7 @@ class ClassificationFamily(Family):
         return config, experiment.data.image_size or config.resolution
 
     def load_model(self, experiment, checkpoint: Optional[str], use_ema: bool = False):
-        from common.checkpoint import restore_model_only
+        from common.training.checkpoint import restore_model_only
         from efficientnet_tf2.model import build_classifier
         from efficientnet_tf2.ngc import load_pretrained_weights
 
@@ -173,7 +173,7 @@ class ClassificationFamily(Family):
 
         from efficientnet_tf2.inference import Classifier, format_predictions
 
-        from common.data_check import for_each_image
+        from common.io.data_check import for_each_image
 
         _, size = self._architecture(experiment)
         classifier = Classifier(model, size, self._class_names(experiment, options))
@@ -248,7 +248,7 @@ class ClassificationFamily(Family):
         wherever the Keras model would be (same preprocessing code, so the same input pixels)."""
         if runtime == "tf":
             return model
-        from common import onnx_runtime
+        from common.io import onnx_runtime
         from efficientnet_tf2 import onnx_export
 
         onnx_runtime.require_onnxruntime()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import tf_keras as keras
 
 from backbones.build import backbone_features
-from common.initializers import DENSE_INIT
+from common.training.initializers import DENSE_INIT
 from efficientnet_tf2.experiments import ClassifierConfig
 
 layers = keras.layers

@@ -40,9 +40,9 @@ from typing import Dict, Mapping, Optional
 import numpy as np
 import tf_keras as keras
 
-from common.state_dict import (STATE_DICT_EXTENSIONS, StateDictError, TensorSpec, key_problems, layer_specs,
+from common.io.state_dict import (STATE_DICT_EXTENSIONS, StateDictError, TensorSpec, key_problems, layer_specs,
                                names, strip_prefix)
-from common.state_dict import read_state_dict as read_state_dict_file
+from common.io.state_dict import read_state_dict as read_state_dict_file
 
 _log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def check_state_dict(state: Mapping[str, np.ndarray], specs: Mapping[str, Tensor
 
 
 def read_state_dict(path: str) -> Dict[str, np.ndarray]:
-    """:func:`common.state_dict.read_state_dict` with NGC's error type."""
+    """:func:`common.io.state_dict.read_state_dict` with NGC's error type."""
     try:
         return read_state_dict_file(path)
     except StateDictError as err:
@@ -203,6 +203,6 @@ def load_pretrained_weights(model: keras.Model, path: str) -> None:
     if path.endswith(NGC_EXTENSIONS):
         load_ngc_checkpoint(model, path)
     else:
-        from common.checkpoint import load_weights_file
+        from common.training.checkpoint import load_weights_file
 
         load_weights_file(model, path)

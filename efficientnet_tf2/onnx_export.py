@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from common import onnx_convert, onnx_runtime
+from common.io import onnx_convert, onnx_runtime
 from efficientnet_tf2.preprocessing import denormalize, normalize
 
 MIN_OPSET = 13

@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 
 import tensorflow as tf
 
-from common.task import Task, local_batch_size
+from common.training.task import Task, local_batch_size
 from efficientnet_tf2 import data as data_lib
 from efficientnet_tf2.experiments import ClassifierConfig
 from efficientnet_tf2.mixup import mixup, smooth_labels
@@ -99,7 +99,7 @@ class ImageClassificationTask(Task):
 
     def _check_split(self, folder, split) -> int:
         """Checks each file of ``folder``; unusable ones join ``self.excluded``. Returns the usable count."""
-        from common import data_check
+        from common.io import data_check
 
         report = data_check.DataReport(folder.split_dir)
         good = data_check.check_images(list(folder.paths), report)

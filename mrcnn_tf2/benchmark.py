@@ -10,11 +10,11 @@ import tempfile
 import tensorflow as tf
 import tf_keras as keras
 
-from common import precision
-from common.config import TrainerConfig
-from common.logger import NullLogger
-from common.optimizers import build_optimizer
-from common.trainer import Trainer
+from common.training import precision
+from common.command.config import TrainerConfig
+from common.io.logger import NullLogger
+from common.training.optimizers import build_optimizer
+from common.training.trainer import Trainer
 from mrcnn_tf2.config import MaskRCNNConfig
 from mrcnn_tf2.data.inputs import InputConfig
 from mrcnn_tf2.data.synthetic import synthetic_batch
@@ -86,7 +86,7 @@ def make_onnxruntime_infer_step(config: MaskRCNNConfig, inputs: InputConfig, bat
     model the TF row times, exported once (dynamic batch). Beside the TF row's forward it also
     runs the in-graph preprocessing (one resize at the input size) and the box post-processing.
     """
-    from common import onnx_runtime
+    from common.io import onnx_runtime
     from mrcnn_tf2 import onnx_export
 
     onnx_runtime.require_onnxruntime()

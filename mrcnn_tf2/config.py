@@ -19,8 +19,8 @@ import dataclasses
 from typing import Any, Dict, Tuple
 
 from backbones.configs import BackboneConfig, ResNetConfig
-from common.config import check as _check
-from common.config import DictConfig, flatten, parse_overrides, replace_flat  # noqa: F401  (config API)
+from common.command.config import check as _check
+from common.command.config import DictConfig, flatten, parse_overrides, replace_flat  # noqa: F401  (config API)
 
 ASPECT_RATIOS = ((1.0, 1.0), (1.4, 0.7), (0.7, 1.4))
 DEFAULT_IMAGE_SIZE = (832, 1344)  # NVIDIA's network input (short side, long side max)

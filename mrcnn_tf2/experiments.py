@@ -2,7 +2,7 @@
 
 A name is a whole experiment (TF Model Garden's ``exp_factory``): each function below returns a
 complete :class:`SegmentationExperiment`. The detector takes any backbone of :mod:`backbones`; a new
-model is one function decorated with :func:`common.registry.register_experiment`.
+model is one function decorated with :func:`common.command.registry.register_experiment`.
 
 * ``mask-rcnn`` (alias ``mask-rcnn-r50-fpn``): NVIDIA's TF2 recipe, ResNet-50 FPN.
 * ``mask-rcnn-torchvision``: torchvision's ``maskrcnn_resnet50_fpn`` (backbone layout, anchors, proposal
@@ -17,8 +17,8 @@ import dataclasses
 from typing import Optional, Tuple
 
 from backbones.configs import efficientnet
-from common.config import DataConfig, Experiment, TaskConfig, TrainerConfig, check
-from common.registry import register_experiment
+from common.command.config import DataConfig, Experiment, TaskConfig, TrainerConfig, check
+from common.command.registry import register_experiment
 from mrcnn_tf2.config import PRESETS, MaskRCNNConfig, preset_model_fields
 
 FAMILY = "mask-rcnn"
@@ -30,7 +30,7 @@ DRAW_OVERLAP = 0.5  # the class-wise detection NMS IoU (``detection.nms_threshol
 
 @dataclasses.dataclass(frozen=True)
 class DetectionData(DataConfig):
-    """COCO-format data of a Mask R-CNN run (the shared fields are :class:`common.config.DataConfig`'s).
+    """COCO-format data of a Mask R-CNN run (the shared fields are :class:`common.command.config.DataConfig`'s).
 
     Attributes:
       data_dir: TFRecords (``train*``/``val*.tfrecord``) or a COCO layout (``annotations/`` + images).

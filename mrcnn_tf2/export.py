@@ -28,7 +28,7 @@ Outputs of both signatures (:data:`OUTPUT_KEYS`)
                          at original resolution (``paste_masks``, unclipped boxes), then
                          thresholded at 0.5; zero outside an image's own ``H x W``
   valid                  ``[B] bool``, ``serving_bytes`` only: False for an image that is not
-                         a whole JPEG/PNG/GIF/BMP/WebP (:mod:`common.serving`); its outputs are
+                         a whole JPEG/PNG/GIF/BMP/WebP (:mod:`common.io.serving`); its outputs are
                          blank (0 detections) and the rest of the batch is served as usual
 
 :func:`postprocess_detections` is the one implementation of "scaled network output ->
@@ -45,8 +45,8 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn_tf2.data.inputs import InputConfig
-from common import saved_model
-from common.serving import blank_invalid, decode_checked
+from common.io import saved_model
+from common.io.serving import blank_invalid, decode_checked
 from mrcnn_tf2.data.preprocessing import decode_image, preprocess_image
 from mrcnn_tf2.evaluation import MASK_THRESHOLD
 from mrcnn_tf2.ops import box_ops
@@ -116,7 +116,7 @@ def preprocess_encoded(image_bytes: tf.Tensor, input_config: InputConfig, padded
 
     Returns:
       (``[B, Hp, Wp, 3] float32``, ``[B, 5] float32`` image_info, ``[B] bool`` valid: the image
-      passed :func:`common.serving.decode_checked`, else it is a 1x1 placeholder).
+      passed :func:`common.io.serving.decode_checked`, else it is a 1x1 placeholder).
     """
     spec = (tf.TensorSpec([*padded_size, 3], tf.float32), tf.TensorSpec([5], tf.float32), tf.TensorSpec([], tf.bool))
 
@@ -309,7 +309,7 @@ def export_saved_model(model, export_dir: str, input_config: InputConfig, class_
                        category_ids: Sequence[int], overwrite: bool = False) -> str:
     """Writes the SavedModel (signatures ``serving_default``, ``serving_bytes``) and ``labels.json``.
 
-    Written atomically (:func:`common.saved_model.save`): a failed export never leaves a partial model.
+    Written atomically (:func:`common.io.saved_model.save`): a failed export never leaves a partial model.
 
     Args:
       model: a ``MaskRCNN`` (weights as they are now).

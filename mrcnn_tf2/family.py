@@ -6,7 +6,7 @@ NVIDIA's TF2 spellings stay as aliases of the shared flags (``--data_dir``, ``--
 ``--log_warmup_steps``, ``--log_tensorboard``, ``--no_eval``) or of this family's own
 (``--backbone_checkpoint``, ``--eval_file``, ``--finetune_bn``); ``--init_learning_rate``,
 ``--learning_rate_values`` and ``--learning_rate_boundaries`` are aliases of the shared learning-rate
-flags (:mod:`common.cli`). Any model
+flags (:mod:`common.command.cli`). Any model
 field can be set with ``--config name=value`` (dotted names of
 :class:`mrcnn_tf2.config.MaskRCNNConfig`).
 """
@@ -16,10 +16,10 @@ import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from common import cli, registry
-from common.cli import flag
-from common.config import find_config
-from common.family import Family
+from common.command import cli, registry
+from common.command.cli import flag
+from common.command.config import find_config
+from common.command.family import Family
 from mrcnn_tf2.coco_categories import coco_91_layout
 from mrcnn_tf2.config import (COCO_NUM_CLASSES, DEFAULT_IMAGE_SIZE, PRESETS, TORCHVISION_BACKBONE,
                               preset_input_fields, preset_model_fields)
@@ -153,8 +153,8 @@ class MaskRCNNFamily(Family):
         from random weights (the box head's inputs are large, so SGD steps that are stable for
         its logits barely move the rest).
         """
-        from common.optimizers import build_optimizer
-        from common.schedules import learning_rate_schedule
+        from common.training.optimizers import build_optimizer
+        from common.training.schedules import learning_rate_schedule
 
         t = experiment.task
         schedule = learning_rate_schedule(t, global_batch, steps_per_epoch, experiment.trainer.epochs)
@@ -170,7 +170,7 @@ class MaskRCNNFamily(Family):
 
     # ------------------------------------------------------------ inference
     def load_model(self, experiment, checkpoint: Optional[str], use_ema: bool = False):
-        from common.checkpoint import resolve, restore_model_only
+        from common.training.checkpoint import resolve, restore_model_only
         from mrcnn_tf2.task import built_model
 
         if checkpoint is None and experiment.task.pretrained_from_file:
@@ -220,7 +220,7 @@ class MaskRCNNFamily(Family):
 
     def _export_onnx(self, model, out: str, inputs, data, options: Dict[str, Any]) -> str:
         """``model.onnx`` (tf2onnx); ``--verify``: onnxruntime vs Keras within the issue's tolerances."""
-        from common import onnx_runtime
+        from common.io import onnx_runtime
         from mrcnn_tf2 import onnx_export
         from mrcnn_tf2.inference import load_image
 
@@ -279,7 +279,7 @@ class MaskRCNNFamily(Family):
             return model
         import time
 
-        from common import onnx_runtime
+        from common.io import onnx_runtime
         from mrcnn_tf2 import onnx_network
 
         onnx_runtime.require_onnxruntime()
@@ -362,7 +362,7 @@ def _load_pretrained(model, path: str) -> None:
 
         load_detector_checkpoint(model, path)
     else:
-        from common.checkpoint import load_weights_file
+        from common.training.checkpoint import load_weights_file
 
         load_weights_file(model, path)
 

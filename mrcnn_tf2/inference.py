@@ -169,7 +169,7 @@ class Detector:
         Returns:
           (path of ``detections.json``, PNG paths in input order, ``(path, why)`` of the failed files).
         """
-        from common.data_check import for_each_image
+        from common.io.data_check import for_each_image
 
         os.makedirs(out_dir, exist_ok=True)
         results_path = os.path.join(out_dir, RESULTS_FILE)

@@ -25,7 +25,7 @@ Normalisations, read from NVIDIA's TF2 ``mrcnn_tf2/model/losses.py``
 Huber is ``0.5 x^2`` for ``|x| <= delta``, else ``delta * (|x| - delta / 2)`` (Keras /
 ``tf.losses.huber_loss``; not divided by delta). Every loss is a float32 scalar and 0
 (never NaN) when there is nothing to average. Weight decay is
-``common.optimizers.l2_loss``.
+``common.training.optimizers.l2_loss``.
 """
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from common import onnx_convert
+from common.io import onnx_convert
 from mrcnn_tf2.export import DetectionModule, postprocess_boxes, postprocess_detections, preprocess_batch
 from mrcnn_tf2.ops import export_graph as export_graph_ops
 
@@ -234,7 +234,7 @@ def verify_onnx(model, path: str, images: List[np.ndarray], input_config, class_
     Raises:
       OnnxVerificationError: past a tolerance.
     """
-    from common import onnx_runtime
+    from common.io import onnx_runtime
 
     module = DetectionModule(model, input_config, class_names, category_ids)
     session = onnx_runtime.make_session(path, threads)

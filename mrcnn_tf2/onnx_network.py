@@ -29,7 +29,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from common import onnx_convert, onnx_runtime
+from common.io import onnx_convert, onnx_runtime
 from mrcnn_tf2 import onnx_export
 
 GRAPH_KIND = "network"

@@ -18,7 +18,7 @@ from typing import Dict, Optional
 
 import tensorflow as tf
 
-from common.task import Task, local_batch_size
+from common.training.task import Task, local_batch_size
 from mrcnn_tf2 import losses
 from mrcnn_tf2.config import MaskRCNNConfig
 from mrcnn_tf2.data.inputs import InputConfig

@@ -22,7 +22,7 @@ anchor, ``box_deltas`` rows per class), and ``fc6`` flattens RoI features ``(C, 
 ``box_fc1`` flattens ``(7, 7, C)``.
 
 The key table is derived from the Keras layers (any depth and width). Tensors
-are converted by layer type (:mod:`common.state_dict`); torchvision's convs have no bias, so
+are converted by layer type (:mod:`common.io.state_dict`); torchvision's convs have no bias, so
 the Keras conv biases are set to zero; ``fc.*`` (the ImageNet classifier) and
 ``num_batches_tracked`` are ignored. Exact outputs need the backbone in torchvision's layout:
 ``backbone.stride_in_1x1=False``, ``backbone.bn_epsilon=1e-5``, ``backbone.padding=symmetric``
@@ -40,7 +40,7 @@ from typing import Dict, Mapping, Optional
 import numpy as np
 import tf_keras as keras
 
-from common.state_dict import StateDictError, TensorSpec, key_problems, layer_specs, read_state_dict, tensor_spec
+from common.io.state_dict import StateDictError, TensorSpec, key_problems, layer_specs, read_state_dict, tensor_spec
 
 _log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    from common import cli, commands, config, runtime
+    from common.command import cli, commands, config, runtime
 
     runtime.quiet_tensorflow()
     found = config.find_config(args.checkpoint_path)

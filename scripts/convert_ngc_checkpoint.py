@@ -69,7 +69,7 @@ def convert(args) -> int:
 def main(argv=None) -> int:
     """Entry point; errors in the checkpoint end with a one-line message."""
     args = build_parser().parse_args(argv)
-    from common.runtime import quiet_tensorflow
+    from common.command.runtime import quiet_tensorflow
 
     quiet_tensorflow()
     from efficientnet_tf2.ngc import NgcCheckpointError

@@ -118,7 +118,7 @@ def qat_before_finetune(args, data, fp32_workspace):
 
 def finetune_fp32(args, data, workspace, fp32_workspace):
     """Control: FP32 ``efficientnet-b0`` fine-tuned exactly as the QAT run (recipe, epochs, flags)."""
-    from common import registry
+    from common.command import registry
 
     qat = registry.get_experiment("efficientnet-quant-b0")
     r = qat.task
@@ -180,7 +180,7 @@ def onnx_facts(model_name, workspace, onnx_path, crops, labels, args):
     import numpy as np
 
     from efficientnet_tf2 import onnx_export
-    from common import cli, commands
+    from common.command import cli, commands
 
     model = commands.load_model(cli.parse(["export", "--model", model_name, "--workspace", workspace,
                                            "--checkpoint", os.path.join(workspace, "model_best")]))
@@ -202,7 +202,7 @@ def latency_ms(onnx_path, image, args):
     """Median and p90 onnxruntime CPU latency (ms) of one image."""
     import numpy as np
 
-    from common.onnx_runtime import make_session
+    from common.io.onnx_runtime import make_session
     from efficientnet_tf2.onnx_export import INPUT_NAME
 
     session = make_session(onnx_path, threads=args.threads)

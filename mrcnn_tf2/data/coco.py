@@ -13,7 +13,7 @@ Conventions
     dropped (with their masks), and one summary line is logged per file.
   * Masks are decoded on demand (``CocoDataset.masks``) from polygons, compressed or
     uncompressed RLE; an instance without a segmentation gets its box as mask.
-  * Checked once when loaded (``CocoDataset.report``, a :class:`common.data_check.DataReport`):
+  * Checked once when loaded (``CocoDataset.report``, a :class:`common.io.data_check.DataReport`):
     an image whose file is missing, unusable or of another size than listed, and an
     annotation with an unknown image or category id, a non-finite or negative box, a
     polygon of fewer than 3 points or a mis-sized RLE are left out and named (by file and
@@ -30,7 +30,7 @@ import os
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from common.data_check import CHECK_THREADS, DataReport, image_problem
+from common.io.data_check import CHECK_THREADS, DataReport, image_problem
 
 _LOG = logging.getLogger(__name__)
 _REQUIRED_KEYS = {
@@ -225,7 +225,7 @@ class CocoDataset:
         return len(self._images)
 
     def _usable_images(self, images):
-        """Images whose file exists, passes :func:`common.data_check.image_problem` and has the listed size."""
+        """Images whose file exists, passes :func:`common.io.data_check.image_problem` and has the listed size."""
         paths = [os.path.join(self.image_dir, image["file_name"]) for image in images]
         with concurrent.futures.ThreadPoolExecutor(CHECK_THREADS) as pool:
             problems = list(pool.map(_image_file_problem, paths, images))

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn_tf2.data import preprocessing as prep
-from common.task import local_batch_size
+from common.training.task import local_batch_size
 from mrcnn_tf2.data.coco import CocoDataset
 from mrcnn_tf2.data.inputs import InputConfig
 from mrcnn_tf2.ops import box_ops

@@ -19,8 +19,8 @@ import glob
 import os
 from typing import List, Optional, Union
 
-from common import data_check
-from common.errors import DataError
+from common.io import data_check
+from common.command.errors import DataError
 from mrcnn_tf2.data.coco import CocoDataset
 
 Source = Union[CocoDataset, str]
@@ -81,12 +81,12 @@ def resolve_sources(data_dir: Optional[str], *, eval_file: Optional[str] = None,
     """Resolves the data of a run (see the module docstring).
 
     Every COCO source is checked (``CocoDataset.report``); its problems are reported once by
-    :func:`common.data_check.settle` (``strict``: an error; ``report_dir``: where the full
+    :func:`common.io.data_check.settle` (``strict``: an error; ``report_dir``: where the full
     lists ``unusable_train.tsv`` / ``unusable_val.tsv`` go).
 
     Raises:
       FileNotFoundError: naming what was looked for and where.
-      common.errors.DataError: ``strict`` and a bad image or annotation.
+      common.command.errors.DataError: ``strict`` and a bad image or annotation.
     """
     if data_dir and not os.path.isdir(data_dir):
         raise FileNotFoundError(f"--data_dir {data_dir} is not a directory")

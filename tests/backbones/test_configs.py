@@ -4,7 +4,7 @@ import json
 import pytest
 
 from backbones.configs import EfficientNetConfig, ResNetConfig, backbone_from_dict, efficientnet
-from common.config import from_dict, replace_flat
+from common.command.config import from_dict, replace_flat
 from mrcnn_tf2.config import MaskRCNNConfig
 
 

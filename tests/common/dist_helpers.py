@@ -30,8 +30,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from common.logger import NullLogger  # noqa: E402
-from common.task import Task  # noqa: E402
+from common.io.logger import NullLogger  # noqa: E402
+from common.training.task import Task  # noqa: E402
 
 NUM_EXAMPLES, SIZE, CLASSES = 32, 8, 4
 
@@ -123,7 +123,7 @@ def initial_weights(task):
 def train_tiny(strategy, weights, global_batch=8, epochs=2, sync_bn=True, logger=None, workspace=None,
                lr=0.1, eval_every=None, **config):
     """Trains the tiny classifier from ``weights``; returns ``(weights, trainer)``."""
-    from common.trainer import Trainer, TrainerConfig
+    from common.training.trainer import Trainer, TrainerConfig
 
     task = TinyClassifier(sync_bn)
     with strategy.scope():
@@ -166,7 +166,7 @@ def run_mirrored(out):
 
 def efficientnet_eval(single, mirrored, data_dir):
     """val.loss/top1/top5 of a five-stage, narrow EfficientNet (random weights) on 9 images, both ways."""
-    from common.trainer import Trainer, TrainerConfig
+    from common.training.trainer import Trainer, TrainerConfig
     from efficientnet_tf2.experiments import classifier_config
     from efficientnet_tf2.task import ClassificationConfig, ImageClassificationTask
 
@@ -188,9 +188,9 @@ def efficientnet_eval(single, mirrored, data_dir):
 
 def run_worker(out):
     """One multi-worker process (or the single-process reference): trains, saves weights."""
-    from common import distribution
-    from common.logger import setup_logger
-    from common.trainer import Trainer, TrainerConfig
+    from common.training import distribution
+    from common.io.logger import setup_logger
+    from common.training.trainer import Trainer, TrainerConfig
 
     strategy = distribution.create_strategy("auto")
     chief = distribution.is_chief(strategy)
@@ -214,7 +214,7 @@ def run_worker(out):
 def run_mrcnn_eval(out):
     """COCO metrics and detections of a tiny random Mask R-CNN, one device vs 2 replicas."""
     two_logical_cpus()
-    from common.trainer import Trainer, TrainerConfig
+    from common.training.trainer import Trainer, TrainerConfig
     from mrcnn_tf2.config import MaskRCNNConfig
     from mrcnn_tf2.data.inputs import InputConfig
     from mrcnn_tf2.data.sources import resolve_sources

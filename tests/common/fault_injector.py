@@ -1,6 +1,6 @@
 """Test-only fault injector: SIGKILLs a real run at a chosen moment of a checkpoint save.
 
-Production code has no hook for it: :func:`install` wraps ``common.checkpoint._swap_into_place`` (the
+Production code has no hook for it: :func:`install` wraps ``common.training.checkpoint._swap_into_place`` (the
 step that puts a completely written save in place) in the process under test. ``spec`` is
 ``<name>:<point>[:<n>]``: the ``n``-th (default first) save of ``<name>`` (``model_best`` or
 ``checkpoint-latest``) is killed at ``point``:
@@ -15,7 +15,7 @@ import os
 import signal
 from unittest import mock
 
-from common import checkpoint
+from common.training import checkpoint
 
 KILL_ENV = "TF2VISION_KILL_AT"
 POINTS = ("written", "swapping", "done")

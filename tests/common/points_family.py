@@ -1,6 +1,6 @@
 """A two-layer classifier of 2-D points as a third model family (tests only).
 
-Everything it writes is what :class:`common.family.Family` asks for, nothing about flags,
+Everything it writes is what :class:`common.command.family.Family` asks for, nothing about flags,
 modes, checkpoints, logging or ``config.json``. ``write_points`` makes the data: two
 Gaussian blobs in ``points.npz`` (``separation`` sets how easy they are). Run as a script
 (``PYTHONPATH=. python tests/common/points_family.py train ...``) it registers the family and calls ``main.py``:
@@ -15,9 +15,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from common.config import Experiment
-from common.family import Family
-from common.task import Task
+from common.command.config import Experiment
+from common.command.family import Family
+from common.training.task import Task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +102,7 @@ class PointsFamily(Family):
         return keras.optimizers.Adam(experiment.task.lr)
 
     def load_model(self, experiment, checkpoint, use_ema=False):
-        from common.checkpoint import restore_model_only
+        from common.training.checkpoint import restore_model_only
 
         model = PointsClassification(experiment).build_model()
         restore_model_only(checkpoint, model)
@@ -147,7 +147,7 @@ def points_mlp():
 
 def register_points():
     """Registers the family (the task's hooks) and its model; returns the family."""
-    from common import registry
+    from common.command import registry
 
     family = registry.register(PointsFamily())
     registry.register_experiment("points-mlp", family.name)(points_mlp)

@@ -3,7 +3,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from common.task import Task
+from common.training.task import Task
 
 X = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
 Y = (X @ np.array([[1.0], [-2.0], [0.5]], np.float32)).astype(np.float32)

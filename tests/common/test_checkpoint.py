@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from common import checkpoint as ckpt
+from common.training import checkpoint as ckpt
 
 
 def _model(seed):

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from common import cli, registry
-from common.config import save_config
+from common.command import cli, registry
+from common.command.config import save_config
 
 FAMILY_MODELS = ("efficientnet-b0", "mask-rcnn")
 

@@ -19,8 +19,8 @@ import sys
 import pytest
 import tensorflow as tf
 
-from common import distribution, horovod
-from common import cli
+from common.training import distribution, horovod
+from common.command import cli
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HELPER = os.path.join(HERE, "dist_helpers.py")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common.checkpoint import BEST, LATEST, resolve
+from common.training.checkpoint import BEST, LATEST, resolve
 from fault_injector import KILL_ENV
 from points_family import write_points
 
@@ -100,7 +100,7 @@ def test_a_kill_during_checkpointing_loses_nothing(uninterrupted, kill_at):
 
 def test_opening_a_workspace_finishes_an_interrupted_save(tmp_path):
     """A lone ``.old`` copy (killed mid-swap) is moved back, temporary folders are deleted."""
-    from common.checkpoint import CheckpointManager
+    from common.training.checkpoint import CheckpointManager
 
     work = str(tmp_path)
     manager = CheckpointManager(work, {"v": tf.Variable(3.0)})

@@ -2,7 +2,7 @@
 import io
 import json
 
-from common.logger import Logger, ProgressBar, dllogger_line, read_dllogger
+from common.io.logger import Logger, ProgressBar, dllogger_line, read_dllogger
 
 
 def test_dllogger_line_format():

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from common.optimizers import build_optimizer, decayed_variables, l2_loss
+from common.training.optimizers import build_optimizer, decayed_variables, l2_loss
 
 
 def small_model():

@@ -4,8 +4,8 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from common import precision
-from common.optimizers import build_optimizer
+from common.training import precision
+from common.training.optimizers import build_optimizer
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ with and without). Their scripts map to ours: ``main.py``/``quant_main.py`` -> `
 may do (the backbone checkpoint is a file the user passes).
 
 "Parses" means the whole command line goes through the real parser of the entry point
-(:func:`common.cli.parse` builds the experiment config) without an error.
+(:func:`common.command.cli.parse` builds the experiment config) without an error.
 """
 import itertools
 import os
@@ -20,7 +20,7 @@ import sys
 
 import pytest
 
-from common import cli
+from common.command import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))

@@ -17,8 +17,8 @@ from PIL import Image
 
 import main as entry
 from backbones.configs import efficientnet
-from common import registry
-from common.config import from_dict
+from common.command import registry
+from common.command.config import from_dict
 from dataset.make_synthetic_imagefolder import make_imagefolder
 from efficientnet_tf2.experiments import ClassificationExperiment, ClassifierConfig, classification
 

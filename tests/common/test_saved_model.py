@@ -1,10 +1,10 @@
-"""common.saved_model.save: atomic, replaces an export only with overwrite, leaves no temporary folders."""
+"""common.io.saved_model.save: atomic, replaces an export only with overwrite, leaves no temporary folders."""
 import os
 
 import pytest
 import tensorflow as tf
 
-from common import saved_model
+from common.io import saved_model
 
 
 class Doubler(tf.Module):

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from common.schedules import WarmupCosine, WarmupLinear, WarmupPiecewise
+from common.training.schedules import WarmupCosine, WarmupLinear, WarmupPiecewise
 
 
 def test_warmup_cosine_values():
@@ -68,8 +68,8 @@ def _rates(schedule, steps):
 def test_one_vocabulary_gives_each_recipe_its_schedule():
     """NVIDIA's Mask R-CNN recipe (per-image rates, warm-up 0.3 epochs, decays at 8 and 10) and seed 003's cosine,
     written in the shared fields, give the schedules the recipes define."""
-    from common.registry import get_experiment
-    from common.schedules import learning_rate_schedule
+    from common.command.registry import get_experiment
+    from common.training.schedules import learning_rate_schedule
 
     batch, per_epoch = 32, 100
     ours = learning_rate_schedule(get_experiment("mask-rcnn").task, batch, per_epoch, epochs=12)
@@ -83,8 +83,8 @@ def test_one_vocabulary_gives_each_recipe_its_schedule():
 
 
 def test_step_schedule_drops_tenfold_at_each_boundary():
-    from common.config import TaskConfig
-    from common.schedules import learning_rate_schedule
+    from common.command.config import TaskConfig
+    from common.training.schedules import learning_rate_schedule
 
     task = TaskConfig(lr=0.1, lr_batch=8, lr_schedule="step", warmup_epochs=1, lr_boundaries=(3, 5))
     schedule = learning_rate_schedule(task, global_batch=16, steps_per_epoch=10, epochs=6)

@@ -4,10 +4,10 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from common import collectives
-from common.config import TrainerConfig
-from common.steps import EvalStep, TrainStep, optimizer_learning_rate
-from common.validation import eval_step_limit
+from common.training import collectives
+from common.command.config import TrainerConfig
+from common.training.steps import EvalStep, TrainStep, optimizer_learning_rate
+from common.training.validation import eval_step_limit
 from regression_task import X, Y, Regression
 
 def test_one_update_is_the_sgd_step_of_loss_plus_weight_decay():

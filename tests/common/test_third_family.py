@@ -2,7 +2,7 @@
 evaluates and exports it with the shared flags.
 
 The family is a two-layer classifier of 2-D points (two Gaussian blobs written to
-``points.npz`` by the test): everything it writes is what :class:`common.family.Family`
+``points.npz`` by the test): everything it writes is what :class:`common.command.family.Family`
 asks for, nothing about flags, modes, checkpoints, logging or ``config.json``.
 """
 import json
@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import main as entry
-from common import registry
+from common.command import registry
 from points_family import register_points, write_points
 
 

@@ -8,7 +8,7 @@ def test_release_in_background_drops_the_iterator():
 
     import tensorflow as tf
 
-    from common.timing import release_in_background, timed_iter
+    from common.training.timing import release_in_background, timed_iter
 
     box = [iter(tf.data.Dataset.range(100).map(lambda x: x * 2, num_parallel_calls=2).prefetch(4))]
     assert [int(b) for _, b, _ in timed_iter(box[0], 3)] == [0, 2, 4]
@@ -25,7 +25,7 @@ def test_the_thread_drops_the_last_reference_even_when_it_runs_first():
     import threading
     import weakref
 
-    from common.timing import release_in_background
+    from common.training.timing import release_in_background
 
     class Iterator:
         dropped_on = None

@@ -4,8 +4,8 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from common.logger import NullLogger
-from common.trainer import Trainer, TrainerConfig
+from common.io.logger import NullLogger
+from common.training.trainer import Trainer, TrainerConfig
 from regression_task import X, Y, Regression
 
 

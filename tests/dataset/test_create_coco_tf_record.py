@@ -90,7 +90,7 @@ def test_edge_cases_survive(shapes, tmp_path):
 
 
 def test_missing_images_are_named_and_left_out_or_refused(shapes, tmp_path, caplog):
-    from common.errors import DataError
+    from common.command.errors import DataError
 
     missing = os.path.join(str(tmp_path), "images")
     os.makedirs(missing)

@@ -39,7 +39,7 @@ def test_training_names_each_bad_file_skips_it_and_counts_steps_from_the_good_on
     work = str(tmp_path / "run")
     with caplog.at_level(logging.WARNING):
         assert entry.main(["train", corpus["root"], "--workspace", work, "--epochs", "1", *RUN]) == 0
-    warnings = [r.getMessage() for r in caplog.records if r.name == "common.data_check"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "common.io.data_check"]
     assert len(warnings) == 2, warnings  # one summary per split
     train_line = next(w for w in warnings if "/train are unusable" in w)
     assert train_line.startswith("5 of 19 images")

@@ -6,7 +6,7 @@ import types
 import numpy as np
 import pytest
 
-from common import state_dict
+from common.io import state_dict
 from efficientnet_tf2 import ngc
 from efficientnet_tf2.experiments import classifier_config
 from efficientnet_tf2.model import build_classifier

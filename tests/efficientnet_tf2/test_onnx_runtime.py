@@ -56,7 +56,7 @@ def _agreement(model_name, data, workspace, onnx_file=None):
     """
     import tensorflow as tf
 
-    from common import cli as flags
+    from common.command import cli as flags
     from efficientnet_tf2 import data as data_lib
 
     invocation = flags.parse(["eval", "--model", model_name, data, "--workspace", workspace])

@@ -7,7 +7,7 @@ import tf_keras as keras
 from efficientnet_tf2 import qat
 from backbones.configs import B0_BLOCKS
 from efficientnet_tf2.model import build_classifier
-from common import registry
+from common.command import registry
 from efficientnet_tf2.experiments import classifier_config
 
 # B0's first two stages (a depthwise-separable block, two inverted-residual blocks with SE,

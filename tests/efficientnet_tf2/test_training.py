@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import main as cli
-from common.trainer import Trainer
+from common.training.trainer import Trainer
 from dataset.make_synthetic_imagefolder import make_imagefolder
 
 

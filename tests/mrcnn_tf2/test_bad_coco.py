@@ -83,7 +83,7 @@ def corpus(tmp_path_factory):
     return {"paths": paths, "expected": expected}
 
 
-def _warnings(caplog, name="common.data_check"):
+def _warnings(caplog, name="common.io.data_check"):
     return [r.getMessage() for r in caplog.records if r.name == name and r.levelno >= logging.WARNING]
 
 

@@ -11,7 +11,7 @@ import os
 import pytest
 
 import main as cli
-from common.logger import read_dllogger
+from common.io.logger import read_dllogger
 from custom_ops import loader as custom_ops_loader
 from dataset.make_synthetic_shapes import make_dataset
 

@@ -101,7 +101,7 @@ def _check_onnx_export_of_the_trained_model(out_dir: str, size: int):
     images with 0, 1 and many objects, alone and as a batch of 4 (drawing above score 0.5)."""
     pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
     import main
-    from common import onnx_runtime
+    from common.io import onnx_runtime
     from mrcnn_tf2 import onnx_export
 
     paths = _shape_images(out_dir, size)

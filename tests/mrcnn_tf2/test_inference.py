@@ -9,7 +9,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from common.images import list_images
+from common.io.images import list_images
 from mrcnn_tf2 import inference
 from mrcnn_tf2.data.inputs import InputConfig
 from mrcnn_tf2.modeling.mask_rcnn import MaskRCNN

@@ -70,7 +70,7 @@ def test_pasted_graph_contract(pasted):
 
 
 def test_pasted_masks_are_uint8_on_the_image_and_padding_is_zero(pasted):
-    from common import onnx_runtime
+    from common.io import onnx_runtime
 
     out = onnx_export.run_onnx(onnx_runtime.make_session(pasted), make_images()[2][None])
     assert out["detection_masks"].shape == (1, D, 90, 70) and out["detection_masks"].dtype == np.uint8

@@ -94,7 +94,7 @@ def test_errors_name_the_keys_and_assign_nothing(reference, tmp_path):
 def test_a_weights_file_never_chooses_the_layout():
     """NVIDIA's recipe on torchvision's v1.5 ImageNet weights: the backbone layout is the experiment's; a
     torchvision file on the Keras layout is one line naming the fields that fit it (and they work)."""
-    from common import cli
+    from common.command import cli
     from mrcnn_tf2.family import FAMILY
 
     def backbone(path, *flags):
@@ -342,7 +342,7 @@ def test_fine_tuning_from_the_imported_coco_layout_on_the_shapes(detector_refere
     import tensorflow as tf
     import tf_keras as keras
 
-    from common import cli
+    from common.command import cli
     from dataset.make_synthetic_shapes import make_dataset
     from mrcnn_tf2.family import FAMILY
 
@@ -402,7 +402,7 @@ def test_end_to_end_equals_torchvisions(detector_reference, tmp_path):
     whole mask by a pixel (those are counted and printed, at most 2)."""
     from pycocotools import mask as mask_utils
 
-    from common import cli
+    from common.command import cli
     from mrcnn_tf2.family import FAMILY
     from mrcnn_tf2.inference import Detector
     from mrcnn_tf2.ops.paste_masks import torchvision_paste_boxes
@@ -440,7 +440,7 @@ def test_end_to_end_equals_torchvisions(detector_reference, tmp_path):
 def test_preset_flag_sets_model_and_input_fields():
     """``--preset torchvision`` is config fields only (those of ``mask-rcnn-torchvision``); ``--image-size`` still
     wins; ``nvidia`` is the default."""
-    from common import cli
+    from common.command import cli
     from mrcnn_tf2.config import TORCHVISION_ANCHORS, TORCHVISION_FILTERS, MaskRCNNConfig
     from mrcnn_tf2.family import FAMILY
 

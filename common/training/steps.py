@@ -4,7 +4,7 @@
 (``TrainStep.update``: one full optimizer update on a batch). The per-replica
 forward/backward is XLA-compiled when asked; all-reduce, clipping, the update and EMA
 run outside XLA (a nested compiled function cannot hold synchronised BatchNorm's
-cross-replica all-reduce). Distribution goes through :mod:`common.collectives`.
+cross-replica all-reduce). Distribution goes through :mod:`common.training.collectives`.
 """
 from __future__ import annotations
 
@@ -12,20 +12,20 @@ from typing import Dict, Optional
 
 import tensorflow as tf
 
-from common import precision as prec
-from common.config import TrainerConfig
-from common.optimizers import l2_loss
+from common.training import precision as prec
+from common.command.config import TrainerConfig
+from common.training.optimizers import l2_loss
 
 
 class TrainStep:
     """One optimizer update per call, or one every ``grad_accum_steps`` calls.
 
     Args:
-      task: the :class:`common.task.Task` (its ``train_loss``).
+      task: the :class:`common.training.task.Task` (its ``train_loss``).
       model, optimizer: what is trained (optimizer possibly loss-scaled).
       config: ``weight_decay``, ``clip_grad_norm`` and ``grad_accum_steps`` are read.
-      collectives: a :class:`common.collectives.StrategyCollectives`.
-      ema: a :class:`common.ema.ModelEMA` updated after each update, or None.
+      collectives: a :class:`common.training.collectives.StrategyCollectives`.
+      ema: a :class:`common.training.ema.ModelEMA` updated after each update, or None.
       xla: compile the per-replica forward/backward.
     """
 

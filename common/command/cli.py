@@ -3,7 +3,7 @@
 One flag vocabulary (:data:`SHARED_FLAGS`): dashed names, one name per concept and
 one meaning per flag in every mode; NVIDIA's spellings (underscores, ``--arch``,
 ``--model_dir``, ``--train_batch_size``, ``--raport-file``, ...) are aliases. A family
-adds only the flags of concepts it alone has (:meth:`common.family.Family.flags`).
+adds only the flags of concepts it alone has (:meth:`common.command.family.Family.flags`).
 
 Each flag names where its value goes: a dotted field of the experiment config
 (``trainer.epochs``), or ``opt.NAME`` for a command option that is not part of the
@@ -23,17 +23,17 @@ import re
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from common import config as cfg
-from common import registry
+from common.command import config as cfg
+from common.command import registry
 
 MODES = ("train", "eval", "infer", "export", "info", "benchmark")
 MODEL_MODES = ("train", "eval", "infer", "export", "info")
 DEFAULT_MODEL = "efficientnet-b0"
 OPTIMIZERS = cfg.OPTIMIZERS
-# Same as common.distribution.STRATEGIES (not imported: that would load TensorFlow for --help).
+# Same as common.training.distribution.STRATEGIES (not imported: that would load TensorFlow for --help).
 DIST_CHOICES = ("auto", "none", "one_device", "mirrored", "multiworker", "horovod")
 BENCHMARK_KINDS = ("training", "inference")
-RUNTIMES = ("tf", "onnxruntime")  # --runtime (common.onnx_runtime runs the second)
+RUNTIMES = ("tf", "onnxruntime")  # --runtime (common.io.onnx_runtime runs the second)
 _ALL = MODES
 _RUN = ("train", "eval", "infer", "export")
 _DATA = ("train", "eval")
@@ -331,7 +331,7 @@ class Invocation:
 
     Attributes:
       mode: one of :data:`MODES`.
-      family: the :class:`common.family.Family` of the model (first model for benchmarks).
+      family: the :class:`common.command.family.Family` of the model (first model for benchmarks).
       experiment: the resolved-before-data experiment (recipe or config.json, then flags, then --config).
       options: command options (``opt.*`` flags) by name.
       models: model names (several only for ``benchmark``).

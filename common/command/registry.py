@@ -1,8 +1,8 @@
 """The one registry: model name -> complete experiment, and family name -> the family's hooks.
 
 A name is a whole experiment (TF Model Garden's ``exp_factory``): :func:`register_experiment`
-decorates a zero-argument function returning the complete :class:`common.config.Experiment` of that
-name (architecture, data, optimisation, trainer). A family (:class:`common.family.Family`, one per
+decorates a zero-argument function returning the complete :class:`common.command.config.Experiment` of that
+name (architecture, data, optimisation, trainer). A family (:class:`common.command.family.Family`, one per
 kind of task) supplies the hooks that run any experiment of its task; :func:`register` adds it by
 name. ``main.py``, the scripts and the benchmark command look names up here only; nothing else
 matches text in a model name.

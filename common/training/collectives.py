@@ -1,11 +1,11 @@
 """How replicas, workers and ranks exchange values: one interface over ``tf.distribute`` and Horovod.
 
-The training and validation steps (:mod:`common.steps`) only call this interface, so a
+The training and validation steps (:mod:`common.training.steps`) only call this interface, so a
 distribution back end is one adapter class, not branches in the loop:
 
 * :class:`StrategyCollectives`: any ``tf.distribute.Strategy`` (default, mirrored, multi-worker);
 * :class:`HorovodCollectives`: one process per GPU under ``horovodrun`` (``--dist horovod``).
-  UNTESTED: Horovod 0.28.1 does not build against TensorFlow 2.21 here (see :mod:`common.horovod`).
+  UNTESTED: Horovod 0.28.1 does not build against TensorFlow 2.21 here (see :mod:`common.training.horovod`).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import tensorflow as tf
 
-from common import distribution, horovod
+from common.training import distribution, horovod
 
 
 def map_present(fn: Callable[[List[tf.Tensor]], Sequence[tf.Tensor]], grads) -> list:

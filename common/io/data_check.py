@@ -7,7 +7,7 @@ their own checks (COCO annotations) to the same :class:`DataReport`.
 
 :func:`settle` then reports the problems in one summary (count, the first few by name, the
 file holding the full list) and, by default, lets the run continue without them; with
-``--strict-data`` any problem is a :class:`common.errors.DataError` before the first step.
+``--strict-data`` any problem is a :class:`common.command.errors.DataError` before the first step.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import struct
 import sys
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from common.errors import DataError
+from common.command.errors import DataError
 
 _log = logging.getLogger(__name__)
 SHOWN = 5  # problems named in the summary line

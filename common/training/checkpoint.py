@@ -13,7 +13,7 @@ Opening a workspace (:class:`CheckpointManager`) finishes what a killed save lef
 temporary folders are deleted and a lone ``<name>.old`` is moved back.
 
 The trainer writes ``model_best`` *before* ``checkpoint-latest`` (see
-:meth:`common.trainer.Trainer`), so a kill between the two resumes from the previous
+:meth:`common.training.trainer.Trainer`), so a kill between the two resumes from the previous
 epoch, which is then redone and its best copy rewritten.
 
 ``tests/common/fault_injector.py`` kills a real run at each step of a save (files written,
@@ -152,7 +152,7 @@ def restore_model_only(path: str, model, use_ema: bool = False) -> Dict[str, obj
     """Loads only the model weights (or the EMA weights) of a training checkpoint."""
     prefix = resolve(path)
     if use_ema:
-        from common.ema import ModelEMA
+        from common.training.ema import ModelEMA
 
         ema = ModelEMA(model)
         tf.train.Checkpoint(model=model, ema=ema).read(prefix).expect_partial()

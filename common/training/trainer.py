@@ -1,10 +1,10 @@
-"""One training loop for every :class:`~common.task.Task`.
+"""One training loop for every :class:`~common.training.task.Task`.
 
 The trainer owns the epochs: data per epoch, progress output, DLLogger metrics, the
 validation schedule, checkpoints with exact resume. What runs per batch is a
-:class:`common.steps.TrainStep` (``trainer.train_step`` is its public one-update step,
-what the benchmarks time); validation is a :class:`common.validation.Validator`;
-distribution goes through :mod:`common.collectives` (tf.distribute or Horovod).
+:class:`common.training.steps.TrainStep` (``trainer.train_step`` is its public one-update step,
+what the benchmarks time); validation is a :class:`common.training.validation.Validator`;
+distribution goes through :mod:`common.training.collectives` (tf.distribute or Horovod).
 
 Metrics follow NVIDIA's recipe: ``train.loss``, ``train.total_ips``,
 ``train.compute_ips``, ``train.data_time``, ``train.compute_time``,
@@ -20,14 +20,14 @@ from typing import Dict, Optional
 import numpy as np
 import tensorflow as tf
 
-from common import collectives as collectives_lib
-from common import precision as prec
-from common.checkpoint import BEST, CheckpointManager, read_meta, restore_rng_state, save_rng_state
-from common.config import TrainerConfig
-from common.logger import ProgressBar
-from common.steps import TrainStep, optimizer_learning_rate
-from common.timing import StepTimer, release_in_background, timed_iter
-from common.validation import Validator
+from common.training import collectives as collectives_lib
+from common.training import precision as prec
+from common.training.checkpoint import BEST, CheckpointManager, read_meta, restore_rng_state, save_rng_state
+from common.command.config import TrainerConfig
+from common.io.logger import ProgressBar
+from common.training.steps import TrainStep, optimizer_learning_rate
+from common.training.timing import StepTimer, release_in_background, timed_iter
+from common.training.validation import Validator
 
 __all__ = ["Trainer", "TrainerConfig", "layer_generators"]
 
@@ -37,10 +37,10 @@ class Trainer:
 
     Args:
       task, model, optimizer: what is trained (``optimizer`` None: evaluation only).
-      config: a :class:`common.config.TrainerConfig`.
-      logger: a :class:`common.logger.Logger` (or ``NullLogger``).
+      config: a :class:`common.command.config.TrainerConfig`.
+      logger: a :class:`common.io.logger.Logger` (or ``NullLogger``).
       strategy: a ``tf.distribute.Strategy`` (default: the current one).
-      ema: a :class:`common.ema.ModelEMA`, evaluated as ``val.ema.*`` and checkpointed.
+      ema: a :class:`common.training.ema.ModelEMA`, evaluated as ``val.ema.*`` and checkpointed.
       workspace: where checkpoints go (None: none).
       xla: compile the per-replica steps.
     """

@@ -118,7 +118,7 @@ class WarmupPiecewise(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def learning_rate_schedule(task, global_batch: int, steps_per_epoch: int, epochs: int):
-    """The per-step schedule of a :class:`common.config.TaskConfig` (every family's one LR vocabulary).
+    """The per-step schedule of a :class:`common.command.config.TaskConfig` (every family's one LR vocabulary).
 
     Rates are for ``task.lr_batch`` images and scale linearly to ``global_batch``; epochs become steps
     (rounded). ``cosine``/``linear``: :class:`WarmupCosine`/:class:`WarmupLinear` to 0 over ``epochs``;

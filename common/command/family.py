@@ -1,8 +1,8 @@
-"""What a family (one kind of task) supplies to the one command layer (:mod:`common.commands`).
+"""What a family (one kind of task) supplies to the one command layer (:mod:`common.command.commands`).
 
 The command layer owns every flow (train, eval, infer, export, info, benchmark): run
 set-up, strategy, logger, trainer, checkpoints, ``config.json``, output. Models are
-experiments registered by name (:func:`common.registry.register_experiment`); a family
+experiments registered by name (:func:`common.command.registry.register_experiment`); a family
 supplies only what its task does differently: its experiment type, its extra flags, its
 task, model and optimizer builders, and its predictions writer and exporter, for any
 experiment of that task. See ``tests/common/test_third_family.py`` for a complete
@@ -15,7 +15,7 @@ import abc
 import os
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from common.config import Experiment
+from common.command.config import Experiment
 
 
 class Family(abc.ABC):
@@ -25,14 +25,14 @@ class Family(abc.ABC):
     name: str = "family"
     #: ``--runtime`` values of eval / infer / inference benchmarks.
     runtimes: Tuple[str, ...] = ("tf",)
-    #: the family's :class:`~common.config.Experiment` subclass.
+    #: the family's :class:`~common.command.config.Experiment` subclass.
     experiment_class = Experiment
     #: export formats (the first is the default).
     export_formats: Tuple[str, ...] = ("savedmodel",)
 
     # ---------------------------------------------------------------- config
     def flags(self, mode: str) -> List[Any]:
-        """Family-only :class:`common.cli.Flag` entries of ``mode`` (shared ones live in common.cli)."""
+        """Family-only :class:`common.command.cli.Flag` entries of ``mode`` (shared ones live in common.command.cli)."""
         return []
 
     def image_size_value(self, height: int, width: int) -> Any:
@@ -85,7 +85,7 @@ class Family(abc.ABC):
 
         Returns:
           ``(path, why)`` of the files that could not be processed (named, skipped; the rest done),
-          see :func:`common.data_check.for_each_image`.
+          see :func:`common.io.data_check.for_each_image`.
         """
 
     @abc.abstractmethod

@@ -1,4 +1,4 @@
-"""The contract between a model family and the shared :class:`~common.trainer.Trainer`.
+"""The contract between a model family and the shared :class:`~common.training.trainer.Trainer`.
 
 A task owns everything model-specific (model, inputs, losses, metrics); the
 trainer owns the loop, precision, distribution, logging and checkpoints.

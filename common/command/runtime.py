@@ -87,8 +87,8 @@ class RunContext:
 
 
 def configure_runtime(runtime) -> str:
-    """Seeds, precision policy and TF32 of a :class:`common.config.RuntimeConfig`; returns the policy."""
-    from common import precision
+    """Seeds, precision policy and TF32 of a :class:`common.command.config.RuntimeConfig`; returns the policy."""
+    from common.training import precision
 
     set_seeds(runtime.seed)
     policy = precision.resolve_precision(precision=runtime.precision)
@@ -107,12 +107,12 @@ def setup_run(runtime, workspace: str) -> RunContext:
     """Seeds, precision, strategy and logger of a training/evaluation command.
 
     Args:
-      runtime: a :class:`common.config.RuntimeConfig`.
+      runtime: a :class:`common.command.config.RuntimeConfig`.
       workspace: the run's folder (created); the log goes to ``<workspace>/raport.json``
         unless ``runtime.log_file`` says otherwise.
     """
-    from common import distribution
-    from common.logger import setup_logger
+    from common.training import distribution
+    from common.io.logger import setup_logger
 
     policy = configure_runtime(runtime)
     try:

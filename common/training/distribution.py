@@ -9,7 +9,7 @@
 * ``mirrored``: synchronous data parallelism over all local GPUs (or ``devices``);
 * ``multiworker``: MultiWorkerMirroredStrategy, cluster and task read from
   ``TF_CONFIG`` (``scripts/launch.py --nproc N`` sets it for local workers);
-* ``horovod``: one process per GPU under ``horovodrun``/``mpirun`` (see :mod:`common.horovod`).
+* ``horovod``: one process per GPU under ``horovodrun``/``mpirun`` (see :mod:`common.training.horovod`).
 
 The global batch is the per-replica batch times every replica of every worker
 (or Horovod rank); the learning rate scales linearly with it.
@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
-from common import horovod
+from common.training import horovod
 
 STRATEGIES = ("auto", "none", "one_device", "mirrored", "multiworker", "horovod")
 

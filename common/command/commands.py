@@ -1,6 +1,6 @@
 """The flows of every mode, written once for every family: train, eval, infer, export, info, benchmark.
 
-Each takes a parsed :class:`common.cli.Invocation`; the family (``invocation.family``)
+Each takes a parsed :class:`common.command.cli.Invocation`; the family (``invocation.family``)
 supplies only its task, model, optimizer, predictions writer and exporter.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ import platform
 import sys
 from typing import Dict, List, Optional, Sequence
 
-from common import cli, registry
-from common.config import save_config
+from common.command import cli, registry
+from common.command.config import save_config
 
 _log = logging.getLogger(__name__)
 CHECKPOINT_NAMES = ("model_best", "checkpoint-latest")
@@ -36,8 +36,8 @@ def run(invocation: cli.Invocation) -> int:
 
 # ------------------------------------------------------------------- helpers
 def expand_images(items: Sequence[str]) -> List[str]:
-    """:func:`common.images.list_images` with a one-line error instead of a traceback."""
-    from common.images import list_images
+    """:func:`common.io.images.list_images` with a one-line error instead of a traceback."""
+    from common.io.images import list_images
 
     try:
         return list_images(items)
@@ -52,7 +52,7 @@ def find_checkpoint(checkpoint: Optional[str], workspace: str) -> Optional[str]:
       FileNotFoundError: ``--checkpoint`` names nothing restorable (before any model is built).
     """
     if checkpoint:
-        from common.checkpoint import resolve
+        from common.training.checkpoint import resolve
 
         resolve(checkpoint)
         return checkpoint
@@ -76,7 +76,7 @@ def _start(invocation: cli.Invocation):
     Returns:
       ``(run context, task, experiment resolved by the data)``.
     """
-    from common.runtime import setup_run
+    from common.command.runtime import setup_run
 
     experiment = invocation.family.prepare(invocation.experiment, invocation.mode)
     run = setup_run(experiment.runtime, experiment.workspace)
@@ -87,13 +87,13 @@ def _start(invocation: cli.Invocation):
 # --------------------------------------------------------------------- train
 def train(invocation: cli.Invocation) -> int:
     """``main.py train``: the family's recipe through the shared trainer; writes ``config.json``."""
-    from common import distribution, precision
-    from common.ema import ModelEMA
-    from common.trainer import Trainer
+    from common.training import distribution, precision
+    from common.training.ema import ModelEMA
+    from common.training.trainer import Trainer
 
     family, options = invocation.family, invocation.options
     if options.get("resume"):
-        from common.checkpoint import resolve
+        from common.training.checkpoint import resolve
 
         resolve(options["resume"])  # a wrong --resume fails before the data is read
     run, task, experiment = _start(invocation)
@@ -128,8 +128,8 @@ def train(invocation: cli.Invocation) -> int:
 # ---------------------------------------------------------------------- eval
 def evaluate(invocation: cli.Invocation) -> int:
     """``main.py eval``: the family's validation metrics, as DLLogger lines and printed JSON."""
-    from common import distribution
-    from common.trainer import Trainer
+    from common.training import distribution
+    from common.training.trainer import Trainer
 
     family, options = invocation.family, invocation.options
     runtime = single_runtime(invocation)
@@ -148,7 +148,7 @@ def evaluate(invocation: cli.Invocation) -> int:
 # --------------------------------------------------------------------- infer
 def load_model(invocation: cli.Invocation):
     """Precision of the run, then the family's trained model (eval/infer/export)."""
-    from common.runtime import configure_runtime
+    from common.command.runtime import configure_runtime
 
     options = invocation.options
     experiment = invocation.family.prepare(invocation.experiment, invocation.mode)
@@ -220,9 +220,9 @@ def benchmark(invocation: cli.Invocation) -> int:
     """
     import tensorflow as tf
 
-    from common.benchmark import format_table
-    from common.logger import setup_logger
-    from common.runtime import configure_runtime
+    from common.command.benchmark import format_table
+    from common.io.logger import setup_logger
+    from common.command.runtime import configure_runtime
 
     options, runtime = invocation.options, invocation.experiment.runtime
     policy = configure_runtime(runtime)
@@ -258,7 +258,7 @@ def _benchmark_runtimes(invocation) -> List[str]:
 
 
 def _benchmark_row(invocation, name: str, batch: int, runtime: str, policy: str, logger) -> Dict[str, object]:
-    from common.benchmark import summarize, time_steps
+    from common.command.benchmark import summarize, time_steps
 
     options, kind = invocation.options, invocation.options["kind"]
     family = registry.get_family(name, benchmark=True)

@@ -13,7 +13,7 @@ An experiment is one nested frozen dataclass (Model Garden style)::
 
 Each family subclasses :class:`Experiment` with subclasses of :class:`DataConfig` and
 :class:`TaskConfig`, so every shared flag has its field in every family.
-The command line is parsed once (:mod:`common.cli`) and applied last, by dotted name,
+The command line is parsed once (:mod:`common.command.cli`) and applied last, by dotted name,
 with :func:`replace_flat`; nothing below the command layer sees argparse.
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ class RuntimeConfig:
       static_loss_scale: fixed loss scale for AMP (None: dynamic).
       xla: compile the steps with XLA.
       seed: seed of Python, NumPy, TensorFlow and the data order.
-      dist: distribution strategy kind (:data:`common.distribution.STRATEGIES`).
+      dist: distribution strategy kind (:data:`common.training.distribution.STRATEGIES`).
       gpus: NVIDIA's ``--gpus N``: mirrored over the first N GPUs (None: ``dist`` decides).
       eagerly: run tf.functions eagerly (debugging).
       deterministic: TensorFlow op determinism (``tf.config.experimental.enable_op_determinism``):
@@ -75,7 +75,7 @@ class RuntimeConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainerConfig:
-    """Loop settings (every family; see :class:`common.trainer.Trainer`).
+    """Loop settings (every family; see :class:`common.training.trainer.Trainer`).
 
     Attributes:
       epochs: total epochs of the run (a resumed run continues to this).

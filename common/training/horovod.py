@@ -8,12 +8,12 @@ what Horovod needs around the shared trainer:
 * :func:`input_context`: this rank's ``tf.distribute.InputContext`` (data shard, per-rank batch);
 * :func:`allreduce_average`: averages the gradients over ranks (what
   ``hvd.DistributedGradientTape`` / ``DistributedOptimizer`` do), called through
-  :class:`common.collectives.HorovodCollectives`;
+  :class:`common.training.collectives.HorovodCollectives`;
 * :func:`broadcast_variables`: rank 0's initial state (model, optimizer slots, EMA) to all ranks;
 * :func:`allreduce_sum` / :func:`allgather`: validation sums and concatenated outputs.
 
 The global batch is ``per-rank batch * hvd.size()`` (see
-:func:`common.distribution.global_batch_size`), so the linear LR scaling rule scales the
+:func:`common.training.distribution.global_batch_size`), so the linear LR scaling rule scales the
 LR by ``hvd.size()``; only rank 0 writes checkpoints and logs (``is_chief``).
 
 UNTESTED: Horovod 0.28.1 does not build against TensorFlow 2.21 in this project's image,

@@ -2,7 +2,7 @@
 
 ``serving_bytes`` signatures decode a ``[B] string`` batch in the graph, where an exception
 cannot be caught per image. :func:`decode_checked` first runs the same structural checks
-as :func:`common.data_check.image_problem` (non-empty, a JPEG/PNG/GIF/BMP/WebP signature,
+as :func:`common.io.data_check.image_problem` (non-empty, a JPEG/PNG/GIF/BMP/WebP signature,
 the JPEG end-of-image marker / PNG ``IEND`` within the last 4 KB, the GIF trailer), decodes
 only what passes and gives a 1x1 black placeholder plus ``valid = False`` otherwise; the
 signatures return that flag as the ``valid`` output and blank the invalid images'
@@ -15,7 +15,7 @@ from typing import Callable, Dict, Tuple
 
 import tensorflow as tf
 
-from common.data_check import TAIL_BYTES
+from common.io.data_check import TAIL_BYTES
 
 _PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -10,9 +10,9 @@ import math
 import time
 from typing import Dict, Optional
 
-from common.logger import ProgressBar
-from common.steps import EvalStep
-from common.timing import StepTimer, timed_iter
+from common.io.logger import ProgressBar
+from common.training.steps import EvalStep
+from common.training.timing import StepTimer, timed_iter
 
 
 def eval_step_limit(config, global_batch: int) -> Optional[int]:
@@ -25,7 +25,7 @@ def eval_step_limit(config, global_batch: int) -> Optional[int]:
 
 
 class Validator:
-    """Runs the validation split through an :class:`~common.steps.EvalStep`."""
+    """Runs the validation split through an :class:`~common.training.steps.EvalStep`."""
 
     def __init__(self, task, model, config, collectives, xla: bool = False, show_progress: bool = True):
         self.task, self.config, self.collectives = task, config, collectives
