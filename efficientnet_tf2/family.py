@@ -167,8 +167,8 @@ class ClassificationFamily(Family):
         config, _ = self._architecture(experiment)
         return list(experiment.data.class_names) or [str(i) for i in range(config.num_classes)]
 
-    def predict(self, experiment, model, paths: Sequence[str], options: Dict[str, Any]) -> None:
-        """Prints the top-k classes of each image; writes ``predictions.json`` to ``--output-dir``."""
+    def predict(self, experiment, model, paths: Sequence[str], out_dir: str, options: Dict[str, Any]):
+        """Prints the top-k classes of each image; writes ``<out_dir>/predictions.json``."""
         import json
 
         from efficientnet_tf2.inference import Classifier, format_predictions
@@ -177,7 +177,6 @@ class ClassificationFamily(Family):
 
         _, size = self._architecture(experiment)
         classifier = Classifier(model, size, self._class_names(experiment, options))
-        out_dir = options.get("output_dir") or os.path.join(experiment.workspace, "predictions")
         out = os.path.join(out_dir, "predictions.json")
         if os.path.exists(out):
             os.remove(out)  # never left looking current if this run fails

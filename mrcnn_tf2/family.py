@@ -188,15 +188,14 @@ class MaskRCNNFamily(Family):
         print(f"loaded weights from {resolve(checkpoint)}")
         return model
 
-    def predict(self, experiment, model, paths: Sequence[str], options: Dict[str, Any]) -> None:
-        """COCO results JSON + drawn PNGs in ``--output-dir`` (default ``<workspace>/predictions``)."""
+    def predict(self, experiment, model, paths: Sequence[str], out_dir: str, options: Dict[str, Any]):
+        """COCO results JSON + drawn PNGs in ``out_dir``."""
         from mrcnn_tf2.inference import Detector
 
         data = self._resolve(experiment, None).data  # names and ids (the 91 COCO ones for imports)
         detector = Detector(model, self._inputs(experiment), list(data.class_names), list(data.category_ids),
                             score_threshold=options.get("score_threshold", DRAW_SCORE),
                             overlap_threshold=options.get("draw_overlap", DRAW_OVERLAP))
-        out_dir = options.get("output_dir") or os.path.join(experiment.workspace, "predictions")
         results, pngs, failures = detector.run_on_files(list(paths), out_dir)
         print(f"COCO results: {os.path.abspath(results)}\ndrawn predictions: {os.path.abspath(out_dir)} ({len(pngs)} PNG)")
         return failures

@@ -176,7 +176,9 @@ def infer(invocation: cli.Invocation) -> int:
     """``main.py infer IMAGE|FOLDER ...``: the family's predictions for each image."""
     paths = expand_images(invocation.options["images"])
     model = load_model(invocation)
-    failures = invocation.family.predict(invocation.experiment, model, paths, invocation.options) or []
+    experiment, options = invocation.experiment, invocation.options
+    out_dir = options.get("output_dir") or os.path.join(experiment.workspace, "predictions")
+    failures = invocation.family.predict(experiment, model, paths, out_dir, options) or []
     if failures:
         shown = "; ".join(f"{path}: {why}" for path, why in failures[:5])
         print(f"error: {len(failures)} of {len(paths)} images could not be processed: {shown}"

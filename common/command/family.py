@@ -79,9 +79,10 @@ class Family(abc.ABC):
         """The trained model for eval/infer/export (``checkpoint``: a resolved path or None)."""
 
     @abc.abstractmethod
-    def predict(self, experiment: Experiment, model, paths: Sequence[str],
+    def predict(self, experiment: Experiment, model, paths: Sequence[str], out_dir: str,
                 options: Dict[str, Any]) -> List[Tuple[str, str]]:
-        """Runs the model on image files and writes/prints the predictions.
+        """Runs the model on image files and writes the predictions to ``out_dir`` (``--output-dir``, default
+        ``<workspace>/predictions``), printing where.
 
         Returns:
           ``(path, why)`` of the files that could not be processed (named, skipped; the rest done),

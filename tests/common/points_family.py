@@ -108,7 +108,7 @@ class PointsFamily(Family):
         restore_model_only(checkpoint, model)
         return model
 
-    def predict(self, experiment, model, paths, options):
+    def predict(self, experiment, model, paths, out_dir, options):
         raise NotImplementedError
 
     def export(self, experiment, model, export_dir, options):
