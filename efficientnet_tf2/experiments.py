@@ -30,6 +30,7 @@ from typing import Any, Dict, Optional, Tuple
 from backbones.configs import BackboneConfig, EfficientNetConfig, ResNetConfig, efficientnet, efficientnet_dropout, \
     EFFICIENTNET_SCALING
 from common.command.config import DataConfig, Experiment, TaskConfig, TrainerConfig, check
+from common.command.options import ExportOptions, InferOptions
 from common.command.registry import register_experiment
 
 FAMILY = "classification"
@@ -128,6 +129,21 @@ class ClassificationExperiment(Experiment):
                                            eval_every=1)
     data: ClassificationData = ClassificationData()
     task: ClassificationTaskConfig = ClassificationTaskConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierInferOptions(InferOptions):
+    """``infer``: ``top_k`` classes printed per image; ``class_names``: a file of one name per line."""
+
+    top_k: int = TOP_K
+    class_names: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierExportOptions(ExportOptions):
+    """``export``: ``class_names``, a file of one name per line (default: the training run's)."""
+
+    class_names: Optional[str] = None
 
 
 def classification(name: str, model: ClassifierConfig, overrides: Dict[str, Any]) -> ClassificationExperiment:

@@ -19,8 +19,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from common.command import cli, registry
 from common.command.cli import flag
 from common.command.family import Family
-from efficientnet_tf2.experiments import (AUGMENTATIONS, DEFAULT_NUM_CLASSES, FAMILY as FAMILY_NAME, TOP_K,
-                                          ClassificationExperiment, ClassifierConfig)
+from efficientnet_tf2.experiments import (AUGMENTATIONS, DEFAULT_NUM_CLASSES, FAMILY as FAMILY_NAME,
+                                          ClassificationExperiment, ClassifierConfig, ClassifierExportOptions,
+                                          ClassifierInferOptions)
 
 _log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ FLAGS = (
                 "from --pretrained-from-file; 0 skips it"),
     _train("--calibration-method", dest="task.calibration_method", choices=("max", "mean", "percentile"),
            help="activation range from the calibration batches"),
-    flag("--top-k", dest="opt.top_k", type=cli.POSITIVE_INT, default=TOP_K, modes=("infer",), group="inference",
+    flag("--top-k", dest="opt.top_k", type=cli.POSITIVE_INT, modes=("infer",), group="inference",
          help="classes printed per image"),
     flag("--class-names", dest="opt.class_names", modes=("infer", "export"), group="inference",
          help="file with one class name per line (default: the training run's class folders)"),
@@ -63,6 +64,10 @@ class ClassificationFamily(Family):
 
     def flags(self, mode: str) -> List[Any]:
         return list(FLAGS)
+
+    def options_class(self, mode: str) -> type:
+        return {"infer": ClassifierInferOptions, "export": ClassifierExportOptions}.get(mode) or \
+            super().options_class(mode)
 
     # ------------------------------------------------------------- training
     def _num_classes(self, experiment) -> int:
@@ -161,13 +166,13 @@ class ClassificationFamily(Family):
         return _quantize_if_needed(model, config)
 
     def _class_names(self, experiment, options) -> List[str]:
-        if options.get("class_names"):
-            with open(options["class_names"]) as f:
+        if getattr(options, "class_names", None):
+            with open(options.class_names) as f:
                 return [line.strip() for line in f if line.strip()]
         config, _ = self._architecture(experiment)
         return list(experiment.data.class_names) or [str(i) for i in range(config.num_classes)]
 
-    def predict(self, experiment, model, paths: Sequence[str], out_dir: str, options: Dict[str, Any]):
+    def predict(self, experiment, model, paths: Sequence[str], out_dir: str, options: ClassifierInferOptions):
         """Prints the top-k classes of each image; writes ``<out_dir>/predictions.json``."""
         import json
 
@@ -183,7 +188,7 @@ class ClassificationFamily(Family):
         results = []
 
         def classify(path):
-            preds = classifier.classify(path, top_k=options.get("top_k", TOP_K))
+            preds = classifier.classify(path, top_k=options.top_k)
             print(format_predictions(path, preds), flush=True)
             results.append({"file": path, "top_k": [{"class": n, "probability": p} for n, p in preds]})
 
@@ -194,19 +199,19 @@ class ClassificationFamily(Family):
         print(f"predictions: {os.path.abspath(out)} ({len(results)} of {len(paths)} images)")
         return failures
 
-    def export(self, experiment, model, target: str, options: Dict[str, Any]) -> str:
+    def export(self, experiment, model, target: str, options: ClassifierExportOptions) -> str:
         """SavedModel (uint8 images or encoded bytes in, preprocessing inside) or ONNX (centre crops in)."""
         _, size = self._architecture(experiment)
         names = self._class_names(experiment, options)
-        if options["format"] == "onnx":
+        if options.format == "onnx":
             return self._export_onnx(experiment, model, target, size, names, options)
         from efficientnet_tf2.export import export_saved_model, verify_saved_model
 
-        out = export_saved_model(model, target, image_size=size, class_names=names, overwrite=options.get("overwrite"))
+        out = export_saved_model(model, target, image_size=size, class_names=names, overwrite=options.overwrite)
         print(f"SavedModel written to {os.path.abspath(out)} (signatures: serving_default, serving_bytes)")
-        if options.get("verify"):
-            worst = verify_saved_model(model, out, size, options["verify"])
-            print(f"verified {len(options['verify'])} image(s): max |SavedModel - Keras| probability difference = "
+        if options.verify:
+            worst = verify_saved_model(model, out, size, options.verify)
+            print(f"verified {len(options.verify)} image(s): max |SavedModel - Keras| probability difference = "
                   f"{worst:.2e}")
         return out
 
@@ -215,13 +220,13 @@ class ClassificationFamily(Family):
         from efficientnet_tf2 import onnx_export
 
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        opset = options.get("opset") or onnx_export.MIN_OPSET
+        opset = options.opset or onnx_export.MIN_OPSET
         onnx_export.export_onnx(model, out, size, names, opset=opset)
         print(f"ONNX written to {os.path.abspath(out)} (opset {opset}; input uint8 [B, {size}, {size}, 3] "
               "centre crops; outputs probabilities, classes)")
-        if options.get("verify"):
-            result = onnx_export.verify_onnx(model, out, size, options["verify"], experiment.task.model.quantized)
-            print(f"verified {len(options['verify'])} image(s): max |ONNX - Keras| probability difference = "
+        if options.verify:
+            result = onnx_export.verify_onnx(model, out, size, options.verify, experiment.task.model.quantized)
+            print(f"verified {len(options.verify)} image(s): max |ONNX - Keras| probability difference = "
                   f"{result['max_abs_diff']:.2e}, top-1 agreement {100 * result['top1_agreement']:.1f}%")
         return out
 
@@ -268,7 +273,7 @@ class ClassificationFamily(Family):
         from efficientnet_tf2 import onnx_export
 
         start = time.perf_counter()
-        path = onnx_export.export_to_temporary_file(model, size, self._class_names(experiment, {}))
+        path = onnx_export.export_to_temporary_file(model, size, self._class_names(experiment, None))
         _log.info("exported the loaded model to ONNX for onnxruntime in %.1f s: %s (reuse it with --onnx-file)",
                   time.perf_counter() - start, path)
         return path

@@ -18,6 +18,7 @@ from typing import Optional, Tuple
 
 from backbones.configs import efficientnet
 from common.command.config import DataConfig, Experiment, TaskConfig, TrainerConfig, check
+from common.command.options import ExportOptions, InferOptions
 from common.command.registry import register_experiment
 from mrcnn_tf2.config import PRESETS, MaskRCNNConfig, preset_model_fields
 
@@ -103,6 +104,23 @@ class SegmentationExperiment(Experiment):
                                            log_warmup_steps=100)
     data: DetectionData = DetectionData()
     task: SegmentationTaskConfig = SegmentationTaskConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorInferOptions(InferOptions):
+    """``infer``: detections drawn from ``score_threshold`` up; a box overlapping a higher-scoring drawn one of
+    any class by IoU > ``draw_overlap`` is not drawn (``detections.json`` keeps all)."""
+
+    score_threshold: float = DRAW_SCORE
+    draw_overlap: float = DRAW_OVERLAP
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorExportOptions(ExportOptions):
+    """``export --format onnx``: ``pasted`` masks or ``raw`` logits; a fixed ``(H, W)`` input (None: dynamic)."""
+
+    onnx_masks: str = "pasted"
+    onnx_input_size: Optional[Tuple[int, int]] = None
 
 
 def _with_preset(experiment: SegmentationExperiment, preset: str) -> SegmentationExperiment:

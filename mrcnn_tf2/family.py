@@ -23,7 +23,8 @@ from common.command.family import Family
 from mrcnn_tf2.coco_categories import coco_91_layout
 from mrcnn_tf2.config import (COCO_NUM_CLASSES, DEFAULT_IMAGE_SIZE, PRESETS, TORCHVISION_BACKBONE,
                               preset_input_fields, preset_model_fields)
-from mrcnn_tf2.experiments import DRAW_OVERLAP, DRAW_SCORE, FAMILY as FAMILY_NAME, SegmentationExperiment
+from mrcnn_tf2.experiments import (FAMILY as FAMILY_NAME, DetectorExportOptions, DetectorInferOptions,
+                                   SegmentationExperiment)
 
 _log = logging.getLogger(__name__)
 TORCHVISION_EXTENSIONS = (".pth", ".pt", ".npz")  # as mrcnn_tf2.torchvision_import (TensorFlow-free here)
@@ -49,14 +50,14 @@ FLAGS = (
     flag("--preset", dest="task.preset", choices=PRESETS, modes=_MODEL_MODES + ("benchmark",), group="model",
          help="nvidia (NVIDIA's recipe) or torchvision (maskrcnn_resnet50_fpn's layout, filters and input "
               "transform; default with a torchvision --pretrained-from-file)"),
-    flag("--score-threshold", "--score_threshold", dest="opt.score_threshold", type=cli.UNIT_FLOAT, default=DRAW_SCORE,
+    flag("--score-threshold", "--score_threshold", dest="opt.score_threshold", type=cli.UNIT_FLOAT,
          modes=("infer",), group="inference", help="detections drawn in the PNGs"),
-    flag("--draw-overlap", "--draw_overlap", dest="opt.draw_overlap", type=cli.UNIT_FLOAT, default=DRAW_OVERLAP,
+    flag("--draw-overlap", "--draw_overlap", dest="opt.draw_overlap", type=cli.UNIT_FLOAT,
          modes=("infer",), group="inference",
          help="a box overlapping a higher-scoring drawn box of any class by more IoU is not drawn (the "
               "model's NMS is per class, so one object can come out under two names); 1 draws all. "
               "detections.json keeps every detection"),
-    flag("--onnx-masks", dest="opt.onnx_masks", choices=("pasted", "raw"), default="pasted", modes=("export",),
+    flag("--onnx-masks", dest="opt.onnx_masks", choices=("pasted", "raw"), modes=("export",),
          group="export", help="--format onnx: pasted = [B, D, H, W] uint8 masks as the SavedModel; raw = 28x28 "
                               "logits per detection + the boxes to paste them into (for runtimes that paste)"),
     flag("--onnx-input-size", dest="opt.onnx_input_size", type=cli.POSITIVE_INT, nargs=2, metavar=("H", "W"),
@@ -76,6 +77,10 @@ class MaskRCNNFamily(Family):
 
     def flags(self, mode: str) -> List[Any]:
         return list(FLAGS)
+
+    def options_class(self, mode: str) -> type:
+        return {"infer": DetectorInferOptions, "export": DetectorExportOptions}.get(mode) or \
+            super().options_class(mode)
 
     def image_size_value(self, height: int, width: int) -> Tuple[int, int]:
         return (height, width)
@@ -188,46 +193,45 @@ class MaskRCNNFamily(Family):
         print(f"loaded weights from {resolve(checkpoint)}")
         return model
 
-    def predict(self, experiment, model, paths: Sequence[str], out_dir: str, options: Dict[str, Any]):
+    def predict(self, experiment, model, paths: Sequence[str], out_dir: str, options: DetectorInferOptions):
         """COCO results JSON + drawn PNGs in ``out_dir``."""
         from mrcnn_tf2.inference import Detector
 
         data = self._resolve(experiment, None).data  # names and ids (the 91 COCO ones for imports)
         detector = Detector(model, self._inputs(experiment), list(data.class_names), list(data.category_ids),
-                            score_threshold=options.get("score_threshold", DRAW_SCORE),
-                            overlap_threshold=options.get("draw_overlap", DRAW_OVERLAP))
+                            score_threshold=options.score_threshold, overlap_threshold=options.draw_overlap)
         results, pngs, failures = detector.run_on_files(list(paths), out_dir)
         print(f"COCO results: {os.path.abspath(results)}\ndrawn predictions: {os.path.abspath(out_dir)} ({len(pngs)} PNG)")
         return failures
 
-    def export(self, experiment, model, target: str, options: Dict[str, Any]) -> str:
+    def export(self, experiment, model, target: str, options: DetectorExportOptions) -> str:
         """SavedModel with ``serving_default`` (uint8 images) and ``serving_bytes`` (encoded images), or ONNX."""
         from mrcnn_tf2.export import export_saved_model, verify_export
         from mrcnn_tf2.inference import load_image
 
         data, inputs = self._resolve(experiment, None).data, self._inputs(experiment)
-        if options.get("format") == "onnx":
+        if options.format == "onnx":
             return self._export_onnx(model, target, inputs, data, options)
         out = export_saved_model(model, target, inputs, list(data.class_names), list(data.category_ids),
-                                 overwrite=options.get("overwrite", False))
+                                 overwrite=options.overwrite)
         print(f"SavedModel written to {os.path.abspath(out)} (signatures: serving_default, serving_bytes)")
-        if options.get("verify"):
-            images = [load_image(p) for p in options["verify"]]
+        if options.verify:
+            images = [load_image(p) for p in options.verify]
             worst = verify_export(model, out, images, inputs, list(data.class_names), list(data.category_ids))
             print(f"verified {len(images)} image(s): max |SavedModel - Keras| = {worst:.2e}")
         return out
 
-    def _export_onnx(self, model, out: str, inputs, data, options: Dict[str, Any]) -> str:
+    def _export_onnx(self, model, out: str, inputs, data, options: DetectorExportOptions) -> str:
         """``model.onnx`` (tf2onnx); ``--verify``: onnxruntime vs Keras within the issue's tolerances."""
         from common.io import onnx_runtime
         from mrcnn_tf2 import onnx_export
         from mrcnn_tf2.inference import load_image
 
         onnx_runtime.require_onnxruntime()
-        opset, masks = options.get("opset") or onnx_export.MIN_OPSET, options.get("onnx_masks") or "pasted"
+        opset, masks = options.opset or onnx_export.MIN_OPSET, options.onnx_masks
         if opset < onnx_export.MIN_OPSET:
             raise SystemExit(f"error: --opset {opset}: Mask R-CNN needs opset >= {onnx_export.MIN_OPSET}")
-        size = tuple(options["onnx_input_size"]) if options.get("onnx_input_size") else None
+        size = options.onnx_input_size
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         print(f"converting to ONNX (opset {opset}, masks {masks}; tf2onnx takes about a minute)...", flush=True)
         onnx_export.export_onnx(model, out, inputs, list(data.class_names), list(data.category_ids), masks=masks,
@@ -235,8 +239,8 @@ class MaskRCNNFamily(Family):
         hw = f"{size[0]}, {size[1]}" if size else "H, W"
         print(f"ONNX written to {os.path.abspath(out)} ({os.path.getsize(out) / 2**20:.1f} MiB; input uint8 "
               f"[B, {hw}, 3]; outputs {', '.join(onnx_export.OUTPUTS[masks])})")
-        if options.get("verify"):
-            images = [load_image(p) for p in options["verify"]]
+        if options.verify:
+            images = [load_image(p) for p in options.verify]
             try:
                 stats = onnx_export.verify_onnx(model, out, images, inputs, list(data.class_names),
                                                 list(data.category_ids), masks=masks)

@@ -24,6 +24,7 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from common.command import config as cfg
+from common.command import options as options_lib
 from common.command import registry
 
 MODES = ("train", "eval", "infer", "export", "info", "benchmark")
@@ -255,13 +256,13 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
     # benchmark
     flag("data", dest="opt.data", nargs="?", modes=("benchmark",), group="benchmark",
          help="accepted for NVIDIA's command lines; benchmarks time synthetic on-device batches"),
-    flag("--kind", dest="opt.kind", choices=BENCHMARK_KINDS, default="inference", modes=("benchmark",),
+    flag("--kind", dest="opt.kind", choices=BENCHMARK_KINDS, modes=("benchmark",),
          group="benchmark", help="time the training step or the inference forward"),
     flag("--batch-sizes", "-b", "--batch-size", "--batch_size", dest="opt.batch_sizes", type=POSITIVE_INT, nargs="+",
-         default=[1, 8, 32], modes=("benchmark",), group="benchmark", help="batch sizes to time"),
-    flag("--warmup-steps", dest="opt.warmup_steps", type=NON_NEGATIVE_INT, default=3, modes=("benchmark",), group="benchmark",
+         modes=("benchmark",), group="benchmark", help="batch sizes to time"),
+    flag("--warmup-steps", dest="opt.warmup_steps", type=NON_NEGATIVE_INT, modes=("benchmark",), group="benchmark",
          help="untimed steps (tracing, compilation)"),
-    flag("--iters", "--prof", dest="opt.iters", type=POSITIVE_INT, default=20, modes=("benchmark",), group="benchmark",
+    flag("--iters", "--prof", dest="opt.iters", type=POSITIVE_INT, modes=("benchmark",), group="benchmark",
          help="timed steps per batch size"),
     flag("--table-file", dest="opt.table_file", modes=("benchmark",), group="benchmark",
          help="also write the markdown table here"),
@@ -333,7 +334,8 @@ class Invocation:
       mode: one of :data:`MODES`.
       family: the :class:`common.command.family.Family` of the model (first model for benchmarks).
       experiment: the resolved-before-data experiment (recipe or config.json, then flags, then --config).
-      options: command options (``opt.*`` flags) by name.
+      options: command options (``opt.*`` flags): the family's dataclass of the mode
+        (:mod:`common.command.options`).
       models: model names (several only for ``benchmark``).
       values: every parsed flag by dest (to configure the other models of a benchmark).
     """
@@ -341,7 +343,7 @@ class Invocation:
     mode: str
     family: Any
     experiment: cfg.Experiment
-    options: Dict[str, Any]
+    options: options_lib.Options
     models: Tuple[str, ...]
     values: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -365,11 +367,13 @@ def _legacy_boundaries(values: Sequence[float]) -> Dict[str, Any]:
 EXPANSIONS = {"legacy.learning_rate_values": _legacy_values, "legacy.learning_rate_boundaries": _legacy_boundaries}
 
 
-def _help_text(item: Flag, base: Optional[cfg.Experiment]) -> str:
+def _help_text(item: Flag, base: Optional[cfg.Experiment], options_class: type) -> str:
     action = item.kwargs.get("action", "store")
     if item.dest.startswith(("opt.", "legacy.")) or base is None or action != "store":
-        default = item.kwargs.get("default")
-        return item.help + (f" (default: {default})" if default not in (None, False, [], "") else "")
+        default = options_lib.default_of(options_class, item.dest[4:]) if item.dest.startswith("opt.") else None
+        if isinstance(default, tuple):
+            default = " ".join(map(str, default))
+        return item.help + (f" (default: {default})" if default not in (None, False, (), "") else "")
     value = cfg.get_path(base, item.dest)
     if isinstance(value, tuple) and item.dest == "data.image_size":
         value = "x".join(map(str, value))
@@ -403,6 +407,7 @@ def build_parser(mode: str, family, model: str, base: Optional[cfg.Experiment] =
     parser.add_argument("--model", "--arch", dest="opt.model", nargs="+" if mode == "benchmark" else None,
                         default=argparse.SUPPRESS, metavar="NAME", help=f"{model_help} (see `main.py -h`)")
     groups: Dict[str, argparse._ArgumentGroup] = {}
+    options_class = family.options_class(mode)
     for item in flags_for(mode, family):
         if not _has_field(base, item.dest):
             continue  # a shared concept this family's experiment does not have (e.g. no data checks)
@@ -413,9 +418,9 @@ def build_parser(mode: str, family, model: str, base: Optional[cfg.Experiment] =
             kwargs.setdefault("metavar", item.dest.split(".")[-1].upper())
         if item.positional:
             kwargs.setdefault("metavar", item.names[0].upper())
-            group.add_argument(item.dest, help=_help_text(item, base), **kwargs)
+            group.add_argument(item.dest, help=_help_text(item, base, options_class), **kwargs)
         else:
-            group.add_argument(*item.names, dest=item.dest, help=_help_text(item, base), **kwargs)
+            group.add_argument(*item.names, dest=item.dest, help=_help_text(item, base, options_class), **kwargs)
     return parser
 
 
@@ -489,8 +494,8 @@ def parse(argv: Sequence[str]) -> Invocation:
     base = base_experiment(mode, family, models[0], known.workspace, known.checkpoint)
     values = vars(build_parser(mode, family, models[0], base).parse_args(rest))
     experiment = apply_flags(base, family, values)
-    options = {k[4:]: v for k, v in values.items() if k.startswith("opt.") and k != "opt.model"}
-    return Invocation(mode, family, experiment, options, models, values)
+    raw = {k[4:]: v for k, v in values.items() if k.startswith("opt.") and k != "opt.model"}
+    return Invocation(mode, family, experiment, options_lib.build(family.options_class(mode), raw), models, values)
 
 
 def print_overview(stream=None) -> None:

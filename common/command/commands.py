@@ -25,7 +25,7 @@ FALLBACK_STEPS = 100  # steps per epoch when the data cannot say (synthetic inpu
 
 def run(invocation: cli.Invocation) -> int:
     """Runs the invocation's mode; returns the exit status."""
-    if invocation.options.get("pretrained"):
+    if invocation.options.pretrained:
         raise SystemExit("error: --pretrained downloads NVIDIA's published weights, and nothing is downloaded "
                          "here: fetch the NGC checkpoint yourself, convert it with scripts/convert_ngc_checkpoint.py "
                          "and pass --pretrained-from-file FILE")
@@ -92,10 +92,10 @@ def train(invocation: cli.Invocation) -> int:
     from common.training.trainer import Trainer
 
     family, options = invocation.family, invocation.options
-    if options.get("resume"):
+    if options.resume:
         from common.training.checkpoint import resolve
 
-        resolve(options["resume"])  # a wrong --resume fails before the data is read
+        resolve(options.resume)  # a wrong --resume fails before the data is read
     run, task, experiment = _start(invocation)
     global_batch = distribution.global_batch_size(experiment.trainer.batch_size, run.strategy)
     steps = _steps_per_epoch(experiment, task, global_batch)
@@ -111,9 +111,9 @@ def train(invocation: cli.Invocation) -> int:
                                  "epochs": experiment.trainer.epochs, "steps_per_epoch": steps,
                                  "xla": experiment.runtime.xla, "replicas": run.strategy.num_replicas_in_sync,
                                  **family.describe(experiment)})
-    if options.get("resume"):
-        trainer.resume(options["resume"])
-    family.before_training(experiment, model, task, global_batch, run.logger, resumed=bool(options.get("resume")))
+    if options.resume:
+        trainer.resume(options.resume)
+    family.before_training(experiment, model, task, global_batch, run.logger, resumed=bool(options.resume))
     if run.is_chief:
         save_config(experiment, experiment.workspace)
     eval_batch = distribution.global_batch_size(experiment.trainer.validation_batch_size, run.strategy)
@@ -133,11 +133,11 @@ def evaluate(invocation: cli.Invocation) -> int:
 
     family, options = invocation.family, invocation.options
     runtime = single_runtime(invocation)
-    checkpoint = find_checkpoint(options.get("checkpoint"), invocation.experiment.workspace)
+    checkpoint = find_checkpoint(options.checkpoint, invocation.experiment.workspace)
     run, task, experiment = _start(invocation)
     with run.strategy.scope():
-        model = family.load_model(experiment, checkpoint, use_ema=bool(options.get("use_ema")))
-    model = family.runtime_model(experiment, model, options.get("onnx_file"), runtime)
+        model = family.load_model(experiment, checkpoint, use_ema=options.use_ema)
+    model = family.runtime_model(experiment, model, options.onnx_file, runtime)
     trainer = Trainer(task, model, None, experiment.trainer, run.logger, strategy=run.strategy)
     metrics = trainer.evaluate(distribution.global_batch_size(experiment.trainer.validation_batch_size, run.strategy))
     run.logger.flush()
@@ -154,19 +154,19 @@ def load_model(invocation: cli.Invocation):
     experiment = invocation.family.prepare(invocation.experiment, invocation.mode)
     runtime = "tf" if invocation.mode == "export" else single_runtime(invocation)
     configure_runtime(experiment.runtime)
-    checkpoint = find_checkpoint(options.get("checkpoint"), experiment.workspace)
-    model = invocation.family.load_model(experiment, checkpoint, use_ema=bool(options.get("use_ema")))
-    return invocation.family.runtime_model(experiment, model, options.get("onnx_file"), runtime)
+    checkpoint = find_checkpoint(options.checkpoint, experiment.workspace)
+    model = invocation.family.load_model(experiment, checkpoint, use_ema=options.use_ema)
+    return invocation.family.runtime_model(experiment, model, getattr(options, "onnx_file", None), runtime)
 
 
 def single_runtime(invocation: cli.Invocation) -> str:
     """The one ``--runtime`` of eval/infer (``tf`` unless set; ``onnxruntime`` when only ``--onnx-file`` is),
     checked against the family's before any work."""
     options = invocation.options
-    runtimes = options.get("runtime") or (["onnxruntime"] if options.get("onnx_file") else ["tf"])
+    runtimes = list(options.runtime) or (["onnxruntime"] if options.onnx_file else ["tf"])
     if len(runtimes) != 1:
         raise SystemExit(f"error: --runtime takes one value here (several only in benchmark); received {runtimes}")
-    if options.get("onnx_file") and runtimes[0] != "onnxruntime":
+    if options.onnx_file and runtimes[0] != "onnxruntime":
         raise SystemExit("error: --onnx-file is run by onnxruntime: drop --runtime tf or the --onnx-file")
     invocation.family.check_runtime(runtimes[0], invocation.mode, invocation.experiment)
     return runtimes[0]
@@ -174,10 +174,10 @@ def single_runtime(invocation: cli.Invocation) -> str:
 
 def infer(invocation: cli.Invocation) -> int:
     """``main.py infer IMAGE|FOLDER ...``: the family's predictions for each image."""
-    paths = expand_images(invocation.options["images"])
+    paths = expand_images(invocation.options.images)
     model = load_model(invocation)
     experiment, options = invocation.experiment, invocation.options
-    out_dir = options.get("output_dir") or os.path.join(experiment.workspace, "predictions")
+    out_dir = options.output_dir or os.path.join(experiment.workspace, "predictions")
     failures = invocation.family.predict(experiment, model, paths, out_dir, options) or []
     if failures:
         shown = "; ".join(f"{path}: {why}" for path, why in failures[:5])
@@ -189,17 +189,17 @@ def infer(invocation: cli.Invocation) -> int:
 
 def export(invocation: cli.Invocation) -> int:
     """``main.py export``: the family's deployable model (``--format``), verified on ``--verify`` images."""
-    options = dict(invocation.options)
+    options = invocation.options
     formats = invocation.family.export_formats
-    options.setdefault("format", formats[0])
-    if options["format"] not in formats:
-        raise SystemExit(f"error: --format {options['format']!r} is not available for {invocation.experiment.model}; "
+    options = dataclasses.replace(options, format=options.format or formats[0])
+    if options.format not in formats:
+        raise SystemExit(f"error: --format {options.format!r} is not available for {invocation.experiment.model}; "
                          f"choose {' or '.join(formats)}")
-    target = invocation.family.export_target(invocation.experiment, options.get("export_dir"), options)
-    if not options.get("overwrite") and (os.path.isfile(target) or (os.path.isdir(target) and os.listdir(target))):
+    target = invocation.family.export_target(invocation.experiment, options.export_dir, options)
+    if not options.overwrite and (os.path.isfile(target) or (os.path.isdir(target) and os.listdir(target))):
         raise FileExistsError(f"{target} exists; pass --overwrite to replace it (or --export-dir elsewhere)")
-    if options.get("verify"):
-        options["verify"] = expand_images(options["verify"])
+    if options.verify:
+        options = dataclasses.replace(options, verify=tuple(expand_images(options.verify)))
     model = load_model(invocation)
     invocation.family.export(invocation.experiment, model, target, options)
     return 0
@@ -231,17 +231,17 @@ def benchmark(invocation: cli.Invocation) -> int:
     log_file = runtime.log_file or "benchmark.json"
     logger = setup_logger(log_file=log_file)
     device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)"
-    logger.log("PARAMETER", {"mode": options["kind"], "device": device, "tensorflow": tf.__version__,
-                             "machine": platform.machine(), "platform": options.get("platform") or "",
-                             "warmup": options["warmup_steps"], "iters": options["iters"]})
+    logger.log("PARAMETER", {"mode": options.kind, "device": device, "tensorflow": tf.__version__,
+                             "machine": platform.machine(), "platform": options.platform or "",
+                             "warmup": options.warmup_steps, "iters": options.iters})
     runtimes = _benchmark_runtimes(invocation)
     rows = [_benchmark_row(invocation, name, batch, runtime, policy, logger)
-            for name in invocation.models for runtime in runtimes for batch in options["batch_sizes"]]
+            for name in invocation.models for runtime in runtimes for batch in options.batch_sizes]
     logger.flush()
     table = format_table(rows, BENCHMARK_COLUMNS)
     print(f"\n{device}, TensorFlow {tf.__version__}; throughput img/s, latency ms\n{table}")
-    if options.get("table_file"):
-        with open(options["table_file"], "w") as f:
+    if options.table_file:
+        with open(options.table_file, "w") as f:
             f.write(table + "\n")
     print(f"DLLogger results: {os.path.abspath(log_file)}")
     return 0
@@ -249,8 +249,8 @@ def benchmark(invocation: cli.Invocation) -> int:
 
 def _benchmark_runtimes(invocation) -> List[str]:
     """``--runtime`` values of a benchmark, checked against every model's family before any row runs."""
-    runtimes = invocation.options.get("runtime") or ["tf"]
-    if invocation.options["kind"] != "inference" and runtimes != ["tf"]:
+    runtimes = list(invocation.options.runtime) or ["tf"]
+    if invocation.options.kind != "inference" and runtimes != ["tf"]:
         raise SystemExit(f"error: --runtime {' '.join(r for r in runtimes if r != 'tf')} runs inference only; "
                          "use --kind inference")
     for name in invocation.models:
@@ -262,14 +262,14 @@ def _benchmark_runtimes(invocation) -> List[str]:
 def _benchmark_row(invocation, name: str, batch: int, runtime: str, policy: str, logger) -> Dict[str, object]:
     from common.command.benchmark import summarize, time_steps
 
-    options, kind = invocation.options, invocation.options["kind"]
+    options, kind = invocation.options, invocation.options.kind
     family = registry.get_family(name, benchmark=True)
     experiment = cli.apply_flags(registry.get_experiment(name, benchmark=True), family, invocation.values)
     experiment = family.prepare(experiment, "benchmark")
     size = family.default_benchmark_size(experiment)
     label = "x".join(map(str, size)) if isinstance(size, tuple) else size
-    print(f"[{kind}] {name} ({runtime}) batch {batch} @ {label}px: {options['warmup_steps']} warm-up + "
-          f"{options['iters']} timed steps", flush=True)
+    print(f"[{kind}] {name} ({runtime}) batch {batch} @ {label}px: {options.warmup_steps} warm-up + "
+          f"{options.iters} timed steps", flush=True)
     if runtime == "tf":
         step = family.benchmark_step(experiment, kind, batch)
     else:
@@ -277,6 +277,6 @@ def _benchmark_row(invocation, name: str, batch: int, runtime: str, policy: str,
     precision = experiment.runtime.precision if runtime == "tf" else "FP32"  # onnxruntime's CPU provider
     row = dict(model=name, mode=kind, runtime=runtime, precision=precision,
                xla=experiment.runtime.xla, batch=batch, image_size=label,
-               **summarize(time_steps(step, options["warmup_steps"], options["iters"]), batch))
+               **summarize(time_steps(step, options.warmup_steps, options.iters), batch))
     logger.log((name, batch), {"runtime": runtime, **{k: v for k, v in row.items() if isinstance(v, (int, float))}})
     return row

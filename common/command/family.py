@@ -16,6 +16,7 @@ import os
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from common.command.config import Experiment
+from common.command.options import MODE_OPTIONS, ExportOptions, InferOptions
 
 
 class Family(abc.ABC):
@@ -40,6 +41,11 @@ class Family(abc.ABC):
         if height != width:
             raise SystemExit(f"error: {self.name} takes square images; received --image-size {height}x{width}")
         return height
+
+    def options_class(self, mode: str) -> type:
+        """The options dataclass of ``mode`` (:mod:`common.command.options`; a family subclasses one to add the
+        options only its task has, e.g. ``infer --top-k``)."""
+        return MODE_OPTIONS[mode]
 
     def prepare(self, experiment: Experiment, mode: str) -> Experiment:
         """The experiment as ``mode`` runs it (e.g. plain-TF ops for exports), or SystemExit (one line)
@@ -80,7 +86,7 @@ class Family(abc.ABC):
 
     @abc.abstractmethod
     def predict(self, experiment: Experiment, model, paths: Sequence[str], out_dir: str,
-                options: Dict[str, Any]) -> List[Tuple[str, str]]:
+                options: InferOptions) -> List[Tuple[str, str]]:
         """Runs the model on image files and writes the predictions to ``out_dir`` (``--output-dir``, default
         ``<workspace>/predictions``), printing where.
 
@@ -90,14 +96,14 @@ class Family(abc.ABC):
         """
 
     @abc.abstractmethod
-    def export(self, experiment: Experiment, model, target: str, options: Dict[str, Any]) -> str:
-        """Writes the export (``options["format"]``) to ``target`` (:meth:`export_target`, already checked
-        against ``--overwrite``) and verifies it on ``options["verify"]``."""
+    def export(self, experiment: Experiment, model, target: str, options: ExportOptions) -> str:
+        """Writes the export (``options.format``) to ``target`` (:meth:`export_target`, already checked
+        against ``--overwrite``) and verifies it on ``options.verify``."""
 
-    def export_target(self, experiment: Experiment, export_dir: Optional[str], options: Dict[str, Any]) -> str:
+    def export_target(self, experiment: Experiment, export_dir: Optional[str], options: ExportOptions) -> str:
         """Where :meth:`export` writes: ``<export_dir or workspace>/model.onnx`` for ONNX, else the SavedModel
         folder ``export_dir`` (default ``<workspace>/saved_model``)."""
-        if options.get("format") == "onnx":
+        if options.format == "onnx":
             return os.path.join(export_dir or experiment.workspace, "model.onnx")
         return export_dir or os.path.join(experiment.workspace, "saved_model")
 

@@ -182,13 +182,13 @@ def test_the_seed_lists_are_complete():
 def test_legacy_spellings_mean_the_same_as_ours():
     evaluate = cli.parse(to_main_argv(
         "python ./main.py --arch efficientnet-b0 --evaluate --epochs 1 --resume /ckpt -b 64 /data".split()))
-    assert (evaluate.mode, evaluate.options["checkpoint"], evaluate.experiment.trainer.batch_size) == \
+    assert (evaluate.mode, evaluate.options.checkpoint, evaluate.experiment.trainer.batch_size) == \
         ("eval", "/ckpt", 64)
     assert evaluate.experiment.data.data_dir == "/data"
     bench = cli.parse(to_main_argv("python ./launch.py --model efficientnet-b0 --precision AMP --mode "
                                    "benchmark_training --platform DGX1V /data --raport-file b.json --epochs 1 "
                                    "--prof 100".split()))
-    assert (bench.mode, bench.options["kind"], bench.options["iters"], bench.experiment.runtime.precision,
+    assert (bench.mode, bench.options.kind, bench.options.iters, bench.experiment.runtime.precision,
             bench.experiment.runtime.log_file) == ("benchmark", "training", 100, "AMP", "b.json")
     nvidia = cli.parse(["train", "--model", "mask-rcnn", "--train_batch_size", "2", "--model_dir", "r",
                         "--use_synthetic_data", "--l2_weight_decay", "0.5", "--no_eval"])
