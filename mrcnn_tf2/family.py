@@ -86,12 +86,15 @@ class MaskRCNNFamily(Family):
         return (height, width)
 
     def prepare(self, experiment, mode: str):
-        """Refuses ``--xla``; exports use plain-TF ops (their graphs must load without the op libraries,
-        and ``--verify`` compares like with like)."""
+        """Refuses ``--xla``; resolves the experiment once (train/eval: from the data in :meth:`build_task`;
+        the other modes: from the config, classes, preset and input size); exports use plain-TF ops (their
+        graphs must load without the op libraries, and ``--verify`` compares like with like)."""
         if experiment.runtime.xla:
             raise SystemExit("error: --xla is not supported for mask-rcnn yet: proposal NMS and multilevel "
                              "ROIAlign use dynamic shapes. Run without --xla.")
-        return experiment.override({"task.model.custom_ops": False}) if mode == "export" else experiment
+        if mode == "export":
+            experiment = experiment.override({"task.model.custom_ops": False})
+        return experiment if mode in ("train", "eval") else self._resolve(experiment, None)
 
     # ------------------------------------------------------------- training
     def _sources(self, experiment, training: bool):
@@ -179,7 +182,7 @@ class MaskRCNNFamily(Family):
         from mrcnn_tf2.task import built_model
 
         if checkpoint is None and experiment.task.pretrained_from_file:
-            model = built_model(self._resolve(experiment, None).task.model)
+            model = built_model(experiment.task.model)
             _load_pretrained(model, experiment.task.pretrained_from_file)
             return model
         if not find_config(checkpoint, experiment.workspace):
@@ -188,7 +191,7 @@ class MaskRCNNFamily(Family):
         if checkpoint is None:
             raise SystemExit(f"error: no checkpoint in {experiment.workspace} (expected model_best/ or "
                              "checkpoint-latest/); pass --checkpoint")
-        model = built_model(self._resolve(experiment, None).task.model)
+        model = built_model(experiment.task.model)
         restore_model_only(checkpoint, model, use_ema=use_ema)
         print(f"loaded weights from {resolve(checkpoint)}")
         return model
@@ -197,7 +200,7 @@ class MaskRCNNFamily(Family):
         """COCO results JSON + drawn PNGs in ``out_dir``."""
         from mrcnn_tf2.inference import Detector
 
-        data = self._resolve(experiment, None).data  # names and ids (the 91 COCO ones for imports)
+        data = experiment.data  # names and ids (the 91 COCO ones for imports)
         detector = Detector(model, self._inputs(experiment), list(data.class_names), list(data.category_ids),
                             score_threshold=options.score_threshold, overlap_threshold=options.draw_overlap)
         results, pngs, failures = detector.run_on_files(list(paths), out_dir)
@@ -209,7 +212,7 @@ class MaskRCNNFamily(Family):
         from mrcnn_tf2.export import export_saved_model, verify_export
         from mrcnn_tf2.inference import load_image
 
-        data, inputs = self._resolve(experiment, None).data, self._inputs(experiment)
+        data, inputs = experiment.data, self._inputs(experiment)
         if options.format == "onnx":
             return self._export_onnx(model, target, inputs, data, options)
         out = export_saved_model(model, target, inputs, list(data.class_names), list(data.category_ids),
@@ -257,7 +260,7 @@ class MaskRCNNFamily(Family):
 
         from mrcnn_tf2.task import built_model
 
-        config = self._resolve(experiment, None).task.model
+        config = experiment.task.model
         model = built_model(config)
         trainable = int(sum(np.prod(v.shape) for v in model.trainable_variables))
         return {"model": experiment.model, "trainable_params": trainable,
@@ -306,13 +309,13 @@ class MaskRCNNFamily(Family):
         """onnxruntime on the model exported once (raw masks, dynamic batch), uint8 images of the input size."""
         from mrcnn_tf2 import benchmark
 
-        config = self._resolve(experiment, None).task.model
+        config = experiment.task.model
         return benchmark.make_onnxruntime_infer_step(config, self._inputs(experiment), batch)
 
     def benchmark_step(self, experiment, kind: str, batch: int):
         from mrcnn_tf2 import benchmark
 
-        config = self._resolve(experiment, None).task.model
+        config = experiment.task.model
         make = benchmark.make_train_step if kind == "training" else benchmark.make_infer_step
         return make(config, self._inputs(experiment), batch, xla=experiment.runtime.xla)
 

@@ -147,7 +147,11 @@ def evaluate(invocation: cli.Invocation) -> int:
 
 # --------------------------------------------------------------------- infer
 def load_model(invocation: cli.Invocation):
-    """Precision of the run, then the family's trained model (eval/infer/export)."""
+    """Precision of the run, then the family's trained model (infer/export).
+
+    Returns:
+      ``(experiment as the family prepared it for the mode, model)``.
+    """
     from common.command.runtime import configure_runtime
 
     options = invocation.options
@@ -156,7 +160,7 @@ def load_model(invocation: cli.Invocation):
     configure_runtime(experiment.runtime)
     checkpoint = find_checkpoint(options.checkpoint, experiment.workspace)
     model = invocation.family.load_model(experiment, checkpoint, use_ema=options.use_ema)
-    return invocation.family.runtime_model(experiment, model, getattr(options, "onnx_file", None), runtime)
+    return experiment, invocation.family.runtime_model(experiment, model, getattr(options, "onnx_file", None), runtime)
 
 
 def single_runtime(invocation: cli.Invocation) -> str:
@@ -175,8 +179,8 @@ def single_runtime(invocation: cli.Invocation) -> str:
 def infer(invocation: cli.Invocation) -> int:
     """``main.py infer IMAGE|FOLDER ...``: the family's predictions for each image."""
     paths = expand_images(invocation.options.images)
-    model = load_model(invocation)
-    experiment, options = invocation.experiment, invocation.options
+    experiment, model = load_model(invocation)
+    options = invocation.options
     out_dir = options.output_dir or os.path.join(experiment.workspace, "predictions")
     failures = invocation.family.predict(experiment, model, paths, out_dir, options) or []
     if failures:
@@ -200,8 +204,8 @@ def export(invocation: cli.Invocation) -> int:
         raise FileExistsError(f"{target} exists; pass --overwrite to replace it (or --export-dir elsewhere)")
     if options.verify:
         options = dataclasses.replace(options, verify=tuple(expand_images(options.verify)))
-    model = load_model(invocation)
-    invocation.family.export(invocation.experiment, model, target, options)
+    experiment, model = load_model(invocation)
+    invocation.family.export(experiment, model, target, options)
     return 0
 
 

@@ -412,7 +412,8 @@ def test_end_to_end_equals_torchvisions(detector_reference, tmp_path):
     np.savez(weights, **state)
     experiment = cli.parse(["infer", "--model", "mask-rcnn-torchvision", "--pretrained-from-file", weights,
                             "x.png"]).experiment
-    inputs, data = FAMILY._inputs(experiment), FAMILY._resolve(experiment, None).data
+    experiment = FAMILY.prepare(experiment, "infer")  # resolved once, as main.py infer does
+    inputs, data = FAMILY._inputs(experiment), experiment.data
     assert (inputs.image_size, inputs.pad_multiple, inputs.per_image_canvas) == ((800, 1333), 32, True)
     detector = Detector(FAMILY.load_model(experiment, None), inputs, list(data.class_names), list(data.category_ids))
     out = detector.detect(image)
