@@ -159,8 +159,7 @@ class ClassificationFamily(Family):
         elif experiment.task.pretrained_from_file:
             load_pretrained_weights(model, experiment.task.pretrained_from_file)
         else:
-            _log.warning("no checkpoint in %s and no --pretrained-from-file: using randomly initialised weights",
-                         experiment.workspace)
+            _log.warning("--random-weights: %s is untrained", experiment.model)
         if not checkpoint and config.quantized:
             _log.warning("%s without a QAT checkpoint: activation ranges are uncalibrated", experiment.model)
         return _quantize_if_needed(model, config)

@@ -181,17 +181,16 @@ class MaskRCNNFamily(Family):
         from common.training.checkpoint import resolve, restore_model_only
         from mrcnn_tf2.task import built_model
 
-        if checkpoint is None and experiment.task.pretrained_from_file:
-            model = built_model(experiment.task.model)
-            _load_pretrained(model, experiment.task.pretrained_from_file)
+        model = built_model(experiment.task.model)
+        if checkpoint is None:  # commands.require_weights: --pretrained-from-file or --random-weights
+            if experiment.task.pretrained_from_file:
+                _load_pretrained(model, experiment.task.pretrained_from_file)
+            else:
+                _log.warning("--random-weights: %s is untrained", experiment.model)
             return model
         if not find_config(checkpoint, experiment.workspace):
             raise SystemExit(f"error: no config.json in {experiment.workspace}: --workspace must be the folder of a "
                              "Mask R-CNN training run (or pass --pretrained-from-file)")
-        if checkpoint is None:
-            raise SystemExit(f"error: no checkpoint in {experiment.workspace} (expected model_best/ or "
-                             "checkpoint-latest/); pass --checkpoint")
-        model = built_model(experiment.task.model)
         restore_model_only(checkpoint, model, use_ema=use_ema)
         print(f"loaded weights from {resolve(checkpoint)}")
         return model

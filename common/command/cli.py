@@ -227,6 +227,8 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
     # loaded models: eval, infer, export
     flag("--checkpoint", dest="opt.checkpoint", modes=_LOADED, group="model",
          help="checkpoint folder or prefix (unset: <workspace>/model_best, else checkpoint-latest)"),
+    flag("--random-weights", dest="opt.random_weights", modes=_LOADED, group="model", action="store_true",
+         help="no checkpoint and no --pretrained-from-file: run the untrained model (otherwise an error)"),
     flag("--ema-weights", "--use-ema", dest="opt.use_ema", modes=_LOADED, group="model", action="store_true",
          help="use the EMA weights of the checkpoint"),
     # runtime of the loaded model
@@ -473,6 +475,9 @@ def apply_flags(experiment: cfg.Experiment, family, values: Dict[str, Any]) -> c
     sections = {f.name for f in dataclasses.fields(experiment)}
     try:
         for key, value in cfg.parse_overrides(values.get("opt.config") or []).items():
+            if key == "model":
+                raise SystemExit(f"error: --config model={value}: the model is chosen with --model (a registered "
+                                 "experiment), not a config field")
             overrides[key if key.split(".")[0] in sections else family.config_prefix() + key] = value
         return experiment.override(overrides)
     except (ValueError, TypeError) as err:

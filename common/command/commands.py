@@ -63,6 +63,20 @@ def find_checkpoint(checkpoint: Optional[str], workspace: str) -> Optional[str]:
     return None
 
 
+def require_weights(experiment, checkpoint: Optional[str], options) -> None:
+    """Eval/infer/export need trained weights: a checkpoint, ``--pretrained-from-file`` or ``--random-weights``.
+
+    Raises:
+      SystemExit: none of them (one line; a mistyped ``--workspace`` is the usual cause), before any folder is made.
+    """
+    if checkpoint or experiment.task.pretrained_from_file or options.random_weights:
+        return
+    where = experiment.workspace if os.path.isdir(experiment.workspace) else f"{experiment.workspace} (no such folder)"
+    raise SystemExit(f"error: no checkpoint in {where}: expected model_best/ or checkpoint-latest/ of a training run; "
+                     "pass the run's --workspace or --checkpoint, --pretrained-from-file, or --random-weights to run "
+                     "an untrained model")
+
+
 def _steps_per_epoch(experiment, task, global_batch: int) -> int:
     """Smallest of the data's steps, ``--steps-per-epoch`` and ``--prof`` (100 if none is known)."""
     limits = [x for x in (task.steps_per_epoch(global_batch), experiment.trainer.steps_per_epoch,
@@ -79,24 +93,38 @@ def _start(invocation: cli.Invocation):
     from common.command.runtime import setup_run
 
     experiment = invocation.family.prepare(invocation.experiment, invocation.mode)
-    run = setup_run(experiment.runtime, experiment.workspace)
-    task, experiment = invocation.family.build_task(experiment, training=invocation.mode == "train")
+    training = invocation.mode == "train"
+    run = setup_run(experiment.runtime, experiment.workspace, lock=training)
+    try:
+        task, experiment = invocation.family.build_task(experiment, training=training)
+    except BaseException:
+        run.release()
+        raise
     return run, task, experiment
 
 
 # --------------------------------------------------------------------- train
 def train(invocation: cli.Invocation) -> int:
     """``main.py train``: the family's recipe through the shared trainer; writes ``config.json``."""
-    from common.training import distribution, precision
-    from common.training.ema import ModelEMA
-    from common.training.trainer import Trainer
-
-    family, options = invocation.family, invocation.options
+    options = invocation.options
     if options.resume:
         from common.training.checkpoint import resolve
 
         resolve(options.resume)  # a wrong --resume fails before the data is read
     run, task, experiment = _start(invocation)
+    try:
+        return _fit(invocation, run, task, experiment)
+    finally:
+        run.release()
+
+
+def _fit(invocation: cli.Invocation, run, task, experiment) -> int:
+    """The body of :func:`train` once the workspace is held: model, optimizer, trainer, ``config.json``, fit."""
+    from common.training import distribution, precision
+    from common.training.ema import ModelEMA
+    from common.training.trainer import Trainer
+
+    family, options = invocation.family, invocation.options
     global_batch = distribution.global_batch_size(experiment.trainer.batch_size, run.strategy)
     steps = _steps_per_epoch(experiment, task, global_batch)
     experiment = dataclasses.replace(experiment, trainer=dataclasses.replace(experiment.trainer, steps_per_epoch=steps))
@@ -134,6 +162,7 @@ def evaluate(invocation: cli.Invocation) -> int:
     family, options = invocation.family, invocation.options
     runtime = single_runtime(invocation)
     checkpoint = find_checkpoint(options.checkpoint, invocation.experiment.workspace)
+    require_weights(invocation.experiment, checkpoint, options)
     run, task, experiment = _start(invocation)
     with run.strategy.scope():
         model = family.load_model(experiment, checkpoint, use_ema=options.use_ema)
@@ -159,6 +188,7 @@ def load_model(invocation: cli.Invocation):
     runtime = "tf" if invocation.mode == "export" else single_runtime(invocation)
     configure_runtime(experiment.runtime)
     checkpoint = find_checkpoint(options.checkpoint, experiment.workspace)
+    require_weights(experiment, checkpoint, options)
     model = invocation.family.load_model(experiment, checkpoint, use_ema=options.use_ema)
     return experiment, invocation.family.runtime_model(experiment, model, getattr(options, "onnx_file", None), runtime)
 

@@ -18,6 +18,11 @@ class UserError(Exception):
     """A problem in what the user passed (paths, values, configs, checkpoints)."""
 
 
+class DivergedError(UserError, FloatingPointError):
+    """The loss became non-finite: training stopped before that epoch was saved (the checkpoints keep the
+    last finite epoch)."""
+
+
 class DataError(UserError, ValueError):
     """Bad input data: a file or annotation that cannot be used (``--strict-data``, nothing usable left)."""
 

@@ -44,10 +44,12 @@ class LoadedOptions(Options):
     Attributes:
       checkpoint: checkpoint folder or prefix (None: ``<workspace>/model_best``, else ``checkpoint-latest``).
       use_ema: the EMA weights of the checkpoint (``--ema-weights``).
+      random_weights: run an untrained model when there is no checkpoint (else that is an error).
     """
 
     checkpoint: Optional[str] = None
     use_ema: bool = False
+    random_weights: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -77,13 +77,20 @@ def import_tensorflow_quietly() -> None:
 
 @dataclasses.dataclass
 class RunContext:
-    """What :func:`setup_run` made: Keras policy name, strategy, chief flag, logger, log file."""
+    """What :func:`setup_run` made: Keras policy name, strategy, chief flag, logger, log file, and the
+    workspace lock of a training run's chief (:mod:`common.io.workspace`)."""
 
     policy: str
     strategy: object
     is_chief: bool
     logger: object
     log_file: str
+    lock: object = None
+
+    def release(self) -> None:
+        """Gives the workspace back (no-op without a lock)."""
+        if self.lock is not None:
+            self.lock.release()
 
 
 def configure_runtime(runtime) -> str:
@@ -103,13 +110,17 @@ def configure_runtime(runtime) -> str:
     return policy
 
 
-def setup_run(runtime, workspace: str) -> RunContext:
+def setup_run(runtime, workspace: str, lock: bool = False) -> RunContext:
     """Seeds, precision, strategy and logger of a training/evaluation command.
 
     Args:
       runtime: a :class:`common.command.config.RuntimeConfig`.
       workspace: the run's folder (created); the log goes to ``<workspace>/raport.json``
         unless ``runtime.log_file`` says otherwise.
+      lock: the chief takes the workspace's lock before writing anything there (``train``).
+
+    Raises:
+      SystemExit: another live training run holds the workspace (one line naming it).
     """
     from common.training import distribution
     from common.io.logger import setup_logger
@@ -121,6 +132,17 @@ def setup_run(runtime, workspace: str) -> RunContext:
         raise SystemExit(f"error: {err}") from None
     chief = distribution.is_chief(strategy)
     os.makedirs(workspace, exist_ok=True)
+    held = _lock(workspace) if lock and chief else None
     log_file = runtime.log_file or os.path.join(workspace, "raport.json")
     logger = setup_logger(log_file=log_file, tensorboard_dir=runtime.log_tensorboard, is_chief=chief)
-    return RunContext(policy, strategy, chief, logger, log_file)
+    return RunContext(policy, strategy, chief, logger, log_file, held)
+
+
+def _lock(workspace: str):
+    """The acquired :class:`common.io.workspace.WorkspaceLock` of ``workspace`` (SystemExit if it is busy)."""
+    from common.io.workspace import WorkspaceBusy, WorkspaceLock
+
+    try:
+        return WorkspaceLock(workspace).acquire()
+    except WorkspaceBusy as err:
+        raise SystemExit(f"error: {err}") from None

@@ -24,6 +24,7 @@ from common.training import collectives as collectives_lib
 from common.training import precision as prec
 from common.training.checkpoint import BEST, CheckpointManager, read_meta, restore_rng_state, save_rng_state
 from common.command.config import TrainerConfig
+from common.command.errors import DivergedError
 from common.io.logger import ProgressBar
 from common.training.steps import TrainStep, optimizer_learning_rate
 from common.training.timing import StepTimer, release_in_background, timed_iter
@@ -107,6 +108,7 @@ class Trainer:
             final = self.train_epoch(epoch, global_batch)
             if self._evaluates_after(epoch):
                 final.update(self.evaluate(eval_batch or global_batch, epoch))
+            self._stop_if_diverged(epoch, final)
             self.epoch.assign(epoch + 1)
             self.logger.log((epoch + 1,), {k: v for k, v in final.items() if k.startswith("train.")})
             self._checkpoint(final)
@@ -129,9 +131,9 @@ class Trainer:
             self._run_steps += 1
             stats.add(global_batch, data_time, time.perf_counter() - t0, loss,
                       timed=self._run_steps > self.config.log_warmup_steps)
-            if not np.isfinite(loss) and not prec.is_loss_scaled(self.optimizer):
-                raise FloatingPointError(f"train loss is {loss} at epoch {epoch + 1} step {step + 1}; "
-                                         "lower --lr or check the data")
+            if not np.isfinite(loss) and not prec.is_loss_scaled(self.optimizer):  # loss scaling skips the step
+                raise DivergedError(self._diverged(f"train.loss is {loss} at epoch {epoch + 1} step {step + 1}",
+                                                   epoch))
             bar.update(1, images=global_batch, loss=loss)
             if (step + 1) % self.config.log_every == 0:
                 self.logger.log((epoch + 1, step + 1),
@@ -174,6 +176,24 @@ class Trainer:
             return False
         every = self.config.eval_every
         return (epoch + 1) % every == 0 if every else epoch + 1 == self.config.epochs
+
+    def _stop_if_diverged(self, epoch: int, metrics: Dict[str, float]) -> None:
+        """A non-finite epoch loss or validation metric ends the run before the epoch is saved (never
+        ``model_best``; ``checkpoint-latest`` keeps the last finite epoch)."""
+        bad = {k: v for k, v in metrics.items() if (k.startswith("val.") or k == "train.loss")
+               and isinstance(v, (int, float)) and not np.isfinite(v)}
+        if bad:
+            what = ", ".join(f"{k} {v}" for k, v in sorted(bad.items()))
+            raise DivergedError(self._diverged(f"{what} after epoch {epoch + 1}", epoch))
+
+    def _diverged(self, what: str, epoch: int) -> str:
+        """The one line of a diverged run: what, what was kept, what to do."""
+        if epoch and self.checkpoints and self.config.save_checkpoints:
+            then = f"the checkpoints keep epoch {epoch}): lower --lr or add --clip-grad-norm, and --resume " \
+                   f"{self.checkpoints.workspace}"
+        else:
+            then = "nothing was saved): lower --lr or add --clip-grad-norm, and train again"
+        return f"the run diverged: {what}; this epoch was not saved ({then}"
 
     def _checkpoint(self, metrics: Dict[str, float]):
         if not (self.config.save_checkpoints and self.checkpoints):
