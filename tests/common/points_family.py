@@ -15,17 +15,14 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from common.command.config import Experiment
+from common.command.config import DataConfig, Experiment, TaskConfig
 from common.command.family import Family
 from common.training.task import Task
 
 
 @dataclasses.dataclass(frozen=True)
-class PointsData:
-    data_dir: Optional[str] = None
-    backend: str = "tfdata"
+class PointsData(DataConfig):
     image_size: int = 2  # the shared --image-size flag lands here; the points are 2-D
-    num_classes: Optional[int] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,11 +31,14 @@ class PointsModel:
 
 
 @dataclasses.dataclass(frozen=True)
-class PointsTask:
+class PointsTask(TaskConfig):
+    """Adam at a constant ``lr`` for 16 points (the shared learning-rate flags apply)."""
+
     model: PointsModel = PointsModel()
     optimizer: str = "adam"
-    momentum: float = 0.9
     lr: float = 0.05
+    lr_batch: int = 16
+    lr_schedule: str = "piecewise"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +99,10 @@ class PointsFamily(Family):
         return task.build_model()
 
     def build_optimizer(self, experiment, global_batch, steps_per_epoch):
-        return keras.optimizers.Adam(experiment.task.lr)
+        from common.training.schedules import learning_rate_schedule
+
+        schedule = learning_rate_schedule(experiment.task, global_batch, steps_per_epoch, experiment.trainer.epochs)
+        return keras.optimizers.Adam(schedule)
 
     def load_model(self, experiment, checkpoint, use_ema=False):
         from common.training.checkpoint import restore_model_only

@@ -58,7 +58,14 @@ CASES = [
     (["train", *M, "--data-dir", "{coco}", "--config", "nosuch.key=1"], ["Unknown config field"]),
     (["train", *M, "--data-dir", "{coco}", "-b", "0"], ["must be >= 1"]),
     (["train", *M, "--data-dir", "{coco}", "--init-learning-rate", "-0.1"], ["--init-learning-rate", ">= 0"]),
-    (["eval", *M, "--workspace", "{empty}", "--data-dir", "{coco}"], ["no config.json in {empty}"]),
+    (["eval", *M, "--workspace", "{empty}", "--data-dir", "{coco}"], ["no checkpoint in {empty}", "--random-weights"]),
+    (["eval", *E, "{images}", "--workspace", "{missing}/typo"], ["no checkpoint in {missing}/typo (no such folder)"]),
+    (["infer", *M, "--workspace", "{missing}/typo", "{images}"], ["no checkpoint in {missing}/typo"]),
+    (["export", *E, "--workspace", "{empty}"], ["no checkpoint in {empty}", "--pretrained-from-file"]),
+    (["train", *E, "{images}", "--lr", "inf"], ["--lr", "finite"]),
+    (["train", *E, "{images}", "--lr", "nan"], ["--lr"]),
+    (["train", *E, "{images}", "--config", "model=mask-rcnn"], ["--config model=mask-rcnn", "--model"]),
+    (["train", *E, "{images}", "--lr-schedule", "piecewise", "--lr-boundaries", "3"], ["one rate per --lr-boundaries"]),
     (["export", *M, "--workspace", "{work}", "--export-dir", "{export_here}"], ["{export_here} exists", "--overwrite"]),
     (["fly", *E], ["unknown mode 'fly'"]),
 ]
@@ -72,6 +79,12 @@ def test_a_user_error_is_one_line_and_status_2(places, capsys, argv, words):
     assert len(err) == 1 and err[0].startswith("error: "), err
     for word in words:
         assert word.format(**places) in err[0], (word, err[0])
+
+
+def test_a_mistyped_workspace_is_not_created(places, capsys):
+    typo = os.path.join(places["missing"], "typo")
+    assert entry.main(["eval", *E, places["images"], "--workspace", typo]) == 2
+    assert not os.path.exists(typo)
 
 
 def test_verbose_adds_the_traceback(places, capsys):
