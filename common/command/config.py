@@ -96,6 +96,9 @@ class TrainerConfig:
       save_checkpoints: ``False`` for ``--no-checkpoints``.
       use_ema: keep an exponential moving average of the weights (evaluated and checkpointed).
       ema_decay: its decay.
+      save_every_steps: also write ``checkpoint-latest`` every this many steps (None: not by count).
+      save_every_minutes: also write it when this many minutes passed since the last save (mid-epoch
+        included: a preempted or killed run loses at most this much; None or 0: only at epoch ends).
     """
 
     epochs: int = 1
@@ -116,12 +119,15 @@ class TrainerConfig:
     save_checkpoints: bool = True
     use_ema: bool = False
     ema_decay: float = 0.9999
+    save_every_steps: Optional[int] = None
+    save_every_minutes: Optional[float] = 30.0
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "grad_accum_steps", "log_every"):
             value = getattr(self, name)
             check(isinstance(value, int) and value >= 1, f"{name} must be an integer >= 1. Received: {value!r}")
-        for name in ("steps_per_epoch", "eval_batch_size", "eval_steps", "eval_samples", "prof", "eval_every"):
+        for name in ("steps_per_epoch", "eval_batch_size", "eval_steps", "eval_samples", "prof", "eval_every",
+                     "save_every_steps"):
             value = getattr(self, name)
             check(value is None or value >= 1, f"{name} must be >= 1 (or unset). Received: {value!r}")
 

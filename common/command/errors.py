@@ -23,6 +23,14 @@ class DivergedError(UserError, FloatingPointError):
     last finite epoch)."""
 
 
+class Interrupted(Exception):
+    """A stop signal ended the run after saving it; ``status`` is the exit status (``128 + signal``)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
 class DataError(UserError, ValueError):
     """Bad input data: a file or annotation that cannot be used (``--strict-data``, nothing usable left)."""
 
@@ -48,6 +56,9 @@ def user_message(err: BaseException) -> Optional[str]:
 
 def report(err: BaseException, verbose: bool = False, stream=None) -> Optional[int]:
     """Prints a user error (traceback first with ``verbose``); returns its exit status, None if not one."""
+    if isinstance(err, Interrupted):
+        print(" ".join(str(err).split()), file=stream or sys.stderr, flush=True)
+        return err.status
     message = user_message(err)
     if message is None:
         return None

@@ -24,7 +24,8 @@ from common.training import collectives as collectives_lib
 from common.training import precision as prec
 from common.training.checkpoint import BEST, CheckpointManager, read_meta, restore_rng_state, save_rng_state
 from common.command.config import TrainerConfig
-from common.command.errors import DivergedError
+from common.command.errors import DivergedError, Interrupted
+from common.training.interrupt import StopRequest
 from common.io.logger import ProgressBar
 from common.training.steps import TrainStep, optimizer_learning_rate
 from common.training.timing import StepTimer, release_in_background, timed_iter
@@ -61,6 +62,9 @@ class Trainer:
         self.validator = Validator(task, model, config, self.collectives, xla=xla, show_progress=self.is_chief)
         self._run_steps = 0
         self._state_broadcast = False
+        self._start_step = 0  # steps of the current epoch done before a mid-epoch resume
+        self._stop = StopRequest()
+        self._last_save = time.monotonic()
         self.checkpoints = CheckpointManager(workspace, self._trackables(), is_chief=self.is_chief) \
             if workspace else None
 
@@ -85,10 +89,11 @@ class Trainer:
         meta = self.checkpoints.restore(path)
         if meta and meta.get("rng"):
             restore_rng_state(meta["rng"])
+        self._start_step = int((meta or {}).get("step", 0))
         self._adopt_saved_best()
         epoch = int(self.epoch.numpy())
         self.logger.drop_after(epoch)  # the lines of epochs that are about to be redone
-        self.logger.log((), {"resumed_from": str(path), "epoch": epoch})
+        self.logger.log((), {"resumed_from": str(path), "epoch": epoch, "step": self._start_step})
         return meta
 
     def _adopt_saved_best(self):
@@ -104,23 +109,37 @@ class Trainer:
     def fit(self, global_batch: int, eval_batch: Optional[int] = None) -> Dict[str, float]:
         """Trains from ``self.epoch`` to ``config.epochs``; validates and checkpoints on schedule."""
         final: Dict[str, float] = {}
-        for epoch in range(int(self.epoch.numpy()), self.config.epochs):
-            final = self.train_epoch(epoch, global_batch)
-            if self._evaluates_after(epoch):
-                final.update(self.evaluate(eval_batch or global_batch, epoch))
-            self._stop_if_diverged(epoch, final)
-            self.epoch.assign(epoch + 1)
-            self.logger.log((epoch + 1,), {k: v for k, v in final.items() if k.startswith("train.")})
-            self._checkpoint(final)
+        with self._stop:
+            for epoch in range(int(self.epoch.numpy()), self.config.epochs):
+                final = self._epoch(epoch, global_batch, eval_batch)
         self.logger.log((), final)
         self.logger.flush()
         return final
 
-    def train_epoch(self, epoch: int, global_batch: int) -> Dict[str, float]:
-        """One pass over the training data; returns the epoch's train.* metrics."""
+    def _epoch(self, epoch: int, global_batch: int, eval_batch: Optional[int]) -> Dict[str, float]:
+        """Trains (from a mid-epoch resume's step), validates, checks, checkpoints one epoch."""
+        start, self._start_step = self._start_step, 0
+        final = self.train_epoch(epoch, global_batch, start_step=start)
+        if self._evaluates_after(epoch):
+            final.update(self.evaluate(eval_batch or global_batch, epoch))
+        self._stop_if_diverged(epoch, final)
+        self.epoch.assign(epoch + 1)
+        self.logger.log((epoch + 1,), {k: v for k, v in final.items() if k.startswith("train.")})
+        self._checkpoint(final)
+        return final
+
+    def train_epoch(self, epoch: int, global_batch: int, start_step: int = 0) -> Dict[str, float]:
+        """One pass over the training data (from batch ``start_step``: a mid-epoch resume skips the batches the
+        interrupted run trained on, so the rest is what it would have seen); returns the epoch's train.* metrics."""
         self._broadcast_initial_state()
-        dataset = self.collectives.dataset(lambda ctx: self.task.build_train_dataset(global_batch, epoch, ctx))
+
+        def epoch_data(ctx):
+            data = self.task.build_train_dataset(global_batch, epoch, ctx)
+            return data.skip(start_step) if start_step else data
+
+        dataset = self.collectives.dataset(epoch_data)
         limit = self._step_limit(global_batch)
+        limit = None if limit is None else max(limit - start_step, 0)
         bar = ProgressBar(limit, desc=f"epoch {epoch + 1}/{self.config.epochs}", unit="img",
                           enabled=self.is_chief)
         stats = StepTimer()
@@ -135,9 +154,10 @@ class Trainer:
                 raise DivergedError(self._diverged(f"train.loss is {loss} at epoch {epoch + 1} step {step + 1}",
                                                    epoch))
             bar.update(1, images=global_batch, loss=loss)
-            if (step + 1) % self.config.log_every == 0:
-                self.logger.log((epoch + 1, step + 1),
+            if (start_step + step + 1) % self.config.log_every == 0:
+                self.logger.log((epoch + 1, start_step + step + 1),
                                 dict(stats.window("train"), **{"train.lr": optimizer_learning_rate(self.optimizer)}))
+            self._save_mid_epoch(epoch, start_step + step + 1, bar)
         bar.close()
         del dataset
         release_in_background(box)  # its teardown can take a minute (timing.release_in_background)
@@ -177,6 +197,33 @@ class Trainer:
         every = self.config.eval_every
         return (epoch + 1) % every == 0 if every else epoch + 1 == self.config.epochs
 
+    def _save_mid_epoch(self, epoch: int, step: int, bar) -> None:
+        """After training step ``step`` (1-based) of ``epoch``: a stop signal saves and ends the run; the save
+        interval (``save_every_steps`` / ``save_every_minutes``) saves and goes on."""
+        if self._stop.signum:
+            bar.close()
+            saved = self._save_step(epoch, step)
+            where = f"saved at epoch {epoch + 1} step {step} in {self.checkpoints.workspace}/checkpoint-latest; " \
+                    f"resume with the same command and --resume {self.checkpoints.workspace}" if saved else \
+                "nothing saved (--no-checkpoints)"
+            raise Interrupted(f"{self._stop.name}: {where}", 128 + self._stop.signum)
+        every, minutes = self.config.save_every_steps, self.config.save_every_minutes
+        if (every and self._run_steps % every == 0) or \
+                (minutes and time.monotonic() - self._last_save >= 60 * minutes):
+            self._save_step(epoch, step)
+
+    def _save_step(self, epoch: int, step: int) -> bool:
+        """``checkpoint-latest`` in the middle of ``epoch`` after ``step`` steps (the meta's ``step``); False if
+        this run writes no checkpoints."""
+        if not (self.config.save_checkpoints and self.checkpoints):
+            return False
+        self._last_save = time.monotonic()
+        if isinstance(self.collectives, collectives_lib.HorovodCollectives) and not self.is_chief:
+            return True
+        self.checkpoints.save_latest({"epoch": epoch, "step": step, "metrics": {}, "rng": save_rng_state(),
+                                      "task": self.task.name})
+        return True
+
     def _stop_if_diverged(self, epoch: int, metrics: Dict[str, float]) -> None:
         """A non-finite epoch loss or validation metric ends the run before the epoch is saved (never
         ``model_best``; ``checkpoint-latest`` keeps the last finite epoch)."""
@@ -202,6 +249,7 @@ class Trainer:
         is_best = value is not None and value > float(self.best.numpy())
         if is_best:
             self.best.assign(value)
+        self._last_save = time.monotonic()
         if isinstance(self.collectives, collectives_lib.HorovodCollectives) and not self.is_chief:
             return  # rank 0 writes; Horovod variables are local, no collective needed
         meta = {"epoch": int(self.epoch.numpy()), "metrics": metrics, "rng": save_rng_state(),

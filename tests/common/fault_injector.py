@@ -9,7 +9,11 @@ step that puts a completely written save in place) in the process under test. ``
 * ``swapping`` -- the previous copy has been moved aside to ``<name>.old``, the new one is not in place;
 * ``done``     -- the new copy is in place.
 
-``points_family.py`` installs it when ``$TF2VISION_KILL_AT`` holds a spec (``test_kill_resume.py``).
+:func:`install_signal` sends the process a signal right after its ``n``-th training step
+(``SIGTERM:40``; ``SIGTERMx2:40`` twice in a row; ``SIGKILL:45``), as a preemption would.
+
+``points_family.py`` installs them when ``$TF2VISION_KILL_AT`` / ``$TF2VISION_SIGNAL_AT`` hold a spec
+(``test_kill_resume.py``, ``test_preemption.py``).
 """
 import os
 import signal
@@ -18,6 +22,7 @@ from unittest import mock
 from common.training import checkpoint
 
 KILL_ENV = "TF2VISION_KILL_AT"
+SIGNAL_ENV = "TF2VISION_SIGNAL_AT"
 POINTS = ("written", "swapping", "done")
 
 
@@ -54,3 +59,23 @@ def install(spec: str) -> None:
             _die()
 
     checkpoint._swap_into_place = swap_with_fault
+
+
+def install_signal(spec: str) -> None:
+    """Wraps the training step so the process gets ``spec``'s signal after that step (see the module doc)."""
+    from common.training.steps import TrainStep
+
+    name, step = spec.split(":")
+    name, _, times = name.partition("x")
+    signum, after, calls = getattr(signal, name), int(step), [0]
+    step_call = TrainStep.__call__
+
+    def step_then_signal(self, batch):
+        out = step_call(self, batch)
+        calls[0] += 1
+        if calls[0] == after:
+            for _ in range(int(times or 1)):
+                os.kill(os.getpid(), signum)
+        return out
+
+    TrainStep.__call__ = step_then_signal

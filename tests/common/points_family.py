@@ -159,9 +159,11 @@ def register_points():
 
 if __name__ == "__main__":
     import main as entry  # with the repository root on PYTHONPATH
-    from fault_injector import KILL_ENV, install
+    from fault_injector import KILL_ENV, SIGNAL_ENV, install, install_signal
 
     if os.environ.get(KILL_ENV):
         install(os.environ[KILL_ENV])
+    if os.environ.get(SIGNAL_ENV):
+        install_signal(os.environ[SIGNAL_ENV])
     register_points()
     sys.exit(entry.main(sys.argv[1:]))

@@ -1,0 +1,90 @@
+"""Preemption loses nothing: SIGTERM mid-epoch saves that step and the resumed run equals the uninterrupted one;
+a second signal exits at once; ``kill -9`` loses at most the save interval.
+
+A real training run (the points family, through ``main.py`` and the shared trainer: 32 steps per epoch, three
+epochs) in a subprocess gets the signal from the test-only fault injector right after a chosen step.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from common.training.checkpoint import BEST, LATEST, resolve
+from fault_injector import SIGNAL_ENV
+from points_family import write_points
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPT = os.path.join(ROOT, "tests", "common", "points_family.py")
+TRAIN = ["--epochs", "3", "--eval-every", "1", "-b", "16", "--seed", "1", "--config", "task.lr=0.001"]
+
+
+def _train(data, work, signal_at=None, extra=()):
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop(SIGNAL_ENV, None)
+    if signal_at:
+        env[SIGNAL_ENV] = signal_at
+    argv = [sys.executable, SCRIPT, "train", data, "--model", "points-mlp", *TRAIN, "--workspace", work, *extra]
+    return subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def _meta(work, name=LATEST):
+    with open(os.path.join(work, name, "meta.json")) as f:
+        return json.load(f)
+
+
+def _weights(folder):
+    reader = tf.train.load_checkpoint(resolve(folder))
+    return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map() if n.startswith(("model/", "optimizer/"))}
+
+
+def _assert_same_run(work, reference):
+    for name in (BEST, LATEST):
+        ours, theirs = _weights(os.path.join(work, name)), _weights(os.path.join(reference, name))
+        assert ours.keys() == theirs.keys() and len(ours) > 4
+        for key in ours:
+            np.testing.assert_array_equal(ours[key], theirs[key], err_msg=f"{name} {key}")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    root = tmp_path_factory.mktemp("preempt")
+    data = write_points(str(root / "points"), n=512, separation=1.0, noise=1.0)
+    work = str(root / "reference")
+    result = _train(data, work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {"root": root, "data": data, "work": work}
+
+
+def test_sigterm_mid_epoch_saves_that_step_and_the_resumed_run_equals_the_uninterrupted(reference):
+    work = str(reference["root"] / "sigterm")
+    stopped = _train(reference["data"], work, signal_at="SIGTERM:40")
+    assert stopped.returncode == 128 + 15, stopped.stderr[-2000:]
+    last = stopped.stderr.strip().splitlines()[-1]
+    assert last.startswith("SIGTERM: saved at epoch 2 step 8") and f"--resume {work}" in last, last
+    assert (_meta(work)["epoch"], _meta(work)["step"]) == (1, 8)
+    resumed = _train(reference["data"], work, extra=["--resume", work])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _meta(work)["epoch"] == 3 and "step" not in _meta(work)
+    _assert_same_run(work, reference["work"])
+
+
+def test_a_second_signal_exits_at_once_without_saving(reference):
+    work = str(reference["root"] / "twice")
+    stopped = _train(reference["data"], work, signal_at="SIGTERMx2:40")
+    assert stopped.returncode == -15, stopped.stderr[-2000:]
+    assert _meta(work)["epoch"] == 1 and "step" not in _meta(work)  # the epoch-1 save only
+
+
+def test_kill_9_loses_at_most_the_save_interval(reference):
+    work = str(reference["root"] / "kill9")
+    killed = _train(reference["data"], work, signal_at="SIGKILL:45", extra=["--save-every-steps", "10"])
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    meta = _meta(work)
+    assert 45 - (meta["epoch"] * 32 + meta["step"]) <= 10, meta  # saved after step 40: epoch 2 step 8
+    resumed = _train(reference["data"], work, extra=["--resume", work, "--save-every-steps", "10"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _assert_same_run(work, reference["work"])
