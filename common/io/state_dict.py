@@ -24,12 +24,15 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 import tf_keras as keras
 
+from common.command.errors import UserError
+
 STATE_DICT_EXTENSIONS = (".pth", ".pt", ".npz")
 _MAX_NAMED = 5
 
 
-class StateDictError(ValueError):
-    """A ``state_dict`` does not fit the model (missing/extra keys, wrong shapes) or cannot be read."""
+class StateDictError(UserError, ValueError):
+    """A ``state_dict`` does not fit the model (missing/extra keys, wrong shapes) or cannot be read (a user
+    error: one line naming the file, e.g. a ``.pth`` without torch installed)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,6 +31,8 @@ def places(tmp_path_factory):
     make_imagefolder(folders["images"], num_classes=2, train_per_class=2, val_per_class=1, image_size=32)
     folders["coco"] = make_dataset(str(root / "coco"), num_train=2, num_val=1, image_size=32)["root"]
     folders["missing"] = str(root / "missing")
+    folders["pth"] = str(root / "maskrcnn_coco.pth")
+    open(folders["pth"], "wb").write(b"PK\x03\x04 not read without torch")
     return folders
 
 
@@ -68,6 +70,8 @@ CASES = [
     (["train", *E, "{images}", "--lr-schedule", "piecewise", "--lr-boundaries", "3"], ["one rate per --lr-boundaries"]),
     (["export", *M, "--workspace", "{work}", "--export-dir", "{export_here}"], ["{export_here} exists", "--overwrite"]),
     (["fly", *E], ["unknown mode 'fly'"]),
+    (["infer", "--model", "mask-rcnn-torchvision", "--pretrained-from-file", "{pth}", "{images}"],
+     ["{pth}", "needs PyTorch", ".npz"]),
 ]
 
 
