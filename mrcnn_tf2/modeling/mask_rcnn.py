@@ -143,7 +143,7 @@ class MaskRCNN(keras.Model):
         return {level: tf.constant(a) for level, a in _anchor_arrays(self.anchor_generator, (height, width)).items()}
 
     def _sample_targets(self, anchors, proposals: Proposals, inputs,
-                        fused: bool) -> Tuple[targets.RpnTargets, targets.RoiTargets]:
+                        fused: bool = True) -> Tuple[targets.RpnTargets, targets.RoiTargets]:
         """RPN anchor targets and the Fast R-CNN RoI sample, with fresh per-step seeds."""
         missing = [key for key in TRAINING_KEYS if key not in inputs]
         if missing:

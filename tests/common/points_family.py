@@ -9,7 +9,6 @@ the kill-and-resume tests train it in a subprocess.
 import dataclasses
 import os
 import sys
-from typing import Optional
 
 import numpy as np
 import tensorflow as tf
