@@ -10,7 +10,6 @@ import json
 import os
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -21,14 +20,9 @@ quiet_tensorflow()
 
 def throughput(step, images: int, iters: int, warmup: int = 3) -> float:
     """``images`` / median seconds of ``step()`` over ``iters`` runs after ``warmup``."""
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return round(images / statistics.median(times), 2)
+    from common.command.benchmark import time_steps
+
+    return round(images / statistics.median(time_steps(step, warmup, iters)), 2)
 
 
 def session(path: str, threads: int, config=None, **attributes):
