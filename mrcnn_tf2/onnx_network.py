@@ -112,7 +112,9 @@ class OnnxMaskRCNN:
         feed = {INPUTS[0]: np.asarray(images, np.float32), INPUTS[1]: np.asarray(image_info, np.float32)}
         return tuple(np.asarray(v, dtype.as_numpy_dtype) for v, dtype in zip(self.session.run(list(OUTPUTS), feed), DTYPES))
 
-    def __call__(self, inputs: Dict[str, tf.Tensor], training: bool = False, mask_logits: bool = False):
+    def __call__(self, inputs: Dict[str, tf.Tensor], training: bool = False, mask_logits: bool = False,
+                 custom_ops: Optional[bool] = None):
+        del custom_ops  # the ONNX graph was traced with plain-TF ops
         if training or mask_logits:
             raise ValueError("OnnxMaskRCNN runs inference only (training=False, mask_logits=False)")
         images = tf.cast(inputs["images"], tf.float32)
