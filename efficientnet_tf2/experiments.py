@@ -29,6 +29,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from backbones.configs import BackboneConfig, EfficientNetConfig, ResNetConfig, efficientnet, efficientnet_dropout, \
     EFFICIENTNET_SCALING
+from common.command.cli import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, UNIT_FLOAT, flag
 from common.command.config import DataConfig, Experiment, TaskConfig, TrainerConfig, check
 from common.command.options import ExportOptions, InferOptions
 from common.command.registry import register_experiment
@@ -151,6 +152,36 @@ def classification(name: str, model: ClassifierConfig, overrides: Dict[str, Any]
     base = ClassificationExperiment()
     base = dataclasses.replace(base, model=name, task=dataclasses.replace(base.task, model=model))
     return base.override(overrides)
+
+
+# ----------------------------------------------------------------------- flags
+def _train(*names, dest, help, **kwargs):  # noqa: A002
+    return flag(*names, dest=dest, help=help, modes=("train",), group="training", **kwargs)
+
+
+_MODEL_MODES = ("train", "eval", "infer", "export", "info")
+FLAGS = (
+    flag("--padding", dest="task.model.backbone.padding", choices=("same", "symmetric"), modes=_MODEL_MODES, group="model",
+         help="'symmetric' = k//2 on every side as NVIDIA's PyTorch model (for NGC weights)"),
+    flag("--bn-momentum", dest="task.model.backbone.bn_momentum", type=UNIT_FLOAT, modes=("train", "info"), group="model",
+         help="BatchNorm moving-average momentum, Keras convention (0.9 suits short runs on small data)"),
+    flag("--augmentation", dest="data.augment", choices=AUGMENTATIONS, modes=("train",), group="data",
+         help="training augmentation on top of crop + flip"),
+    _train("--rmsprop-alpha", dest="task.rmsprop_alpha", type=UNIT_FLOAT, help="RMSprop decay"),
+    _train("--rmsprop-eps", dest="task.rmsprop_eps", type=POSITIVE_FLOAT, help="RMSprop epsilon"),
+    _train("--label-smoothing", dest="task.label_smoothing", type=UNIT_FLOAT, help="label smoothing"),
+    _train("--mixup", dest="task.mixup", type=NON_NEGATIVE_FLOAT, help="MixUp alpha (0 disables)"),
+    _train("--calibration-steps", dest="task.calibration_steps", type=POSITIVE_INT,
+           help="efficientnet-quant-*: training batches that set the activation ranges before fine-tuning "
+                "from --pretrained-from-file; 0 skips it"),
+    _train("--calibration-method", dest="task.calibration_method", choices=("max", "mean", "percentile"),
+           help="activation range from the calibration batches"),
+    flag("--top-k", dest="opt.top_k", type=POSITIVE_INT, modes=("infer",), group="inference",
+         help="classes printed per image"),
+    flag("--class-names", dest="opt.class_names", modes=("infer", "export"), group="inference",
+         help="file with one class name per line (default: the training run's class folders)"),
+)
+
 
 
 # --------------------------------------------------------------------- recipes

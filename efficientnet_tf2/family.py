@@ -16,42 +16,12 @@ import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from common.command import cli, registry
-from common.command.cli import flag
+from common.command import registry
 from common.command.family import Family
-from efficientnet_tf2.experiments import (AUGMENTATIONS, DEFAULT_NUM_CLASSES, FAMILY as FAMILY_NAME,
-                                          ClassificationExperiment, ClassifierConfig, ClassifierExportOptions,
-                                          ClassifierInferOptions)
+from efficientnet_tf2.experiments import (DEFAULT_NUM_CLASSES, FAMILY as FAMILY_NAME, FLAGS, ClassificationExperiment,
+                                          ClassifierConfig, ClassifierExportOptions, ClassifierInferOptions)
 
 _log = logging.getLogger(__name__)
-
-
-def _train(*names, dest, help, **kwargs):  # noqa: A002
-    return flag(*names, dest=dest, help=help, modes=("train",), group="training", **kwargs)
-
-
-_MODEL_MODES = ("train", "eval", "infer", "export", "info")
-FLAGS = (
-    flag("--padding", dest="task.model.backbone.padding", choices=("same", "symmetric"), modes=_MODEL_MODES, group="model",
-         help="'symmetric' = k//2 on every side as NVIDIA's PyTorch model (for NGC weights)"),
-    flag("--bn-momentum", dest="task.model.backbone.bn_momentum", type=cli.UNIT_FLOAT, modes=("train", "info"), group="model",
-         help="BatchNorm moving-average momentum, Keras convention (0.9 suits short runs on small data)"),
-    flag("--augmentation", dest="data.augment", choices=AUGMENTATIONS, modes=("train",), group="data",
-         help="training augmentation on top of crop + flip"),
-    _train("--rmsprop-alpha", dest="task.rmsprop_alpha", type=cli.UNIT_FLOAT, help="RMSprop decay"),
-    _train("--rmsprop-eps", dest="task.rmsprop_eps", type=cli.POSITIVE_FLOAT, help="RMSprop epsilon"),
-    _train("--label-smoothing", dest="task.label_smoothing", type=cli.UNIT_FLOAT, help="label smoothing"),
-    _train("--mixup", dest="task.mixup", type=cli.NON_NEGATIVE_FLOAT, help="MixUp alpha (0 disables)"),
-    _train("--calibration-steps", dest="task.calibration_steps", type=cli.POSITIVE_INT,
-           help="efficientnet-quant-*: training batches that set the activation ranges before fine-tuning "
-                "from --pretrained-from-file; 0 skips it"),
-    _train("--calibration-method", dest="task.calibration_method", choices=("max", "mean", "percentile"),
-           help="activation range from the calibration batches"),
-    flag("--top-k", dest="opt.top_k", type=cli.POSITIVE_INT, modes=("infer",), group="inference",
-         help="classes printed per image"),
-    flag("--class-names", dest="opt.class_names", modes=("infer", "export"), group="inference",
-         help="file with one class name per line (default: the training run's class folders)"),
-)
 
 
 class ClassificationFamily(Family):

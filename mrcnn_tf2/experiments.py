@@ -17,6 +17,7 @@ import dataclasses
 from typing import Optional, Tuple
 
 from backbones.configs import efficientnet
+from common.command.cli import POSITIVE_INT, UNIT_FLOAT, flag
 from common.command.config import DataConfig, Experiment, TaskConfig, TrainerConfig, check
 from common.command.options import ExportOptions, InferOptions
 from common.command.registry import register_experiment
@@ -121,6 +122,44 @@ class DetectorExportOptions(ExportOptions):
 
     onnx_masks: str = "pasted"
     onnx_input_size: Optional[Tuple[int, int]] = None
+
+
+# ----------------------------------------------------------------------- flags
+_MODEL_MODES = ("train", "eval", "infer", "export", "info")
+FLAGS = (
+    flag("--eval-file", "--eval_file", dest="data.eval_file", modes=("train", "eval"), group="data",
+         help="validation annotation JSON (COCO ground truth)"),
+    flag("--eval-images", "--eval_images", dest="data.eval_images", modes=("train", "eval"), group="data",
+         help="validation image folder (COCO JSON input)"),
+    flag("--train-annotations", "--train_annotations", dest="data.train_annotations", modes=("train",),
+         group="data", help="training annotation JSON (custom data)"),
+    flag("--train-images", "--train_images", dest="data.train_images", modes=("train",), group="data",
+         help="training image folder (custom data)"),
+    flag("--finetune-bn", "--finetune_bn", dest="task.model.backbone.finetune_bn", modes=("train", "info"),
+         group="model", help="train BatchNorm (default: frozen)", action="store_const", const=True),
+    flag("--no-custom-ops", "--no_custom_ops", dest="task.model.custom_ops", modes=_MODEL_MODES, group="model",
+         help="plain-TF ops instead of the fused custom_ops kernels (also: MRCNN_NO_CUSTOM_OPS=1)",
+         action="store_const", const=False),
+    flag("--backbone-checkpoint", "--backbone_checkpoint", dest="task.backbone_checkpoint", modes=("train",),
+         group="model", help="ImageNet ResNet-50 weights: Keras .h5 (keras.applications names) or TF checkpoint"),
+    flag("--preset", dest="task.preset", choices=PRESETS, modes=_MODEL_MODES + ("benchmark",), group="model",
+         help="nvidia (NVIDIA's recipe) or torchvision (maskrcnn_resnet50_fpn's layout, filters and input "
+              "transform: what --model mask-rcnn-torchvision is)"),
+    flag("--score-threshold", "--score_threshold", dest="opt.score_threshold", type=UNIT_FLOAT,
+         modes=("infer",), group="inference", help="detections drawn in the PNGs"),
+    flag("--draw-overlap", "--draw_overlap", dest="opt.draw_overlap", type=UNIT_FLOAT,
+         modes=("infer",), group="inference",
+         help="a box overlapping a higher-scoring drawn box of any class by more IoU is not drawn (the "
+              "model's NMS is per class, so one object can come out under two names); 1 draws all. "
+              "detections.json keeps every detection"),
+    flag("--onnx-masks", dest="opt.onnx_masks", choices=("pasted", "raw"), modes=("export",),
+         group="export", help="--format onnx: pasted = [B, D, H, W] uint8 masks as the SavedModel; raw = 28x28 "
+                              "logits per detection + the boxes to paste them into (for runtimes that paste)"),
+    flag("--onnx-input-size", dest="opt.onnx_input_size", type=POSITIVE_INT, nargs=2, metavar=("H", "W"),
+         modes=("export",), group="export", help="--format onnx: fixed input height and width (TensorRT engines; "
+                                                 "unset: dynamic)"),
+)
+
 
 
 def _with_preset(experiment: SegmentationExperiment, preset: str) -> SegmentationExperiment:

@@ -16,54 +16,17 @@ import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from common.command import cli, registry
-from common.command.cli import flag
+from common.command import registry
 from common.command.config import find_config
 from common.command.family import Family
 from mrcnn_tf2.coco_categories import coco_91_layout
-from mrcnn_tf2.config import (COCO_NUM_CLASSES, DEFAULT_IMAGE_SIZE, PRESETS, TORCHVISION_BACKBONE,
+from mrcnn_tf2.config import (COCO_NUM_CLASSES, DEFAULT_IMAGE_SIZE, TORCHVISION_BACKBONE,
                               preset_input_fields, preset_model_fields)
-from mrcnn_tf2.experiments import (FAMILY as FAMILY_NAME, DetectorExportOptions, DetectorInferOptions,
+from mrcnn_tf2.experiments import (FAMILY as FAMILY_NAME, FLAGS, DetectorExportOptions, DetectorInferOptions,
                                    SegmentationExperiment)
 
 _log = logging.getLogger(__name__)
 TORCHVISION_EXTENSIONS = (".pth", ".pt", ".npz")  # as mrcnn_tf2.torchvision_import (TensorFlow-free here)
-
-
-_MODEL_MODES = ("train", "eval", "infer", "export", "info")
-FLAGS = (
-    flag("--eval-file", "--eval_file", dest="data.eval_file", modes=("train", "eval"), group="data",
-         help="validation annotation JSON (COCO ground truth)"),
-    flag("--eval-images", "--eval_images", dest="data.eval_images", modes=("train", "eval"), group="data",
-         help="validation image folder (COCO JSON input)"),
-    flag("--train-annotations", "--train_annotations", dest="data.train_annotations", modes=("train",),
-         group="data", help="training annotation JSON (custom data)"),
-    flag("--train-images", "--train_images", dest="data.train_images", modes=("train",), group="data",
-         help="training image folder (custom data)"),
-    flag("--finetune-bn", "--finetune_bn", dest="task.model.backbone.finetune_bn", modes=("train", "info"),
-         group="model", help="train BatchNorm (default: frozen)", action="store_const", const=True),
-    flag("--no-custom-ops", "--no_custom_ops", dest="task.model.custom_ops", modes=_MODEL_MODES, group="model",
-         help="plain-TF ops instead of the fused custom_ops kernels (also: MRCNN_NO_CUSTOM_OPS=1)",
-         action="store_const", const=False),
-    flag("--backbone-checkpoint", "--backbone_checkpoint", dest="task.backbone_checkpoint", modes=("train",),
-         group="model", help="ImageNet ResNet-50 weights: Keras .h5 (keras.applications names) or TF checkpoint"),
-    flag("--preset", dest="task.preset", choices=PRESETS, modes=_MODEL_MODES + ("benchmark",), group="model",
-         help="nvidia (NVIDIA's recipe) or torchvision (maskrcnn_resnet50_fpn's layout, filters and input "
-              "transform; default with a torchvision --pretrained-from-file)"),
-    flag("--score-threshold", "--score_threshold", dest="opt.score_threshold", type=cli.UNIT_FLOAT,
-         modes=("infer",), group="inference", help="detections drawn in the PNGs"),
-    flag("--draw-overlap", "--draw_overlap", dest="opt.draw_overlap", type=cli.UNIT_FLOAT,
-         modes=("infer",), group="inference",
-         help="a box overlapping a higher-scoring drawn box of any class by more IoU is not drawn (the "
-              "model's NMS is per class, so one object can come out under two names); 1 draws all. "
-              "detections.json keeps every detection"),
-    flag("--onnx-masks", dest="opt.onnx_masks", choices=("pasted", "raw"), modes=("export",),
-         group="export", help="--format onnx: pasted = [B, D, H, W] uint8 masks as the SavedModel; raw = 28x28 "
-                              "logits per detection + the boxes to paste them into (for runtimes that paste)"),
-    flag("--onnx-input-size", dest="opt.onnx_input_size", type=cli.POSITIVE_INT, nargs=2, metavar=("H", "W"),
-         modes=("export",), group="export", help="--format onnx: fixed input height and width (TensorRT engines; "
-                                                 "unset: dynamic)"),
-)
 
 
 class MaskRCNNFamily(Family):

@@ -107,14 +107,22 @@ def _loss_falls(name, data, work, *flags):
     return _records(work, "train.loss", epochs_only=True)
 
 
-def test_resnet50_classifier_learns_through_main(shapes, tmp_path):
-    """NVIDIA's ResNet-50 v1.5 recipe (SGD, cosine) on a narrow ResNet-50, no warm-up at this size."""
+def test_resnet50_classifier_learns_infers_and_exports_through_main(shapes, tmp_path, capsys):
+    """NVIDIA's ResNet-50 v1.5 recipe (SGD, cosine) on a narrow ResNet-50 (no warm-up at this size), then the
+    classification task's infer and export, as for EfficientNet: no ResNet-specific code anywhere."""
     work = str(tmp_path / "resnet")
     losses = _loss_falls("resnet50", shapes, work, "--lr", "0.05", "--lr-batch", "8", "--warmup", "0",
                          "--label-smoothing", "0", "--config", "backbone.width_multiplier=0.25")
     assert len(losses) == 4 and losses[-1] < 0.8 * losses[0], losses
     config = json.load(open(os.path.join(work, "config.json")))
     assert config["task"]["model"]["backbone"]["kind"] == "resnet" and config["task"]["optimizer"] == "sgd"
+    image = sorted(glob.glob(os.path.join(shapes, "val", "*", "*")))[0]
+    capsys.readouterr()
+    assert entry.main(["infer", "--workspace", work, image, "--top-k", "2"]) == 0
+    assert json.load(open(os.path.join(work, "predictions", "predictions.json")))[0]["top_k"][0]["class"] in \
+        os.listdir(os.path.join(shapes, "train"))
+    assert entry.main(["export", "--workspace", work, "--verify", image]) == 0
+    assert "verified 1 image(s)" in capsys.readouterr().out
 
 
 def test_mask_rcnn_on_efficientnet_b0_fpn_learns_through_main(tmp_path):
