@@ -66,12 +66,14 @@ class MaskRCNNFamily(Family):
         data = experiment.data
         if data.backend == "synthetic":
             return None
-        if not data.data_dir and not data.eval_file:
-            raise SystemExit("error: no data: pass --data-dir (TFRecords or a COCO layout), or --use-synthetic-data")
+        if not (data.data_dir or data.eval_file or data.train_annotations):
+            raise SystemExit("error: no data: pass --data-dir (TFRecords or a COCO layout), --train-annotations and "
+                             "--train-images, or --use-synthetic-data")
         try:
             return resolve_sources(data.data_dir, eval_file=data.eval_file, train_annotations=data.train_annotations,
                                    train_images=data.train_images, eval_images=data.eval_images,
-                                   need_train=training, strict=data.strict_data, report_dir=experiment.workspace)
+                                   need_train=training, need_val=not training or experiment.trainer.evaluate,
+                                   strict=data.strict_data, report_dir=experiment.workspace)
         except FileNotFoundError as err:
             raise SystemExit(f"error: {err}") from None
 

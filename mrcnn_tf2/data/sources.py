@@ -33,7 +33,8 @@ class DataSources:
     Attributes:
       train: training source (CocoDataset or TFRecord pattern), None for eval-only runs.
       val: validation source.
-      eval_file: validation annotation JSON (COCO ground truth for pycocotools).
+      eval_file: validation annotation JSON (COCO ground truth for pycocotools; None: ``--no-eval`` on COCO
+        training annotations without one).
       class_names: ``["background", ...]`` from the annotation file.
       category_ids: contiguous class -> COCO category id (``[0, ...]``).
       num_train: training images (None if unknown, e.g. TFRecords).
@@ -43,7 +44,7 @@ class DataSources:
 
     train: Optional[Source]
     val: Optional[Source]
-    eval_file: str
+    eval_file: Optional[str]
     class_names: List[str]
     category_ids: List[int]
     num_train: Optional[int] = None
@@ -76,9 +77,12 @@ def _tfrecords(data_dir: str, split: str) -> Optional[str]:
 
 def resolve_sources(data_dir: Optional[str], *, eval_file: Optional[str] = None,
                     train_annotations: Optional[str] = None, train_images: Optional[str] = None,
-                    eval_images: Optional[str] = None, need_train: bool = True, strict: bool = False,
-                    report_dir: Optional[str] = None) -> DataSources:
+                    eval_images: Optional[str] = None, need_train: bool = True, need_val: bool = True,
+                    strict: bool = False, report_dir: Optional[str] = None) -> DataSources:
     """Resolves the data of a run (see the module docstring).
+
+    ``need_val=False`` (``train --no-eval``): no validation data is read or required; the class names come
+    from the training annotations (or the validation JSON when there is one and training reads TFRecords).
 
     Every COCO source is checked (``CocoDataset.report``); its problems are reported once by
     :func:`common.io.data_check.settle` (``strict``: an error; ``report_dir``: where the full
@@ -94,25 +98,39 @@ def resolve_sources(data_dir: Optional[str], *, eval_file: Optional[str] = None,
     val_records = _tfrecords(data_dir, "val") if data_dir else None
     train_annotations = train_annotations or (None if train_records or not data_dir else _find_json(data_dir, "train"))
     eval_file = eval_file or (_find_json(data_dir, "val") if data_dir else None)
-    if eval_file is None:
-        raise FileNotFoundError(f"no validation annotations: pass --eval_file (looked for "
-                                f"{data_dir}/annotations/instances_val*.json)")
-    val = _coco_or_records(data_dir, eval_file, eval_images, val_records, "val")
-    train = None
-    if need_train:
-        if train_annotations is None and train_records is None:
-            raise FileNotFoundError(f"no training data in {data_dir}: expected train*.tfrecord files or "
-                                    "annotations/instances_train*.json (or pass --train_annotations)")
-        train = train_records if train_annotations is None else CocoDataset(
-            train_annotations, train_images or _images_for(data_dir, train_annotations, "train"))
-    reference = val if isinstance(val, CocoDataset) else CocoDataset(eval_file, eval_images or data_dir or ".",
-                                                                      check_files=False)
-    for split, source in (("train", train), ("val", reference)):
+    missing_val = FileNotFoundError(f"no validation annotations: pass --eval_file (looked for "
+                                    f"{data_dir}/annotations/instances_val*.json)")
+    if eval_file is None and need_val:
+        raise missing_val
+    train = _train_source(data_dir, train_records, train_annotations, train_images) if need_train else None
+    if eval_file is None and not isinstance(train, CocoDataset):
+        raise missing_val  # TFRecords name no classes: the validation annotations do
+    val = _coco_or_records(data_dir, eval_file, eval_images, val_records, "val") if need_val else None
+    if isinstance(val, CocoDataset):
+        reference = val
+    elif need_val or not isinstance(train, CocoDataset):
+        reference = CocoDataset(eval_file, eval_images or data_dir or ".", check_files=False)
+    else:
+        reference = train
+    for split, source in (("train", train), ("val", reference if need_val else None)):
         if isinstance(source, CocoDataset):
             _settle(source, split, strict, report_dir)
     return DataSources(train=train, val=val, eval_file=eval_file, class_names=reference.class_names,
                        category_ids=reference.category_ids,
                        num_train=len(train) if isinstance(train, CocoDataset) else None, reference=reference)
+
+
+def _train_source(data_dir: Optional[str], records: Optional[str], annotations: Optional[str],
+                  images: Optional[str]) -> Source:
+    """The training TFRecords, or the COCO annotations with their image folder."""
+    if annotations is None and records is None:
+        raise FileNotFoundError(f"no training data in {data_dir}: expected train*.tfrecord files or "
+                                "annotations/instances_train*.json (or pass --train_annotations)")
+    if annotations is None:
+        return records
+    if images is None and not data_dir:
+        raise FileNotFoundError(f"no image folder for {annotations}: pass --train_images")
+    return CocoDataset(annotations, images or _images_for(data_dir, annotations, "train"))
 
 
 def _settle(coco: CocoDataset, split: str, strict: bool, report_dir: Optional[str]) -> None:
