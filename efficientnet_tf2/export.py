@@ -83,7 +83,7 @@ def verify_saved_model(model, export_dir: str, image_size: int, paths: Sequence[
 
     from efficientnet_tf2.inference import Classifier
 
-    loaded = tf.saved_model.load(export_dir)
+    loaded = saved_model.load(export_dir)
     classifier = Classifier(model, image_size, [])
     worst = 0.0
     for path in paths:

@@ -432,7 +432,7 @@ def verify_export(model, export_dir: str, images: List[np.ndarray], input_config
       ExportVerificationError: classes, names, masks or counts differ, or delta > tolerance.
     """
     module = DetectionModule(model, input_config, class_names, category_ids)
-    loaded = tf.saved_model.load(export_dir)
+    loaded = saved_model.load(export_dir)
     missing = [s for s in SIGNATURES if s not in loaded.signatures]
     if missing:
         raise ExportVerificationError(f"{export_dir}: SavedModel lacks signatures {missing}")
