@@ -156,6 +156,38 @@ def register_points():
     return family
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_training(argv, faults=None, timeout=300):
+    """``main.py train ARGV`` of the points family in a subprocess (``faults``: fault-injector env variables);
+    returns the ``CompletedProcess``."""
+    import subprocess
+
+    from fault_injector import KILL_ENV, SIGNAL_ENV
+
+    env = {k: v for k, v in os.environ.items() if k not in (KILL_ENV, SIGNAL_ENV)}
+    env.update(PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", **(faults or {}))
+    return subprocess.run([sys.executable, os.path.abspath(__file__), "train", "--model", "points-mlp", *argv],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def checkpoint_tensors(folder, prefixes=("model/",)):
+    """``{name: array}`` of a checkpoint folder's variables whose names start with ``prefixes``."""
+    from common.training.checkpoint import resolve
+
+    reader = tf.train.load_checkpoint(resolve(folder))
+    return {n: reader.get_tensor(n) for n in sorted(reader.get_variable_to_shape_map()) if n.startswith(prefixes)}
+
+
+def checkpoint_meta(folder):
+    """The ``meta.json`` of a checkpoint folder."""
+    import json
+
+    with open(os.path.join(folder, "meta.json")) as f:
+        return json.load(f)
+
+
 if __name__ == "__main__":
     import main as entry  # with the repository root on PYTHONPATH
     from fault_injector import KILL_ENV, SIGNAL_ENV, install, install_signal

@@ -9,42 +9,24 @@ and one DLLogger line per epoch metric.
 """
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from common.training.checkpoint import BEST, LATEST, resolve
+from common.training.checkpoint import BEST, LATEST
 from fault_injector import KILL_ENV
-from points_family import write_points
+from points_family import checkpoint_meta as _meta
+from points_family import checkpoint_tensors as _weights
+from points_family import run_training, write_points
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT = os.path.join(ROOT, "tests", "common", "points_family.py")
 # Learns over several epochs (val top-1 46 -> 84 -> 94 %): model_best is rewritten after epochs 1, 2 and 3.
-TRAIN = ["train", "--model", "points-mlp", "--epochs", "4", "--eval-every", "1", "-b", "16", "--seed", "1",
-         "--config", "task.lr=0.001"]
+TRAIN = ["--epochs", "4", "--eval-every", "1", "-b", "16", "--seed", "1", "--config", "task.lr=0.001"]
 
 
 def _train(data, work, kill_at=None, resume=False):
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop(KILL_ENV, None)
-    if kill_at:
-        env[KILL_ENV] = kill_at
-    argv = [sys.executable, SCRIPT, TRAIN[0], data, *TRAIN[1:], "--workspace", work] + (["--resume", work] if resume else [])
-    return subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
-
-
-def _weights(folder):
-    reader = tf.train.load_checkpoint(resolve(folder))
-    names = sorted(n for n in reader.get_variable_to_shape_map() if n.startswith("model/"))
-    return {n: reader.get_tensor(n) for n in names}
-
-
-def _meta(folder):
-    with open(os.path.join(folder, "meta.json")) as f:
-        return json.load(f)
+    resume_flags = ["--resume", work] if resume else []
+    return run_training([data, *TRAIN, "--workspace", work, *resume_flags], {KILL_ENV: kill_at} if kill_at else None)
 
 
 def _epoch_lines(work):

@@ -4,41 +4,28 @@ a second signal exits at once; ``kill -9`` loses at most the save interval.
 A real training run (the points family, through ``main.py`` and the shared trainer: 32 steps per epoch, three
 epochs) in a subprocess gets the signal from the test-only fault injector right after a chosen step.
 """
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from common.training.checkpoint import BEST, LATEST, resolve
+from common.training.checkpoint import BEST, LATEST
 from fault_injector import SIGNAL_ENV
-from points_family import write_points
+from points_family import checkpoint_meta, checkpoint_tensors, run_training, write_points
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT = os.path.join(ROOT, "tests", "common", "points_family.py")
 TRAIN = ["--epochs", "3", "--eval-every", "1", "-b", "16", "--seed", "1", "--config", "task.lr=0.001"]
 
 
 def _train(data, work, signal_at=None, extra=()):
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop(SIGNAL_ENV, None)
-    if signal_at:
-        env[SIGNAL_ENV] = signal_at
-    argv = [sys.executable, SCRIPT, "train", data, "--model", "points-mlp", *TRAIN, "--workspace", work, *extra]
-    return subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return run_training([data, *TRAIN, "--workspace", work, *extra], {SIGNAL_ENV: signal_at} if signal_at else None)
 
 
 def _meta(work, name=LATEST):
-    with open(os.path.join(work, name, "meta.json")) as f:
-        return json.load(f)
+    return checkpoint_meta(os.path.join(work, name))
 
 
 def _weights(folder):
-    reader = tf.train.load_checkpoint(resolve(folder))
-    return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map() if n.startswith(("model/", "optimizer/"))}
+    return checkpoint_tensors(folder, ("model/", "optimizer/"))
 
 
 def _assert_same_run(work, reference):
