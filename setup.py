@@ -20,8 +20,8 @@ EXTRAS = {
     # nvidia-dali-tf-plugin-cuda120==2.4.0 after this extra (the Makefile does it).
     "dali": ["nvidia-dali-cuda120==2.4.0"],
     "gpu": ["tensorflow[and-cuda]==2.21.0"],
-    # Reads NGC .pth checkpoints (efficientnet_tf2/ngc.py); install the CPU wheel from the
-    # PyTorch index: pip install -e '.[torch]' --extra-index-url https://download.pytorch.org/whl/cpu
+    # Only the fixture scripts (scripts/make_*_fixture*.py) need torch: the product reads .pth files
+    # without it (common/io/pth.py). CPU wheel: --extra-index-url https://download.pytorch.org/whl/cpu
     "torch": ["torch>=2.2"],
 }
 

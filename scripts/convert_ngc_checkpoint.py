@@ -7,9 +7,9 @@ Example::
     python main.py infer --model efficientnet-b0 --padding symmetric \\
         --pretrained-from-file efficientnet-b0.weights.h5 cat.jpg
 
-``.pth``/``.pt`` files need PyTorch (``pip install -e '.[torch]'``, CPU wheel);
-an ``.npz`` of the same ``state_dict`` needs nothing. ``main.py`` also reads
-NGC files directly with ``--pretrained-from-file``.
+``.pth``/``.pt`` files are read without torch (:mod:`common.io.pth`), as is an
+``.npz`` of the same ``state_dict``. ``main.py`` also reads NGC files directly
+with ``--pretrained-from-file`` (or fetches them by name with ``--pretrained``).
 """
 import argparse
 import os

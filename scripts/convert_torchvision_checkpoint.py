@@ -1,32 +1,28 @@
-"""torchvision ``.pth`` -> ``.npz`` state_dict that loads without torch (run where torch is installed).
+"""torchvision ``.pth`` -> ``.npz`` state_dict (no torch needed: :mod:`common.io.pth` reads the file).
 
     python scripts/convert_torchvision_checkpoint.py resnet50-0676ba61.pth resnet50.npz
     python main.py train --model mask-rcnn --backbone-checkpoint resnet50.npz DATA
 
-Only torch and numpy are needed (no TensorFlow): every floating tensor is stored as float32 under
-its ``state_dict`` key; ``num_batches_tracked`` counters are dropped. The ``.pth`` itself loads
-the same way where torch is installed in the project's environment.
+Only numpy is needed (no TensorFlow, no torch): every floating tensor is stored as float32 under
+its ``state_dict`` key; ``num_batches_tracked`` counters are dropped. ``main.py`` reads the
+``.pth`` itself just as well; the ``.npz`` is for tools that want plain arrays.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 
 def convert(src: str, dst: str) -> int:
     """Writes ``src``'s state_dict to ``dst`` (.npz); returns the number of tensors."""
-    try:
-        import torch
-    except ImportError:
-        raise SystemExit("error: this conversion needs torch (pip install torch); the .npz it writes does not")
-    state = torch.load(src, map_location="cpu", weights_only=True)
-    for wrapper in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    arrays = {k: (v.float() if v.is_floating_point() else v).numpy() for k, v in state.items()
-              if not k.endswith("num_batches_tracked")}
+    from common.io.state_dict import read_state_dict
+
+    arrays = {k: v for k, v in read_state_dict(src).items() if not k.endswith("num_batches_tracked")}
     np.savez(dst, **arrays)
     return len(arrays)
 

@@ -12,8 +12,8 @@ tensors by layer type:
 * ``BatchNormalization``: ``weight, bias, running_mean, running_var`` ->
   ``gamma, beta, moving_mean, moving_variance``.
 
-``.pth``/``.pt`` files need torch (an optional extra); the same ``state_dict`` saved as
-``.npz`` does not.
+``.pth``/``.pt`` files are read without torch by :mod:`common.io.pth` (a restricted unpickler:
+tensors, storages and plain containers only); the same ``state_dict`` saved as ``.npz`` reads too.
 """
 from __future__ import annotations
 
@@ -107,20 +107,18 @@ def to_numpy(value) -> np.ndarray:
 
 
 def read_pth(path: str):
-    """``torch.load(path, weights_only=True)`` on CPU, with a clear error without torch."""
+    """The object in a ``.pth``/``.pt`` file, read without torch and without running its pickle's code
+    (:func:`common.io.pth.load`; tensors become numpy arrays)."""
+    from common.io import pth
+
     try:
-        import torch
-    except ImportError as err:
-        raise StateDictError(
-            f"reading {path} needs PyTorch, which is not installed: install torch (CPU) or convert to .npz. "
-            "Install: pip install -e '.[torch]' --extra-index-url https://download.pytorch.org/whl/cpu; "
-            "convert where torch is: numpy.savez(OUT.npz, **{k: v.float().numpy() for k, v in "
-            "torch.load(IN.pth, map_location='cpu', weights_only=True).items()})") from err
-    return torch.load(path, map_location="cpu", weights_only=True)
+        return pth.load(path)
+    except pth.PthError as err:
+        raise StateDictError(str(err)) from None
 
 
 def read_state_dict(path: str) -> Dict[str, np.ndarray]:
-    """The ``state_dict`` of a ``.pth``/``.pt`` (needs torch) or ``.npz`` file.
+    """The ``state_dict`` of a ``.pth``/``.pt`` or ``.npz`` file (no torch needed).
 
     Checkpoint wrappers (``{"state_dict": ...}``, ``{"model": ...}``) are
     unwrapped and a ``module.`` prefix is stripped. Keys starting with ``__``

@@ -32,7 +32,7 @@ def places(tmp_path_factory):
     folders["coco"] = make_dataset(str(root / "coco"), num_train=2, num_val=1, image_size=32)["root"]
     folders["missing"] = str(root / "missing")
     folders["pth"] = str(root / "maskrcnn_coco.pth")
-    open(folders["pth"], "wb").write(b"PK\x03\x04 not read without torch")
+    open(folders["pth"], "wb").write(b"PK\x03\x04 not a zip archive")
     return folders
 
 
@@ -71,7 +71,7 @@ CASES = [
     (["export", *M, "--workspace", "{work}", "--export-dir", "{export_here}"], ["{export_here} exists", "--overwrite"]),
     (["fly", *E], ["unknown mode 'fly'"]),
     (["infer", "--model", "mask-rcnn-torchvision", "--pretrained-from-file", "{pth}", "{images}"],
-     ["{pth}", "needs PyTorch", ".npz"]),
+     ["{pth}", "not a readable PyTorch checkpoint"]),
 ]
 
 
