@@ -149,10 +149,13 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
     flag("--num-classes", "--num_classes", dest="data.num_classes", type=POSITIVE_INT, group="model",
          help="classes (unset: from the data)"),
     flag("--pretrained-from-file", dest="task.pretrained_from_file", modes=MODEL_MODES, group="model",
-         help="initial weights: Keras .h5 / .weights.h5, a TF checkpoint, or a PyTorch state_dict (.pth needs "
-              "torch, or .npz): NVIDIA NGC EfficientNet (use --padding symmetric), torchvision Mask R-CNN"),
-    flag("--pretrained", dest="opt.pretrained", action="store_true", modes=_RUN, group="model",
-         help="NVIDIA's download of published weights: not available offline (see the error)"),
+         help="initial weights: Keras .h5 / .weights.h5, a TF checkpoint or workspace, or a PyTorch state_dict "
+              "(.pth, read without torch; or .npz): NVIDIA NGC EfficientNet (use --padding symmetric), torchvision "
+              "Mask R-CNN; another --num-classes starts the class head fresh (fine-tuning)"),
+    flag("--pretrained", dest="opt.pretrained", nargs="?", const="default", metavar="NAME", modes=_RUN,
+         group="model",
+         help="published weights by name (`main.py weights list`; no NAME: the model's own), downloaded once, "
+              "sha256-checked, into $TF2VISION_HOME/weights (default ~/.cache/tf2vision)"),
     # data
     flag("data", dest="data.data_dir", nargs="?", modes=_DATA, help="dataset root (same as --data-dir)"),
     flag("--data-dir", "--data_dir", dest="data.data_dir", modes=_DATA, help="dataset root"),
@@ -488,9 +491,25 @@ def apply_flags(experiment: cfg.Experiment, family, values: Dict[str, Any]) -> c
         raise SystemExit(f"error: {err}") from None
 
 
+def _bare_pretrained(argv: Sequence[str]) -> List[str]:
+    """``--pretrained DATA`` (seed 003's spelling) keeps DATA positional: ``--pretrained`` takes the next word
+    only when it names published weights."""
+    from common.weights.registry import DEFAULT, PUBLISHERS, is_name
+
+    def names_weights(word: str) -> bool:
+        return is_name(word) or (word.lower().startswith(PUBLISHERS) and not os.path.exists(word))
+
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--pretrained" and (i + 1 == len(out) or out[i + 1].startswith("-") or
+                                      not names_weights(out[i + 1])):
+            out[i] = f"--pretrained={DEFAULT}"
+    return out
+
+
 def parse(argv: Sequence[str]) -> Invocation:
     """``[MODE, ...flags]`` -> :class:`Invocation` (SystemExit with one line on bad input)."""
-    argv = translate_legacy(argv)
+    argv = _bare_pretrained(translate_legacy(argv))
     mode, rest = argv[0], argv[1:]
     if mode not in MODES:
         raise SystemExit(f"error: unknown mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -514,6 +533,7 @@ def print_overview(stream=None) -> None:
         f"MODE: {' | '.join(MODES)}\n"
         f"NAME: {', '.join(registry.list_models())}\n"
         f"      (benchmark also: {', '.join(sorted(set(registry.list_models(True)) - set(registry.list_models())))})\n\n"
+        "`main.py weights list` lists published weights (--pretrained [NAME]).\n"
         "`main.py MODE --model NAME -h` lists the flags of a mode. NVIDIA's spellings work as aliases\n"
         "(--arch, --model_dir, --train_batch_size, --raport-file, `main.py --evaluate ...`).\n\n"
         "Example: python main.py train --model efficientnet-b0 --amp /data/imagenet\n")

@@ -25,10 +25,9 @@ FALLBACK_STEPS = 100  # steps per epoch when the data cannot say (synthetic inpu
 
 def run(invocation: cli.Invocation) -> int:
     """Runs the invocation's mode; returns the exit status."""
-    if invocation.options.pretrained:
-        raise SystemExit("error: --pretrained downloads NVIDIA's published weights, and nothing is downloaded "
-                         "here: fetch the NGC checkpoint yourself, convert it with scripts/convert_ngc_checkpoint.py "
-                         "and pass --pretrained-from-file FILE")
+    from common.weights import pretrained
+
+    invocation = pretrained.apply(invocation)
     flows = {"train": train, "eval": evaluate, "infer": infer, "export": export, "info": info,
              "benchmark": benchmark}
     return int(flows[invocation.mode](invocation) or 0)
@@ -43,6 +42,15 @@ def expand_images(items: Sequence[str]) -> List[str]:
         return list_images(items)
     except FileNotFoundError as err:
         raise SystemExit(f"error: {err}") from None
+
+
+def trained_checkpoint(invocation: cli.Invocation, workspace: str) -> Optional[str]:
+    """:func:`find_checkpoint`, except that weights asked for on this command line (``--pretrained``,
+    ``--pretrained-from-file``) are not overridden by a checkpoint lying in the workspace."""
+    options = invocation.options
+    if not options.checkpoint and (options.pretrained or invocation.values.get("task.pretrained_from_file")):
+        return None
+    return find_checkpoint(options.checkpoint, workspace)
 
 
 def find_checkpoint(checkpoint: Optional[str], workspace: str) -> Optional[str]:
@@ -161,7 +169,7 @@ def evaluate(invocation: cli.Invocation) -> int:
 
     family, options = invocation.family, invocation.options
     runtime = single_runtime(invocation)
-    checkpoint = find_checkpoint(options.checkpoint, invocation.experiment.workspace)
+    checkpoint = trained_checkpoint(invocation, invocation.experiment.workspace)
     require_weights(invocation.experiment, checkpoint, options)
     run, task, experiment = _start(invocation)
     with run.strategy.scope():
@@ -187,7 +195,7 @@ def load_model(invocation: cli.Invocation):
     experiment = invocation.family.prepare(invocation.experiment, invocation.mode)
     runtime = "tf" if invocation.mode == "export" else single_runtime(invocation)
     configure_runtime(experiment.runtime)
-    checkpoint = find_checkpoint(options.checkpoint, experiment.workspace)
+    checkpoint = trained_checkpoint(invocation, experiment.workspace)
     require_weights(experiment, checkpoint, options)
     model = invocation.family.load_model(experiment, checkpoint, use_ema=options.use_ema)
     return experiment, invocation.family.runtime_model(experiment, model, getattr(options, "onnx_file", None), runtime)

@@ -17,12 +17,13 @@ class Options:
     Attributes:
       verbose: show TensorFlow's start-up and debug logs (and tracebacks of user errors).
       config: ``--config NAME=VALUE`` overrides (already applied to the experiment).
-      pretrained: NVIDIA's ``--pretrained`` (published weights by name).
+      pretrained: ``--pretrained [NAME]``: published weights by name (:mod:`common.weights.registry`;
+        ``"default"``: the model's own), downloaded once into the cache.
     """
 
     verbose: bool = False
     config: Tuple[str, ...] = ()
-    pretrained: bool = False
+    pretrained: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
