@@ -6,53 +6,17 @@ No test reaches the internet: a server on 127.0.0.1 (started here) serves fixtur
 import dataclasses
 import hashlib
 import logging
-import http.server
 import os
-import threading
 
 import pytest
 
 import main as entry
 from common.weights import download, registry
+from weights_server import Server as _Server
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "pth", "zip.pth")
 NGC_NPZ = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "fixtures", "ngc_efficientnet",
                        "efficientnet-b0_random_init.npz")
-
-
-class _Server:
-    """Serves ``files`` ({name: bytes}) with HTTP Range support; counts requests; can cut a response short."""
-
-    def __init__(self, files):
-        self.files, self.requests, self.cut_after = files, [], None
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's name)
-                server.requests.append((self.path, self.headers.get("Range")))
-                data = server.files.get(self.path.lstrip("/"))
-                if data is None:
-                    self.send_error(404)
-                    return
-                start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers.get("Range") else 0
-                body = data[start:]
-                self.send_response(206 if start else 200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if server.cut_after is not None:
-                    body, server.cut_after = body[:server.cut_after], None
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture

@@ -472,3 +472,44 @@ def test_preset_flag_sets_model_and_input_fields():
         resolved("--preset", "nvidia", "--pretrained-from-file", "coco.npz")  # a file never chooses the preset
     with pytest.raises(SystemExit, match="--preset"):
         cli.parse(["info", "--model", "mask-rcnn", "--preset", "detectron2"])
+
+
+def test_infer_mask_rcnn_pretrained_end_to_end_through_a_local_server(detector_reference, tmp_path, monkeypatch,
+                                                                      capsys):
+    """``main.py infer --model mask-rcnn --pretrained photos/``: the registered COCO weights (here the fixture's
+    full-size torchvision state, served on 127.0.0.1 through the mirror setting) are fetched, the torchvision preset
+    they need is set, and the detections equal torchvision's (the same 100 as the test above)."""
+    import dataclasses
+    import hashlib
+    import json as json_lib
+
+    from PIL import Image
+
+    import main as entry
+    from common.weights import download, registry
+    from weights_server import Server
+
+    _, stored, state, image = detector_reference
+    weights = tmp_path / "coco.npz"
+    np.savez(weights, **state)
+    data = weights.read_bytes()
+    real = registry.WEIGHTS["torchvision-maskrcnn-resnet50-fpn-coco"]
+    served = dataclasses.replace(real, url=real.url.replace(".pth", ".npz"), sha256=hashlib.sha256(data).hexdigest())
+    monkeypatch.setitem(registry.WEIGHTS, real.name, served)
+    server = Server({served.filename: data})
+    monkeypatch.setenv(download.HOME_ENV, str(tmp_path / "home"))
+    monkeypatch.setenv(download.MIRROR_ENV, server.url)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(image).save(photos / "street.png")
+    try:
+        assert entry.main(["infer", "--model", "mask-rcnn", "--pretrained", str(photos), "--output-dir",
+                           str(tmp_path / "out"), "--workspace", str(tmp_path / "ws")]) == 0
+    finally:
+        server.close()
+    assert "predictions" in capsys.readouterr().out
+    written = [f for f in os.listdir(tmp_path / "out") if f.endswith(".json")]
+    with open(tmp_path / "out" / written[0]) as handle:
+        predictions = json_lib.load(handle)
+    assert len(predictions) == len(stored["e2e_labels"]) == 100
+    assert sorted(p["category_id"] for p in predictions) == sorted(stored["e2e_labels"].tolist())
