@@ -80,11 +80,9 @@ class ClassificationFamily(Family):
         return task, resolved
 
     def build_model(self, experiment, task):
-        from efficientnet_tf2.ngc import load_pretrained_weights
-
         model = task.build_model()
         if experiment.task.pretrained_from_file:
-            load_pretrained_weights(model, experiment.task.pretrained_from_file)
+            self._load_initial(experiment, model, name=model.name)
         return _quantize_if_needed(model, experiment.task.model, fixed_ranges=bool(experiment.task.pretrained_from_file))
 
     def build_optimizer(self, experiment, global_batch: int, steps_per_epoch: int):
@@ -119,7 +117,6 @@ class ClassificationFamily(Family):
     def load_model(self, experiment, checkpoint: Optional[str], use_ema: bool = False):
         from common.training.checkpoint import restore_model_only
         from efficientnet_tf2.model import build_classifier
-        from efficientnet_tf2.ngc import load_pretrained_weights
 
         config, size = self._architecture(experiment)
         model = build_classifier(config, input_shape=(size, size, 3), name=experiment.model.replace("-", "_"))
@@ -127,12 +124,26 @@ class ClassificationFamily(Family):
             model = _quantize_if_needed(model, config)
             restore_model_only(checkpoint, model, use_ema=use_ema)
         elif experiment.task.pretrained_from_file:
-            load_pretrained_weights(model, experiment.task.pretrained_from_file)
+            self._load_initial(experiment, model, name=model.name)
         else:
             _log.warning("--random-weights: %s is untrained", experiment.model)
         if not checkpoint and config.quantized:
             _log.warning("%s without a QAT checkpoint: activation ranges are uncalibrated", experiment.model)
         return _quantize_if_needed(model, config)
+
+    def _load_initial(self, experiment, model, name: str) -> List[str]:
+        """``--pretrained-from-file`` into ``model``: any source; another class count starts the head fresh
+        (:mod:`efficientnet_tf2.transfer`). Returns the layers that start fresh."""
+        from efficientnet_tf2.model import build_classifier
+        from efficientnet_tf2.transfer import load_initial_weights
+
+        config, _ = self._architecture(experiment)
+        shape = tuple(int(d) for d in model.input_shape[1:])
+
+        def build_like(num_classes: int):
+            return build_classifier(config.replace(num_classes=num_classes), input_shape=shape, name=name + "_source")
+
+        return load_initial_weights(model, experiment.task.pretrained_from_file, build_like)
 
     def _class_names(self, experiment, options) -> List[str]:
         if getattr(options, "class_names", None):

@@ -196,13 +196,3 @@ def load_ngc_checkpoint(model: keras.Model, path: str) -> NgcImport:
     _log.info("imported %d NGC tensors from %s (%d quantizer entries set aside)",
               len(result.assigned), path, len(result.quantizers))
     return result
-
-
-def load_pretrained_weights(model: keras.Model, path: str) -> None:
-    """``--pretrained-from-file``: NGC PyTorch checkpoints by extension, else Keras/TF weights."""
-    if path.endswith(NGC_EXTENSIONS):
-        load_ngc_checkpoint(model, path)
-    else:
-        from common.training.checkpoint import load_weights_file
-
-        load_weights_file(model, path)

@@ -101,11 +101,11 @@ def qat_before_finetune(args, data, fp32_workspace):
     from efficientnet_tf2 import qat
     from efficientnet_tf2.experiments import classifier_config
     from efficientnet_tf2.model import build_classifier
-    from efficientnet_tf2.ngc import load_pretrained_weights
+    from efficientnet_tf2.transfer import load_file
 
     config = classifier_config("efficientnet-quant-b0", num_classes=args.num_classes, bn_momentum=0.9)
     model = build_classifier(config, input_shape=(args.image_size, args.image_size, 3), name="efficientnet_quant_b0")
-    load_pretrained_weights(model, os.path.join(fp32_workspace, "model_best"))
+    load_file(model, os.path.join(fp32_workspace, "model_best"))
     model = qat.quantize_model(model)
     train = data_lib.build_dataset(data, "train", args.image_size, args.batch_size, training=True, augment="none",
                                    num_classes=args.num_classes, seed=0)

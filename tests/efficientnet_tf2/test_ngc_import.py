@@ -1,13 +1,12 @@
 """NGC (NVIDIA PyTorch) EfficientNet import: fixture parity, every variant's key list, errors."""
 import pathlib
 import sys
-import types
 
 import numpy as np
 import pytest
 
 from common.io import state_dict
-from efficientnet_tf2 import ngc
+from efficientnet_tf2 import ngc, transfer
 from efficientnet_tf2.experiments import classifier_config
 from efficientnet_tf2.model import build_classifier
 
@@ -147,26 +146,12 @@ def test_quantizer_entries_are_set_aside():
                                   state["layers.0.block0.se.squeeze.weight"][:, :, 0, 0].T)
 
 
-def test_pth_uses_torch_weights_only(tmp_path, monkeypatch):
-    calls = []
-
-    def fake_load(path, **kwargs):
-        calls.append(kwargs)
-        return {"epoch": 1, "state_dict": {"module.stem.conv.weight": np.ones((2, 3), np.float32)}}
-
-    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(load=fake_load))
-    path = tmp_path / "ckpt.pth"
-    path.write_bytes(b"not read by the fake")
-    state = ngc.read_state_dict(str(path))
-    assert list(state) == ["stem.conv.weight"] and calls[0]["weights_only"] is True
-
-
-def test_pth_without_torch_says_what_to_do(tmp_path, monkeypatch):
+def test_pth_reads_without_torch(monkeypatch):
+    """A torch-written checkpoint (tests/fixtures/pth, a training-checkpoint wrapper) reads with torch unimportable."""
     monkeypatch.setitem(sys.modules, "torch", None)
-    path = tmp_path / "ckpt.pth"
-    path.write_bytes(b"x")
-    with pytest.raises(ngc.NgcCheckpointError, match=r"install torch \(CPU\) or convert to .npz"):
-        ngc.read_state_dict(str(path))
+    path = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "pth" / "zip.pth"
+    state = ngc.read_state_dict(str(path))
+    assert state["conv.weight"].shape == (4, 3, 3, 3) and state["f16"].dtype == np.float32
 
 
 def test_convert_script_and_pretrained_dispatch(tmp_path):
@@ -177,10 +162,10 @@ def test_convert_script_and_pretrained_dispatch(tmp_path):
     np.savez(source, **state)
     assert convert_main(["--model", "efficientnet-b0", str(source), str(out)]) == 0
     model = model_for("efficientnet-b0")
-    ngc.load_pretrained_weights(model, str(out))  # .h5: the Keras loader
+    transfer.load_file(model, str(out))  # .h5: the Keras loader
     np.testing.assert_array_equal(model.get_layer("block7a_project_conv").kernel.numpy(),
                                   np.transpose(state["layers.6.block0.proj.conv.weight"], (2, 3, 1, 0)))
     np.savez(source, **synthetic_state("efficientnet-b0", seed=3))
-    ngc.load_pretrained_weights(model, str(source))  # .npz: the NGC importer
+    transfer.load_file(model, str(source))  # .npz: the NGC importer
     assert not np.array_equal(model.get_layer("stem_bn").beta.numpy(), state["stem.bn.bias"])
     assert convert_main(["--model", "efficientnet-b0", str(tmp_path / "absent.npz"), str(out)]) == 2
