@@ -93,6 +93,12 @@ class ClassificationFamily(Family):
         schedule = learning_rate_schedule(t, global_batch, steps_per_epoch, experiment.trainer.epochs)
         return build_optimizer(t.optimizer, schedule, momentum=t.momentum, rho=t.rmsprop_alpha, epsilon=t.rmsprop_eps)
 
+    def backbone_layers(self, model):
+        """Every weighted layer but the class head (``predictions``; ``quant_predictions`` under QAT)."""
+        from efficientnet_tf2.transfer import HEAD
+
+        return [layer for layer in model.layers if layer.weights and not layer.name.endswith(HEAD)]
+
     def before_training(self, experiment, model, task, global_batch, logger, resumed: bool) -> None:
         """QAT from FP32 weights: activation ranges from ``--calibration-steps`` training batches."""
         from efficientnet_tf2 import qat
@@ -145,7 +151,7 @@ class ClassificationFamily(Family):
 
         return load_initial_weights(model, experiment.task.pretrained_from_file, build_like)
 
-    def _class_names(self, experiment, options) -> List[str]:
+    def class_names(self, experiment, options) -> List[str]:
         if getattr(options, "class_names", None):
             with open(options.class_names) as f:
                 return [line.strip() for line in f if line.strip()]
@@ -161,14 +167,14 @@ class ClassificationFamily(Family):
         from common.io.data_check import for_each_image
 
         _, size = self._architecture(experiment)
-        classifier = Classifier(model, size, self._class_names(experiment, options))
+        classifier = Classifier(model, size, self.class_names(experiment, options))
         out = os.path.join(out_dir, "predictions.json")
         if os.path.exists(out):
             os.remove(out)  # never left looking current if this run fails
         results = []
 
         def classify(path):
-            preds = classifier.classify(path, top_k=options.top_k)
+            preds = classifier.classify(path, top_k=options.top_k).pairs()
             print(format_predictions(path, preds), flush=True)
             results.append({"file": path, "top_k": [{"class": n, "probability": p} for n, p in preds]})
 
@@ -182,7 +188,7 @@ class ClassificationFamily(Family):
     def export(self, experiment, model, target: str, options: ClassifierExportOptions) -> str:
         """SavedModel (uint8 images or encoded bytes in, preprocessing inside) or ONNX (centre crops in)."""
         _, size = self._architecture(experiment)
-        names = self._class_names(experiment, options)
+        names = self.class_names(experiment, options)
         if options.format == "onnx":
             return self._export_onnx(experiment, model, target, size, names, options)
         from efficientnet_tf2.export import export_saved_model, verify_saved_model
@@ -253,7 +259,7 @@ class ClassificationFamily(Family):
         from efficientnet_tf2 import onnx_export
 
         start = time.perf_counter()
-        path = onnx_export.export_to_temporary_file(model, size, self._class_names(experiment, None))
+        path = onnx_export.export_to_temporary_file(model, size, self.class_names(experiment, None))
         _log.info("exported the loaded model to ONNX for onnxruntime in %.1f s: %s (reuse it with --onnx-file)",
                   time.perf_counter() - start, path)
         return path

@@ -135,6 +135,10 @@ class MaskRCNNFamily(Family):
             return build_optimizer("adam", schedule, epsilon=1e-7)
         return build_optimizer("sgd", schedule, momentum=t.momentum)
 
+    def backbone_layers(self, model):
+        """The backbone (ResNet / EfficientNet) model; FPN, RPN and heads keep training."""
+        return [model.backbone]
+
     def describe(self, experiment) -> Dict[str, Any]:
         inputs = self._inputs(experiment)
         return {"image_size": list(inputs.image_size), "padded_size": list(inputs.batch_padded_size()),

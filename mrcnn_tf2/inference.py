@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -106,6 +106,29 @@ class Detector:
         self.class_names = self.module.class_names
         self.score_threshold, self.overlap_threshold = float(score_threshold), float(overlap_threshold)
         self._class_index = {cid: index for index, cid in enumerate(self.module.category_ids)}
+
+    @classmethod
+    def from_workspace(cls, workspace: str, checkpoint: Optional[str] = None, **thresholds) -> "Detector":
+        """The trained model of a ``main.py train`` run (``model_best``, else ``checkpoint-latest``)."""
+        from common.command.api import load_for_inference
+
+        flags = ["--workspace", workspace] + (["--checkpoint", checkpoint] if checkpoint else [])
+        return cls._of(load_for_inference(flags), **thresholds)
+
+    @classmethod
+    def from_pretrained(cls, weights: str = "maskrcnn_resnet50_fpn_coco", **thresholds) -> "Detector":
+        """Published weights by name (``main.py weights list``; torchvision's spelling works), downloaded once."""
+        from common.command.api import load_for_inference
+        from common.weights.registry import get
+
+        entry = get(weights)
+        return cls._of(load_for_inference(["--model", entry.fits[0], f"--pretrained={entry.name}"]), **thresholds)
+
+    @classmethod
+    def _of(cls, loaded, **thresholds) -> "Detector":
+        family, experiment, model = loaded
+        data = experiment.data
+        return cls(model, family._inputs(experiment), list(data.class_names), list(data.category_ids), **thresholds)
 
     def detect(self, image: np.ndarray) -> Dict[str, np.ndarray]:
         """Detections of one image, in its original pixels.

@@ -112,6 +112,18 @@ def _start(invocation: cli.Invocation):
 
 
 # --------------------------------------------------------------------- train
+def _freezable(family, experiment, model) -> list:
+    """The backbone layers when ``--freeze-backbone``/``--freeze-epochs`` asks for them (one-line error when the
+    family has none)."""
+    trainer = experiment.trainer
+    if not (trainer.freeze_backbone or trainer.freeze_epochs):
+        return []
+    layers = family.backbone_layers(model)
+    if not layers:
+        raise SystemExit(f"error: --freeze-backbone/--freeze-epochs: {experiment.model} has no backbone to freeze")
+    return layers
+
+
 def train(invocation: cli.Invocation) -> int:
     """``main.py train``: the family's recipe through the shared trainer; writes ``config.json``."""
     options = invocation.options
@@ -142,7 +154,8 @@ def _fit(invocation: cli.Invocation, run, task, experiment) -> int:
                                              experiment.runtime.static_loss_scale)
         ema = ModelEMA(model, experiment.trainer.ema_decay) if experiment.trainer.use_ema else None
     trainer = Trainer(task, model, optimizer, experiment.trainer, run.logger, strategy=run.strategy, ema=ema,
-                      workspace=experiment.workspace, xla=experiment.runtime.xla)
+                      workspace=experiment.workspace, xla=experiment.runtime.xla,
+                      backbone_layers=_freezable(family, experiment, model))
     run.logger.log("PARAMETER", {"model": experiment.model, "precision": run.policy, "global_batch": global_batch,
                                  "epochs": experiment.trainer.epochs, "steps_per_epoch": steps,
                                  "xla": experiment.runtime.xla, "replicas": run.strategy.num_replicas_in_sync,

@@ -99,6 +99,9 @@ class TrainerConfig:
       save_every_steps: also write ``checkpoint-latest`` every this many steps (None: not by count).
       save_every_minutes: also write it when this many minutes passed since the last save (mid-epoch
         included: a preempted or killed run loses at most this much; None or 0: only at epoch ends).
+      freeze_backbone: train only what follows the backbone (its BatchNorms in inference mode, as the Keras
+        transfer-learning guide does) for the whole run.
+      freeze_epochs: freeze the backbone for the first this many epochs, then train everything.
     """
 
     epochs: int = 1
@@ -121,8 +124,12 @@ class TrainerConfig:
     ema_decay: float = 0.9999
     save_every_steps: Optional[int] = None
     save_every_minutes: Optional[float] = 30.0
+    freeze_backbone: bool = False
+    freeze_epochs: int = 0
 
     def __post_init__(self):
+        check(isinstance(self.freeze_epochs, int) and self.freeze_epochs >= 0,
+              f"--freeze-epochs must be an integer >= 0. Received: {self.freeze_epochs!r}")
         for name in ("epochs", "batch_size", "grad_accum_steps", "log_every"):
             value = getattr(self, name)
             check(isinstance(value, int) and value >= 1, f"{name} must be an integer >= 1. Received: {value!r}")

@@ -71,6 +71,11 @@ class Family(abc.ABC):
     def build_optimizer(self, experiment: Experiment, global_batch: int, steps_per_epoch: int) -> Any:
         """The optimizer with its LR schedule (the command layer adds loss scaling)."""
 
+    def backbone_layers(self, model) -> List[Any]:
+        """The layers ``--freeze-backbone``/``--freeze-epochs`` freeze (empty: the family has no such split)."""
+        del model
+        return []
+
     def before_training(self, experiment: Experiment, model, task, global_batch: int, logger,
                         resumed: bool) -> None:
         """Hook after the model exists and before the first step (e.g. QAT calibration)."""

@@ -48,8 +48,9 @@ class Trainer:
     """
 
     def __init__(self, task, model, optimizer, config: TrainerConfig, logger, strategy=None,
-                 ema=None, workspace: Optional[str] = None, xla: bool = False):
+                 ema=None, workspace: Optional[str] = None, xla: bool = False, backbone_layers=()):
         self.task, self.model, self.optimizer, self.config = task, model, optimizer, config
+        self._xla, self._backbone_layers, self._frozen = xla, list(backbone_layers), None
         self.logger, self.ema = logger, ema
         self.strategy = strategy or tf.distribute.get_strategy()
         self.collectives = collectives_lib.for_strategy(self.strategy)
@@ -119,6 +120,7 @@ class Trainer:
     def _epoch(self, epoch: int, global_batch: int, eval_batch: Optional[int]) -> Dict[str, float]:
         """Trains (from a mid-epoch resume's step), validates, checks, checkpoints one epoch."""
         start, self._start_step = self._start_step, 0
+        self._freeze_for(epoch)
         final = self.train_epoch(epoch, global_batch, start_step=start)
         if self._evaluates_after(epoch):
             final.update(self.evaluate(eval_batch or global_batch, epoch))
@@ -127,6 +129,25 @@ class Trainer:
         self.logger.log((epoch + 1,), {k: v for k, v in final.items() if k.startswith("train.")})
         self._checkpoint(final)
         return final
+
+    def _freeze_for(self, epoch: int) -> None:
+        """``--freeze-backbone`` / ``--freeze-epochs``: the backbone's layers frozen (not trainable: BatchNorm in
+        inference mode) while ``epoch`` is in the frozen part; the step is rebuilt when that changes. The optimizer's
+        state covers every variable first, so checkpoints hold the same slots frozen or not."""
+        config = self.config
+        frozen = config.freeze_backbone or epoch < config.freeze_epochs
+        if not self._backbone_layers or frozen == self._frozen:
+            return
+        if self.optimizer is not None:
+            self.build_optimizer_state()
+        for layer in self._backbone_layers:
+            layer.trainable = not frozen
+        self._frozen = frozen
+        self.steps = TrainStep(self.task, self.model, self.optimizer, config, self.collectives, ema=self.ema,
+                               xla=self._xla)
+        self.train_step = self.steps.update
+        trainable = int(sum(np.prod(v.shape) for v in self.model.trainable_variables))
+        self.logger.log("PARAMETER", {"backbone_frozen": frozen, "from_epoch": epoch, "trainable_params": trainable})
 
     def train_epoch(self, epoch: int, global_batch: int, start_step: int = 0) -> Dict[str, float]:
         """One pass over the training data (from batch ``start_step``: a mid-epoch resume skips the batches the

@@ -101,3 +101,65 @@ def test_keras_applications_import_is_exact(tmp_path, index):
     assert count(ours) == count(reference)  # the scaling table (B0: 5,288,548 ... B7: 66,347,960)
     theirs, mine = network(pixels, training=False).numpy(), ours(pixels, training=False).numpy()
     assert np.abs(mine - theirs).max() <= 1e-4 * max(1.0, np.abs(theirs).max()), np.abs(mine - theirs).max()
+
+
+# ------------------------------------------------------------------ freezing, through main.py train
+@pytest.fixture(scope="module")
+def tiny_transfer(tmp_path_factory):
+    """A 2-class ImageFolder (32 px) and a 5-class B0 weights file to start from."""
+    from dataset.make_synthetic_imagefolder import make_imagefolder
+
+    root = tmp_path_factory.mktemp("freeze")
+    make_imagefolder(str(root / "data"), num_classes=2, train_per_class=8, val_per_class=2, image_size=32)
+    source = _model(classes=5, seed=7)
+    source.save_weights(str(root / "five.h5"))
+    return root, source
+
+
+def _train(root, work, *extra):
+    import main as entry
+
+    argv = ["train", "--model", "efficientnet-b0", str(root / "data"), "--workspace", str(work), "--image-size",
+            "32", "-b", "8", "--optimizer", "adam", "--lr", "0.01", "--lr-batch", "8", "--mixup", "0",
+            "--augmentation", "none", "--pretrained-from-file", str(root / "five.h5"), "--save-every-minutes", "0",
+            *extra]
+    assert entry.main(argv) == 0
+
+
+def _restored(work):
+    from common.training.checkpoint import restore_model_only
+
+    model = _model(classes=2, seed=8)
+    restore_model_only(str(work / "checkpoint-latest"), model)
+    return model
+
+
+def _changed(a, b, names):
+    return [n for n in names if any(not np.array_equal(x, y) for x, y in
+                                    zip(a.get_layer(n).get_weights(), b.get_layer(n).get_weights()))]
+
+
+def test_freeze_epochs_trains_the_head_first_then_everything(tiny_transfer, tmp_path):
+    """``--freeze-epochs 1``: after epoch 1 every backbone weight (BN statistics included: inference mode) is the
+    file's, the head moved; after epoch 2 the backbone moved too; both switches are logged."""
+    root, source = tiny_transfer
+    work = tmp_path / "run"
+    backbone = [layer.name for layer in source.layers if layer.weights and layer.name != "predictions"]
+    _train(root, work, "--epochs", "1", "--freeze-epochs", "1")
+    after_one = _restored(work)
+    assert _changed(source, after_one, backbone) == []
+    _train(root, work, "--epochs", "2", "--freeze-epochs", "1", "--resume", str(work))
+    after_two = _restored(work)
+    assert len(_changed(after_one, after_two, backbone)) > 100
+    assert _changed(after_one, after_two, ["predictions"]) == ["predictions"]
+    log = (work / "raport.json").read_text()
+    assert '"backbone_frozen": true, "from_epoch": 0' in log and '"backbone_frozen": false, "from_epoch": 1' in log
+
+
+def test_freeze_backbone_keeps_it_for_the_whole_run(tiny_transfer, tmp_path):
+    root, source = tiny_transfer
+    work = tmp_path / "run"
+    _train(root, work, "--epochs", "2", "--freeze-backbone")
+    model = _restored(work)
+    backbone = [layer.name for layer in source.layers if layer.weights and layer.name != "predictions"]
+    assert _changed(source, model, backbone) == []
