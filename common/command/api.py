@@ -9,12 +9,15 @@ from __future__ import annotations
 from typing import Any, Sequence, Tuple
 
 
+_NO_IMAGES = "(images come from Python)"  # infer's IMAGES positional: parsed, never read by load_model
+
+
 def load_for_inference(flags: Sequence[str]) -> Tuple[Any, Any, Any]:
     """``main.py infer`` flags (``--workspace W``, ``--model M --pretrained=NAME``, ...) -> ``(family, experiment,
     model)``; user errors raise SystemExit / UserError with the command line's one-line message."""
     from common.command import cli, commands
     from common.weights import pretrained
 
-    invocation = pretrained.apply(cli.parse(["infer", *flags]))
+    invocation = pretrained.apply(cli.parse(["infer", *flags, _NO_IMAGES]))
     experiment, model = commands.load_model(invocation)
     return invocation.family, experiment, model

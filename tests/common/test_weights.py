@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 
+import numpy as np
 import pytest
 
 import main as entry
@@ -170,8 +171,14 @@ def test_eval_pretrained_end_to_end_through_the_local_server(tmp_path, monkeypat
         with caplog.at_level(logging.INFO):
             assert entry.main(argv) == 0
             assert entry.main(argv) == 0
+        import efficientnet_tf2  # the Python API: the same weights, cached (no request), a fresh 10-class head
+
+        model = efficientnet_tf2.create_model("efficientnet-b0", pretrained=True, num_classes=10, image_size=64)
     finally:
         server.close()
+    assert model.output_shape == (None, 10) and model.get_layer("stem_pad") is not None
+    np.testing.assert_array_equal(model.get_layer("stem_conv").kernel.numpy(),
+                                  np.load(NGC_NPZ)["stem.conv.weight"].transpose(2, 3, 1, 0))
     captured = capsys.readouterr()
     assert captured.out.count('"val.top1"') == 2 and len(server.requests) == 1
     loaded = [r.getMessage() for r in caplog.records if "NGC tensors" in r.getMessage()]

@@ -163,3 +163,32 @@ def test_freeze_backbone_keeps_it_for_the_whole_run(tiny_transfer, tmp_path):
     model = _restored(work)
     backbone = [layer.name for layer in source.layers if layer.weights and layer.name != "predictions"]
     assert _changed(source, model, backbone) == []
+
+
+def test_classifier_api_from_a_workspace_equals_main_py_infer(tiny_transfer, tmp_path):
+    """``Classifier.from_workspace(ws).classify(...)`` on a path and on a uint8 array: the same top-k as
+    ``main.py infer`` wrote (the same loading and preprocessing code)."""
+    import json
+    import os
+
+    from PIL import Image
+
+    import main as entry
+    from efficientnet_tf2 import Classifier
+
+    root, _ = tiny_transfer
+    work = tmp_path / "run"
+    _train(root, work, "--epochs", "1")
+    folder = root / "data" / "val" / sorted(os.listdir(root / "data" / "val"))[0]
+    image = str(folder / sorted(os.listdir(folder))[0])
+    assert entry.main(["infer", "--workspace", str(work), image, "--output-dir", str(tmp_path / "out")]) == 0
+    with open(tmp_path / "out" / "predictions.json") as handle:
+        cli = json.load(handle)[0]["top_k"]
+    classifier = Classifier.from_workspace(str(work))
+    result = classifier.classify(image)
+    assert result.names == [p["class"] for p in cli] and set(result.names) == set(os.listdir(root / "data" / "val"))
+    np.testing.assert_allclose(result.probabilities, [p["probability"] for p in cli], rtol=1e-5)
+    pixels = np.asarray(Image.open(image).convert("RGB"))
+    from_array = classifier.classify([pixels, pixels])
+    assert len(from_array) == 2 and from_array[0].names == result.names
+    np.testing.assert_allclose(from_array[0].probabilities, result.probabilities, atol=1e-4)  # PIL vs TF JPEG decoder

@@ -505,8 +505,13 @@ def test_infer_mask_rcnn_pretrained_end_to_end_through_a_local_server(detector_r
     try:
         assert entry.main(["infer", "--model", "mask-rcnn", "--pretrained", str(photos), "--output-dir",
                            str(tmp_path / "out"), "--workspace", str(tmp_path / "ws")]) == 0
+        from mrcnn_tf2 import Detector  # the Python API: torchvision's name for the weights, cached (no request)
+
+        api = Detector.from_pretrained("maskrcnn_resnet50_fpn_coco").detect(image)
     finally:
         server.close()
+    assert len(server.requests) == 1
+    np.testing.assert_array_equal(api["category_ids"], stored["e2e_labels"])
     assert "predictions" in capsys.readouterr().out
     written = [f for f in os.listdir(tmp_path / "out") if f.endswith(".json")]
     with open(tmp_path / "out" / written[0]) as handle:
