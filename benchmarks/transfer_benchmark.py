@@ -28,16 +28,18 @@ from dataset.make_synthetic_imagefolder import class_names, make_imagefolder  # 
 RECIPE = ["--image-size", "64", "-b", "32", "--optimizer", "adam", "--lr", "0.002", "--lr-batch", "32",
           "--warmup", "1", "--mixup", "0", "--augmentation", "none", "--bn-momentum", "0.9", "--log-every", "50",
           "--save-every-minutes", "0"]
+SOURCE_DATA = {"num_classes": 10, "train_per_class": 60, "val_per_class": 10, "image_size": 64, "seed": 100}
+SOURCE_EPOCHS, TARGET_EPOCHS = 6, 3
+SOURCE_CLASSES, TARGET_CLASSES = 10, 5
 
 
-def make_target(out: str, source_classes: int, target_classes: int, train_per_class: int, val_per_class: int,
-                seed: int) -> None:
-    """Classes ``source_classes .. source_classes + target_classes - 1`` only (none seen by the source)."""
-    scratch = out + ".all"
-    make_imagefolder(scratch, num_classes=source_classes + target_classes, train_per_class=train_per_class,
-                     val_per_class=val_per_class, image_size=64, seed=seed)
+def make_target(out: str, seed: int, train_per_class: int = 16, val_per_class: int = 20) -> None:
+    """Classes ``SOURCE_CLASSES .. +TARGET_CLASSES`` only (none seen by the source), 64 px."""
+    scratch, total = out + ".all", SOURCE_CLASSES + TARGET_CLASSES
+    make_imagefolder(scratch, num_classes=total, train_per_class=train_per_class, val_per_class=val_per_class,
+                     image_size=64, seed=seed)
     for split in ("train", "val"):
-        for name in class_names(source_classes + target_classes)[source_classes:]:
+        for name in class_names(total)[SOURCE_CLASSES:]:
             shutil.move(os.path.join(scratch, split, name), os.path.join(out, split, name))
     shutil.rmtree(scratch)
 
@@ -55,21 +57,21 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--source-epochs", type=int, default=6)
-    parser.add_argument("--target-epochs", type=int, default=3)
+    parser.add_argument("--source-epochs", type=int, default=SOURCE_EPOCHS)
+    parser.add_argument("--target-epochs", type=int, default=TARGET_EPOCHS)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     source_data, source_work = os.path.join(args.out, "source"), os.path.join(args.out, "source_run")
     start = time.time()
-    make_imagefolder(source_data, num_classes=10, train_per_class=60, val_per_class=10, image_size=64, seed=100)
+    make_imagefolder(source_data, **SOURCE_DATA)
     source_top1 = train(source_data, source_work, args.source_epochs, 0)
     source_seconds = time.time() - start
     best = os.path.join(source_work, "model_best")
     rows = []
     for seed in args.seeds:
         target = os.path.join(args.out, f"target{seed}")
-        make_target(target, 10, 5, train_per_class=16, val_per_class=20, seed=seed)
+        make_target(target, seed=seed)
         row = {"seed": seed}
         for name, extra in (("scratch", []), ("fine_tune", ["--pretrained-from-file", best]),
                             ("fine_tune_freeze1", ["--pretrained-from-file", best, "--freeze-epochs", "1"])):
