@@ -102,7 +102,8 @@ WEIGHTS: Dict[str, Weights] = {w.name: w for w in (
     Weights("torchvision-resnet50", f"{_TORCH}/resnet50-0676ba61.pth",
             ("mask-rcnn", "mask-rcnn-r50-fpn", "mask-rcnn-torchvision"), "torchvision-pth", "ImageNet-1k", 1000,
             "top-1 76.13 % (torchvision IMAGENET1K_V1)", "BSD-3-Clause (torchvision)", slot="backbone",
-            sha256="0676ba61"),
+            sha256="0676ba61", config={"task.model.backbone.stride_in_1x1": False,  # ResNet v1.5, torch's BN eps
+                                       "task.model.backbone.bn_epsilon": 1e-5, "task.model.backbone.padding": "symmetric"}),
 )}
 
 #: the weights a bare ``--pretrained`` takes for each model (models without an entry have none).
