@@ -138,13 +138,20 @@ def test_pretrained_takes_a_name_only_when_it_names_weights(argv, name, data):
     assert invocation.options.pretrained == name and invocation.experiment.data.data_dir == data
 
 
-def test_offline_pretrained_is_one_line(capsys, monkeypatch, tmp_path):
+@pytest.mark.parametrize("argv, name, filename", [
+    (["eval", "--model", "efficientnet-b0", "--pretrained", "{tmp}"], "nvidia-efficientnet-b0",
+     "nvidia_efficientnet-b0_210412.pth"),
+    (["infer", "--model", "mask-rcnn", "--pretrained", "{tmp}"], "torchvision-maskrcnn-resnet50-fpn-coco",
+     "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth"),
+])
+def test_offline_pretrained_is_one_line(capsys, monkeypatch, tmp_path, argv, name, filename):
     monkeypatch.setenv(download.HOME_ENV, str(tmp_path))
     monkeypatch.setenv(download.MIRROR_ENV, "http://127.0.0.1:9")  # discard port: nothing listens
-    assert entry.main(["eval", "--model", "efficientnet-b0", "--pretrained", str(tmp_path)]) == 2
+    argv = [a.format(tmp=tmp_path) for a in argv] + ["--workspace", str(tmp_path / "ws")]
+    assert entry.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "cannot download nvidia-efficientnet-b0" in err[0]
-    assert os.path.join(str(tmp_path), "weights", "nvidia_efficientnet-b0_210412.pth") in err[0]
+    assert len(err) == 1 and f"cannot download {name} from http://127.0.0.1:9/{filename}" in err[0]
+    assert os.path.join(str(tmp_path), "weights", filename) in err[0]
 
 
 @pytest.mark.skipif(not os.path.exists(NGC_NPZ), reason="needs ../shared/fixtures (the NGC-layout B0 fixture)")
