@@ -132,11 +132,14 @@ def test_infer_under_onnxruntime_refuses_the_per_image_canvas_before_any_work(tr
 
 
 def test_no_eval_trains_from_annotations_and_images_alone(tmp_path):
-    """``--train-annotations/--train-images`` need no ``--data-dir``, and ``--no-eval`` no validation data."""
+    """``--train-annotations/--train-images`` need no ``--data-dir``, and ``--no-eval`` no validation data; with
+    ``--freeze-backbone`` only FPN, RPN and heads train (logged)."""
     paths = make_dataset(str(tmp_path / "shapes"), num_train=4, num_val=1, image_size=64)
     work = str(tmp_path / "run")
     assert cli.main(["train", "--model", "mask-rcnn", "--train-annotations", paths["train_annotations"],
                      "--train-images", paths["train_images"], "--no-eval", "--workspace", work, "--epochs", "1",
-                     "-b", "2", "--steps-per-epoch", "1", *TINY]) == 0
+                     "-b", "2", "--steps-per-epoch", "1", "--freeze-backbone", *TINY]) == 0
     config = json.load(open(os.path.join(work, "config.json")))
     assert config["data"]["class_names"][1:] and config["data"]["eval_file"] is None
+    frozen = [r["data"] for r in read_dllogger(os.path.join(work, "raport.json")) if "backbone_frozen" in r["data"]]
+    assert frozen and frozen[0]["backbone_frozen"] is True and 0 < frozen[0]["trainable_params"]
