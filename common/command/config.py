@@ -102,6 +102,7 @@ class TrainerConfig:
       freeze_backbone: train only what follows the backbone (its BatchNorms in inference mode, as the Keras
         transfer-learning guide does) for the whole run.
       freeze_epochs: freeze the backbone for the first this many epochs, then train everything.
+      early_stop_patience: stop after this many evaluations without a better ``best_metric`` (None: never).
     """
 
     epochs: int = 1
@@ -126,6 +127,7 @@ class TrainerConfig:
     save_every_minutes: Optional[float] = 30.0
     freeze_backbone: bool = False
     freeze_epochs: int = 0
+    early_stop_patience: Optional[int] = None
 
     def __post_init__(self):
         check(isinstance(self.freeze_epochs, int) and self.freeze_epochs >= 0,
@@ -134,7 +136,7 @@ class TrainerConfig:
             value = getattr(self, name)
             check(isinstance(value, int) and value >= 1, f"{name} must be an integer >= 1. Received: {value!r}")
         for name in ("steps_per_epoch", "eval_batch_size", "eval_steps", "eval_samples", "prof", "eval_every",
-                     "save_every_steps"):
+                     "save_every_steps", "early_stop_patience"):
             value = getattr(self, name)
             check(value is None or value >= 1, f"{name} must be >= 1 (or unset). Received: {value!r}")
 

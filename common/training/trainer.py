@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from common.training import collectives as collectives_lib
 from common.training import precision as prec
+from common.training.early_stop import EarlyStopping
 from common.training.checkpoint import BEST, CheckpointManager, read_meta, restore_rng_state, save_rng_state
 from common.command.config import TrainerConfig
 from common.command.errors import DivergedError, Interrupted
@@ -68,6 +69,8 @@ class Trainer:
         self._last_save = time.monotonic()
         self.checkpoints = CheckpointManager(workspace, self._trackables(), is_chief=self.is_chief) \
             if workspace else None
+        self.early_stop = EarlyStopping(config.early_stop_patience, f"val.{config.best_metric}") \
+            if config.early_stop_patience else None
 
     # ----------------------------------------------------------------- state
     def _trackables(self) -> Dict[str, object]:
@@ -105,6 +108,9 @@ class Trainer:
         value = saved.get(f"val.{self.config.best_metric}")
         if value is not None and value > float(self.best.numpy()):
             self.best.assign(value)
+        if self.early_stop and value is not None:
+            best_epoch = int(read_meta(os.path.join(self.checkpoints.workspace, BEST)).get("epoch", 0))
+            self.early_stop.restore(value, best_epoch, int(self.epoch.numpy()), self.config.eval_every or 1)
 
     # ----------------------------------------------------------------- loops
     def fit(self, global_batch: int, eval_batch: Optional[int] = None) -> Dict[str, float]:
@@ -113,9 +119,20 @@ class Trainer:
         with self._stop:
             for epoch in range(int(self.epoch.numpy()), self.config.epochs):
                 final = self._epoch(epoch, global_batch, eval_batch)
+                if self._stops_early(epoch + 1, final):
+                    break
         self.logger.log((), final)
         self.logger.flush()
         return final
+
+    def _stops_early(self, epoch: int, metrics: Dict[str, float]) -> bool:
+        """``--early-stop-patience``: logs and returns True when the primary metric stopped improving."""
+        reason = self.early_stop.update(epoch, metrics) if self.early_stop else None
+        if reason:
+            self.logger.log((), {"early_stop_epoch": epoch, "best_epoch": self.early_stop.best_epoch})
+            if self.is_chief:
+                print(reason, flush=True)
+        return bool(reason)
 
     def _epoch(self, epoch: int, global_batch: int, eval_batch: Optional[int]) -> Dict[str, float]:
         """Trains (from a mid-epoch resume's step), validates, checks, checkpoints one epoch."""
