@@ -166,6 +166,21 @@ class ImageClassificationTask(Task):
             return None
         return max(self._num_train // global_batch, 1)
 
+    def write_validation_report(self, folder: str):
+        """``per_class.csv`` and ``confusion.csv`` of the last validation in ``folder``; the top confusions,
+        printed. Returns the paths written."""
+        from efficientnet_tf2.evaluation import top_confusions, write_reports
+
+        if getattr(self, "confusion", None) is None:
+            return []
+        names = list(self.class_names or [])
+        names = names if len(names) == len(self.confusion) else [str(i) for i in range(len(self.confusion))]
+        paths = write_reports(folder, self.confusion, names)
+        lines = top_confusions(self.confusion, names)
+        print("top confusions (true -> predicted): " + ("; ".join(lines) if lines else "none") +
+              f"\nper-class metrics: {paths[0]}", flush=True)
+        return paths
+
     def checkpoint_items(self):
         return {"mixup_rng": self.mixup_rng}
 
@@ -199,13 +214,17 @@ class ImageClassificationTask(Task):
         labels = tf.cast(labels, tf.int32)
         loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
         k = min(5, self.config.num_classes)
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
         return {"loss": tf.reduce_sum(loss),
+                "confusion": tf.math.confusion_matrix(labels, predicted, self.config.num_classes, dtype=tf.float32),
                 "top1": tf.reduce_sum(tf.cast(tf.nn.in_top_k(labels, logits, 1), tf.float32)),
                 "top5": tf.reduce_sum(tf.cast(tf.nn.in_top_k(labels, logits, k), tf.float32)),
                 "count": tf.cast(tf.shape(labels)[0], tf.float32)}
 
     def reduce_validation(self, sums):
-        """Mean loss and top-1/top-5 accuracy in percent (as NVIDIA's logs)."""
+        """Mean loss and top-1/top-5 accuracy in percent (as NVIDIA's logs); keeps the confusion matrix for
+        :meth:`write_validation_report`."""
+        self.confusion = sums.get("confusion")
         count = max(sums["count"], 1.0)
         return {"loss": sums["loss"] / count, "top1": 100.0 * sums["top1"] / count,
                 "top5": 100.0 * sums["top5"] / count}

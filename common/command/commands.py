@@ -188,7 +188,8 @@ def evaluate(invocation: cli.Invocation) -> int:
     with run.strategy.scope():
         model = family.load_model(experiment, checkpoint, use_ema=options.use_ema)
     model = family.runtime_model(experiment, model, options.onnx_file, runtime)
-    trainer = Trainer(task, model, None, experiment.trainer, run.logger, strategy=run.strategy)
+    trainer = Trainer(task, model, None, experiment.trainer, run.logger, strategy=run.strategy,
+                      report_dir=os.path.join(experiment.workspace, "eval"))
     metrics = trainer.evaluate(distribution.global_batch_size(experiment.trainer.validation_batch_size, run.strategy))
     run.logger.flush()
     print(json.dumps({k: round(v, 4) for k, v in metrics.items()}, indent=1))

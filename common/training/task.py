@@ -8,7 +8,7 @@ needs :meth:`Task.batch_size` to count images.
 from __future__ import annotations
 
 import abc
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
 
@@ -63,6 +63,12 @@ class Task(abc.ABC):
     #: adds up (classification). ``"concat"``: it returns per-example outputs that
     #: go to :meth:`update_validation` as numpy arrays (detection, COCO metrics).
     validation_reduction: str = "sum"
+
+    def write_validation_report(self, folder: str) -> List[str]:
+        """Writes the last validation's detailed results (per-class tables, ...) into ``folder``; returns the paths
+        (default: none). Called on the chief after every validation of a run with a workspace."""
+        del folder
+        return []
 
     def begin_validation(self) -> None:
         """Resets host-side validation state (``"concat"`` tasks)."""

@@ -46,12 +46,17 @@ class Trainer:
       ema: a :class:`common.training.ema.ModelEMA`, evaluated as ``val.ema.*`` and checkpointed.
       workspace: where checkpoints go (None: none).
       xla: compile the per-replica steps.
+      backbone_layers: what ``--freeze-backbone`` / ``--freeze-epochs`` freeze.
+      report_dir: where the task writes each validation's detailed results (default ``<workspace>/eval``).
     """
 
     def __init__(self, task, model, optimizer, config: TrainerConfig, logger, strategy=None,
-                 ema=None, workspace: Optional[str] = None, xla: bool = False, backbone_layers=()):
+                 ema=None, workspace: Optional[str] = None, xla: bool = False, backbone_layers=(),
+                 report_dir: Optional[str] = None):
         self.task, self.model, self.optimizer, self.config = task, model, optimizer, config
         self._xla, self._backbone_layers, self._frozen = xla, list(backbone_layers), None
+        self.report_dir = report_dir if report_dir is not None else (os.path.join(workspace, "eval") if workspace
+                                                                      else None)
         self.logger, self.ema = logger, ema
         self.strategy = strategy or tf.distribute.get_strategy()
         self.collectives = collectives_lib.for_strategy(self.strategy)
@@ -204,6 +209,8 @@ class Trainer:
     def evaluate(self, global_batch: int, epoch: Optional[int] = None) -> Dict[str, float]:
         """Validation pass (with EMA weights as ``val.ema.*`` too when EMA is on)."""
         metrics = self.validator.run(global_batch, "val")
+        if self.report_dir and self.is_chief:
+            self.task.write_validation_report(self.report_dir)
         if self.ema is not None:
             with self.ema.swapped():
                 metrics.update(self.validator.run(global_batch, "val.ema"))

@@ -10,6 +10,8 @@ import math
 import time
 from typing import Dict, Optional
 
+import numpy as np
+
 from common.io.logger import ProgressBar
 from common.training.steps import EvalStep
 from common.training.timing import StepTimer, timed_iter
@@ -59,5 +61,6 @@ class Validator:
         if self.step.concat:
             return int(self.task.update_validation(self.step.local_outputs(outputs)))
         for k, v in outputs.items():
-            totals[k] = totals.get(k, 0.0) + float(v)
+            value = np.asarray(v, np.float64)
+            totals[k] = totals.get(k, 0.0) + (float(value) if value.ndim == 0 else value)  # sums or count arrays
         return int(float(outputs["count"])) if "count" in outputs else global_batch

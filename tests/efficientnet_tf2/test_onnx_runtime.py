@@ -4,6 +4,7 @@ One small B0 (32 px, 4 classes) is trained for 8 epochs through ``main.py`` (and
 ``efficientnet-quant-b0``); the same checkpoint is then evaluated and run by both runtimes, which see the
 same preprocessed pixels.
 """
+import csv
 import json
 import os
 import re
@@ -40,6 +41,10 @@ def _eval(capsys, data, workspace, *extra, model="efficientnet-b0"):
 def test_eval_gives_the_same_accuracy_with_both_runtimes(trained, capsys, caplog):
     data, workspace = trained
     tf_metrics = _eval(capsys, data, workspace)
+    with open(os.path.join(workspace, "eval", "per_class.csv")) as handle:  # per-class metrics of that eval
+        rows = list(csv.DictReader(handle))
+    assert sum(int(r["images"]) for r in rows) == 100 and len(rows) == 4
+    assert sum(int(r["correct"]) for r in rows) == round(tf_metrics["val.top1"])  # 100 images: % = count
     with caplog.at_level("INFO"):
         ort_metrics = _eval(capsys, data, workspace, "--runtime", "onnxruntime")
     assert "exported the loaded model to ONNX" in caplog.text and "runtime onnxruntime" in caplog.text
