@@ -7,6 +7,7 @@ INSTALL_REQUIRES = [
     "numpy>=1.26,<3",
     "pillow>=10.0,<14",
     "tensorboard==2.21.0",
+    "matplotlib==3.11.2",  # curves.png and the evaluation pictures (headless Agg backend)
 ]
 
 EXTRAS = {

@@ -13,6 +13,7 @@ Metrics follow NVIDIA's recipe: ``train.loss``, ``train.total_ips``,
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Dict, Optional
@@ -31,6 +32,8 @@ from common.io.logger import ProgressBar
 from common.training.steps import TrainStep, optimizer_learning_rate
 from common.training.timing import StepTimer, release_in_background, timed_iter
 from common.training.validation import Validator
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["Trainer", "TrainerConfig", "layer_generators"]
 
@@ -149,6 +152,7 @@ class Trainer:
         self._stop_if_diverged(epoch, final)
         self.epoch.assign(epoch + 1)
         self.logger.log((epoch + 1,), {k: v for k, v in final.items() if k.startswith("train.")})
+        self._draw_curves()
         self._checkpoint(final)
         return final
 
@@ -204,7 +208,8 @@ class Trainer:
         bar.close()
         del dataset
         release_in_background(box)  # its teardown can take a minute (timing.release_in_background)
-        return {**stats.summary("train"), **self.task.epoch_metrics()}
+        return {**stats.summary("train"), **self.task.epoch_metrics(),
+                "train.lr": optimizer_learning_rate(self.optimizer)}
 
     def evaluate(self, global_batch: int, epoch: Optional[int] = None) -> Dict[str, float]:
         """Validation pass (with EMA weights as ``val.ema.*`` too when EMA is on)."""
@@ -216,6 +221,18 @@ class Trainer:
                 metrics.update(self.validator.run(global_batch, "val.ema"))
         self.logger.log((epoch + 1,) if epoch is not None else (), metrics)
         return metrics
+
+    def _draw_curves(self) -> None:
+        """``<workspace>/curves.png`` from the run's log after every epoch (chief; never stops a run)."""
+        log_file = getattr(self.logger, "log_file", None)
+        if not (self.is_chief and self.report_dir and log_file and os.path.isfile(log_file)):
+            return
+        from common.io.curves import plot_curves
+
+        try:
+            plot_curves(log_file, os.path.join(os.path.dirname(self.report_dir), "curves.png"), self.task.name)
+        except (ImportError, OSError, ValueError) as err:  # a missing matplotlib or a full disk: say so, go on
+            _log.warning("curves.png not drawn: %s", err)
 
     # ----------------------------------------------------------------- helpers
     def _broadcast_initial_state(self):
