@@ -183,16 +183,48 @@ def _results_for(results: List[dict], iou_type: str) -> List[dict]:
     return [{k: v for k, v in entry.items() if k != drop} for entry in results]
 
 
-def _coco_stats(coco_gt, results: List[dict], iou_type: str, image_ids: Sequence[int],
-                cocoeval_class: type) -> np.ndarray:
-    """Run COCOeval for one iou type on ``image_ids``; returns its 12 ``stats``."""
+def _coco_eval(coco_gt, results: List[dict], iou_type: str, image_ids: Sequence[int], cocoeval_class: type):
+    """COCOeval for one iou type on ``image_ids``, evaluated, accumulated and summarised."""
     coco_dt = coco_gt.loadRes(_results_for(results, iou_type))
     coco_eval = cocoeval_class(coco_gt, coco_dt, iouType=iou_type)
     coco_eval.params.imgIds = list(image_ids)
     coco_eval.evaluate()
     coco_eval.accumulate()
     coco_eval.summarize()
-    return np.asarray(coco_eval.stats, np.float64)
+    return coco_eval
+
+
+def per_category(coco_eval) -> Dict[str, np.ndarray]:
+    """The evaluator's own per-category arrays, at area ``all`` and the largest ``maxDets`` (100).
+
+    Returns:
+      ``category_ids [K]``, ``precision [T, R, K]`` (T = 10 IoUs 0.5:0.95, R = 101 recall points; -1: the
+      category has no ground truth), ``recall [T, K]`` and ``iou_thresholds [T]``, ``recall_points [R]``.
+      COCO's summary AP is the mean of ``precision`` over its valid entries, i.e. the mean of the per-category
+      APs of :func:`per_category_rows` over the categories with ground truth.
+    """
+    return {"category_ids": np.asarray(coco_eval.params.catIds), "iou_thresholds": np.asarray(coco_eval.params.iouThrs),
+            "recall_points": np.asarray(coco_eval.params.recThrs),
+            "precision": np.asarray(coco_eval.eval["precision"])[:, :, :, 0, -1],
+            "recall": np.asarray(coco_eval.eval["recall"])[:, :, 0, -1]}
+
+
+def _mean_valid(values: np.ndarray) -> float:
+    valid = values[values > -1]
+    return float(valid.mean()) if valid.size else float("nan")
+
+
+def per_category_rows(arrays: Mapping[str, np.ndarray], names: Mapping[int, str]) -> List[Tuple]:
+    """``(category id, name, AP, AP50, AP75, AR100)`` per category (NaN: no ground truth), from
+    :func:`per_category`'s arrays (not re-computed)."""
+    precision, recall, ious = arrays["precision"], arrays["recall"], arrays["iou_thresholds"]
+    at50, at75 = int(np.argmin(np.abs(ious - 0.5))), int(np.argmin(np.abs(ious - 0.75)))
+    rows = []
+    for k, cid in enumerate(arrays["category_ids"]):
+        rows.append((int(cid), names.get(int(cid), str(cid)), _mean_valid(precision[:, :, k]),
+                     _mean_valid(precision[at50, :, k]), _mean_valid(precision[at75, :, k]),
+                     _mean_valid(recall[:, k])))
+    return rows
 
 
 class CocoEvaluator:
@@ -232,6 +264,18 @@ class CocoEvaluator:
         """Forgets all accumulated results and seen images."""
         self._results: List[dict] = []
         self._image_ids: set = set()
+        #: ``{iou type: per_category(...) arrays}`` of the last :meth:`evaluate` (empty: no results).
+        self.per_category: Dict[str, Dict[str, np.ndarray]] = {}
+
+    def per_class_rows(self) -> List[Tuple]:
+        """``(category id, name, bbox AP, AP50, AP75, AR100, segm AP, AP50, AP75, AR100)`` per category of the last
+        :meth:`evaluate` (the evaluator's own per-category arrays; NaN where a category has no ground truth)."""
+        names = dict(zip(self.category_ids, self.class_names))
+        tables = {t: per_category_rows(a, names) for t, a in self.per_category.items()}
+        if not tables:
+            return []
+        first = next(iter(tables.values()))
+        return [row + tuple(v for t in list(tables)[1:] for v in tables[t][i][2:]) for i, row in enumerate(first)]
 
     def update(self, detections: Mapping[str, np.ndarray], image_info, source_ids) -> None:
         """Adds one batch (see ``detections_to_coco`` for the shapes)."""
@@ -257,12 +301,15 @@ class CocoEvaluator:
         """
         iou_types = IOU_TYPES if self.include_masks else IOU_TYPES[:1]
         metrics, start = {}, time.perf_counter()
+        self.per_category = {}
         for iou_type in iou_types:
             stats = np.zeros(len(STAT_NAMES))
             if self._results:
                 with self._quiet(self.verbose):
-                    stats = _coco_stats(self.coco_gt, self._results, iou_type,
-                                        sorted(self._image_ids), self._cocoeval_class)
+                    coco_eval = _coco_eval(self.coco_gt, self._results, iou_type, sorted(self._image_ids),
+                                           self._cocoeval_class)
+                stats = np.asarray(coco_eval.stats, np.float64)
+                self.per_category[iou_type] = per_category(coco_eval)
             metrics.update({f"{iou_type}/{name}": float(value)
                             for name, value in zip(STAT_NAMES, stats)})
         log.info("COCO metrics (%s) of %d images, %d detections: %.2f s", self.evaluator, len(self._image_ids),

@@ -148,6 +148,27 @@ class InstanceSegmentationTask(Task):
             self.evaluator.update(detections, outputs["image_info"], outputs["source_ids"])
         return count
 
+    def write_validation_report(self, folder: str):
+        """``per_class.csv`` (bbox and segm AP / AP50 / AP75 / AR100 per category, from the evaluator's own
+        per-category arrays) of the last validation; the three weakest categories printed. Returns the paths."""
+        import csv
+        import os
+
+        rows = self.evaluator.per_class_rows() if self.evaluator is not None else []
+        if not rows:
+            return []
+        os.makedirs(folder, exist_ok=True)
+        iou_types = list(self.evaluator.per_category)
+        header = ("category_id", "name", *(f"{t}_{m}" for t in iou_types for m in ("AP", "AP50", "AP75", "AR100")))
+        path = os.path.join(folder, "per_class.csv")
+        with open(path + ".tmp", "w", newline="") as handle:
+            csv.writer(handle).writerows([header, *[(r[0], r[1], *(round(v, 4) for v in r[2:])) for r in rows]])
+        os.replace(path + ".tmp", path)
+        scored = sorted((r for r in rows if r[2] == r[2]), key=lambda r: r[2])[:3]  # r[2] == r[2]: not NaN
+        print("weakest classes (bbox AP): " + ", ".join(f"{r[1]} {r[2]:.3f}" for r in scored) +
+              f"\nper-class AP: {path}", flush=True)
+        return [path]
+
     def reduce_validation(self, sums) -> Dict[str, float]:
         if self.evaluator is None:
             return {"images": float(self._images_seen)}

@@ -90,6 +90,26 @@ def test_shifted_detections_score_lower(gt):
     assert 0.0 < metrics["segm/AP"] < 1.0
 
 
+@pytest.mark.parametrize("evaluator_name", ["faster-coco-eval", "pycocotools"])
+def test_per_class_ap_is_the_evaluators_own_and_averages_to_the_summary(gt, evaluator_name):
+    """Per-category AP / AP50 / AR from the evaluator's arrays; their mean over categories with ground truth
+    equals the summary AP (COCO averages the same valid entries)."""
+    evaluator = CocoEvaluator(gt, evaluator=evaluator_name)
+    dets, info, ids = batch_from_gt(shift=2.0)
+    dets["detection_boxes"][0, 0] += 4.0 * SCALE  # the only cat (image 11, slot 0): a worse box than the dogs
+    evaluator.update(dets, info, ids)
+    metrics = evaluator.evaluate()
+    rows = {row[1]: row for row in evaluator.per_class_rows()}
+    assert set(rows) == {"cat", "dog"} and len(rows["cat"]) == 2 + 4 + 4
+    for offset, iou_type in ((2, "bbox"), (6, "segm")):
+        per_class_ap = [rows[name][offset] for name in ("cat", "dog")]
+        assert np.mean(per_class_ap) == pytest.approx(metrics[f"{iou_type}/AP"], abs=1e-9)
+        assert np.mean([rows[n][offset + 1] for n in ("cat", "dog")]) == pytest.approx(metrics[f"{iou_type}/AP50"])
+        assert np.mean([rows[n][offset + 3] for n in ("cat", "dog")]) == pytest.approx(
+            metrics[f"{iou_type}/ARmax100"])
+    assert rows["cat"][2] < rows["dog"][2]
+
+
 def test_no_detections_give_zeros_and_reset(gt, capsys):
     evaluator = CocoEvaluator(gt)
     dets, info, ids = batch_from_gt()
