@@ -43,9 +43,24 @@ def top_confusions(confusion: np.ndarray, names: Sequence[str], k: int = TOP_CON
     return lines
 
 
+def draw_confusion(folder: str, confusion: np.ndarray, names: Sequence[str]) -> str:
+    """``confusion.png``: the row-normalised matrix up to 30 classes; beyond, the 20 most confused pairs as bars
+    (readable at 1000 classes)."""
+    from common.io import plots
+
+    path = os.path.join(folder, "confusion.png")
+    if len(names) <= plots.MAX_MATRIX_CLASSES:
+        return plots.matrix(confusion, names, path, "confusion (rows: true class, normalised)")
+    pairs = top_confusions(confusion, names, k=20)
+    labels = [line.split(":")[0] for line in pairs] or ["none"]
+    shares = [float(line.rsplit("(", 1)[1].split()[0]) for line in pairs] or [0.0]
+    return plots.bars({"% of the true class": shares}, labels, path, "most confused pairs (true -> predicted)",
+                      "% of the true class's images")
+
+
 def write_reports(folder: str, confusion: np.ndarray, names: Sequence[str]) -> List[str]:
-    """``per_class.csv`` and ``confusion.csv`` (rows: true class, columns: predicted) in ``folder``; returns
-    their paths. Written to a temporary name first, so a reader never sees half a file."""
+    """``per_class.csv``, ``confusion.csv`` (rows: true class, columns: predicted) and ``confusion.png`` in
+    ``folder``; returns their paths. Written to a temporary name first, so a reader never sees half a file."""
     os.makedirs(folder, exist_ok=True)
     names = list(names) or [str(i) for i in range(len(confusion))]
     tables = {"per_class.csv": [("class", "images", "correct", "recall_percent", "precision_percent"),
@@ -59,4 +74,4 @@ def write_reports(folder: str, confusion: np.ndarray, names: Sequence[str]) -> L
             csv.writer(handle).writerows(rows)
         os.replace(path + ".tmp", path)
         paths.append(path)
-    return paths
+    return paths + [draw_confusion(folder, confusion, names)]

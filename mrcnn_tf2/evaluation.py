@@ -29,6 +29,7 @@ import contextlib
 import copy
 import io
 import json
+import os
 import logging
 import time
 from typing import Dict, List, Mapping, Sequence, Tuple, Union
@@ -315,6 +316,37 @@ class CocoEvaluator:
         log.info("COCO metrics (%s) of %d images, %d detections: %.2f s", self.evaluator, len(self._image_ids),
                  len(self._results), time.perf_counter() - start)
         return metrics
+
+
+def draw_reports(folder: str, evaluator: "CocoEvaluator", worst: int = 3) -> List[str]:
+    """``per_class_ap.png`` (bbox and segm AP per class) and ``pr_curves.png`` (IoU 0.50 and 0.75: all classes and
+    the ``worst`` classes by AP), from the evaluator's per-category arrays of its last evaluation."""
+    from common.io import plots
+
+    rows = evaluator.per_class_rows()
+    if not rows:
+        return []
+    names = [r[1] for r in rows]
+    series = {"bbox AP": [r[2] for r in rows]}
+    if "segm" in evaluator.per_category:
+        series["segm AP"] = [r[6] for r in rows]
+    paths = [plots.bars(series, names, os.path.join(folder, "per_class_ap.png"), "AP per class (COCO 0.50:0.95)",
+                        "AP")]
+    arrays = evaluator.per_category["bbox"]
+    precision, ious = arrays["precision"], arrays["iou_thresholds"]
+    panels = {}
+    for iou in (0.5, 0.75):
+        t = int(np.argmin(np.abs(ious - iou)))
+        valid = [k for k in range(precision.shape[2]) if (precision[t, :, k] > -1).all()]
+        if not valid:
+            continue
+        curves = {"all classes": precision[t][:, valid].mean(axis=1)}
+        for k in sorted(valid, key=lambda k: precision[t, :, k].mean())[:worst]:
+            curves[names[k]] = precision[t, :, k]
+        panels[f"bbox, IoU {iou:.2f}"] = curves
+    if panels:
+        paths.append(plots.pr_curves(arrays["recall_points"], panels, os.path.join(folder, "pr_curves.png")))
+    return paths
 
 
 def format_metrics_table(metrics: Mapping[str, float]) -> str:

@@ -150,7 +150,8 @@ class InstanceSegmentationTask(Task):
 
     def write_validation_report(self, folder: str):
         """``per_class.csv`` (bbox and segm AP / AP50 / AP75 / AR100 per category, from the evaluator's own
-        per-category arrays) of the last validation; the three weakest categories printed. Returns the paths."""
+        per-category arrays), ``per_class_ap.png`` and ``pr_curves.png`` of the last validation; the three weakest
+        categories printed. Returns the paths."""
         import csv
         import os
 
@@ -164,10 +165,13 @@ class InstanceSegmentationTask(Task):
         with open(path + ".tmp", "w", newline="") as handle:
             csv.writer(handle).writerows([header, *[(r[0], r[1], *(round(v, 4) for v in r[2:])) for r in rows]])
         os.replace(path + ".tmp", path)
+        from mrcnn_tf2.evaluation import draw_reports
+
+        pictures = draw_reports(folder, self.evaluator)
         scored = sorted((r for r in rows if r[2] == r[2]), key=lambda r: r[2])[:3]  # r[2] == r[2]: not NaN
         print("weakest classes (bbox AP): " + ", ".join(f"{r[1]} {r[2]:.3f}" for r in scored) +
               f"\nper-class AP: {path}", flush=True)
-        return [path]
+        return [path, *pictures]
 
     def reduce_validation(self, sums) -> Dict[str, float]:
         if self.evaluator is None:

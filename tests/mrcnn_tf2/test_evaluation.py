@@ -110,6 +110,21 @@ def test_per_class_ap_is_the_evaluators_own_and_averages_to_the_summary(gt, eval
     assert rows["cat"][2] < rows["dog"][2]
 
 
+def test_per_class_pictures_are_real_pngs(gt, tmp_path):
+    from PIL import Image
+
+    from mrcnn_tf2.evaluation import draw_reports
+
+    evaluator = CocoEvaluator(gt)
+    evaluator.update(*batch_from_gt(shift=2.0))
+    evaluator.evaluate()
+    paths = draw_reports(str(tmp_path), evaluator)
+    assert [p.rsplit("/", 1)[1] for p in paths] == ["per_class_ap.png", "pr_curves.png"]
+    for path in paths:
+        with Image.open(path) as image:
+            assert image.format == "PNG" and min(image.size) > 100
+
+
 def test_no_detections_give_zeros_and_reset(gt, capsys):
     evaluator = CocoEvaluator(gt)
     dets, info, ids = batch_from_gt()

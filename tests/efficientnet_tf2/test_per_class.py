@@ -3,8 +3,9 @@ import csv
 import math
 
 import numpy as np
+import pytest
 
-from efficientnet_tf2.evaluation import per_class_rows, top_confusions, write_reports
+from efficientnet_tf2.evaluation import draw_confusion, per_class_rows, top_confusions, write_reports
 
 CONFUSION = np.array([[8, 2, 0], [1, 5, 4], [0, 0, 0]])
 NAMES = ["cat", "dog", "owl"]
@@ -23,10 +24,22 @@ def test_top_confusions_are_the_largest_off_diagonal_cells():
 
 
 def test_csv_files_sum_to_the_validation_count(tmp_path):
-    per_class, confusion = write_reports(str(tmp_path), CONFUSION, NAMES)
+    per_class, confusion, picture = write_reports(str(tmp_path), CONFUSION, NAMES)
     with open(per_class) as handle:
         rows = list(csv.DictReader(handle))
     assert sum(int(r["images"]) for r in rows) == CONFUSION.sum() == 20
     with open(confusion) as handle:
         table = list(csv.reader(handle))
     assert table[0][1:] == NAMES and sum(int(v) for row in table[1:] for v in row[1:]) == 20
+
+
+@pytest.mark.parametrize("classes", [3, 200])
+def test_confusion_png_opens_at_any_class_count(tmp_path, classes):
+    """Up to 30 classes the matrix; 200 (or ImageNet's 1000): the most confused pairs, still readable."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    confusion = rng.integers(0, 5, (classes, classes)) + np.diag(np.full(classes, 20))
+    path = draw_confusion(str(tmp_path), confusion, [f"class{i}" for i in range(classes)])
+    with Image.open(path) as image:
+        assert image.format == "PNG" and max(image.size) < 4000
