@@ -93,8 +93,8 @@ def test_two_workers_match_single_process_training(tmp_path):
         assert result["concat_eval"]["val.loss"] == pytest.approx(single["concat_eval"]["val.loss"], rel=1e-6)
         assert result["concat_eval"]["val.loss"] == pytest.approx(result["eval"]["val.loss"], rel=1e-6)
 
-    # Only the chief wrote: one log (one PARAMETER line) and the checkpoints, no scratch folders.
-    assert sorted(os.listdir(mw_dir / "ws")) == ["checkpoint-latest", "model_best", "raport.json"]
+    # Only the chief wrote: one log (one PARAMETER line), its curves and the checkpoints, no scratch folders.
+    assert sorted(os.listdir(mw_dir / "ws")) == ["checkpoint-latest", "curves.png", "model_best", "raport.json"]
     lines = [line for line in open(mw_dir / "ws" / "raport.json") if '"PARAMETER"' in line]
     assert len(lines) == 1 and '"lr": 0.1' in lines[0]
     assert "[worker 0]" in workers.stdout and "summary" in workers.stdout

@@ -152,6 +152,11 @@ def parse_or_help(argv, capsys):
             assert exit_info.value.code == 0
         assert "usage" in capsys.readouterr().out
         return
+    if argv[0] == "weights":  # the registry's own small parser (no model, no TensorFlow)
+        from common.weights import cli as weights_cli
+
+        assert weights_cli.build_parser().parse_args(argv[1:]).action in ("list", "path", "download")
+        return
     invocation = cli.parse(argv)
     assert invocation.mode in cli.MODES
 
