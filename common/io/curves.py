@@ -7,7 +7,6 @@ bbox/segm AP and AP50), and the learning rate at each epoch's end.
 """
 from __future__ import annotations
 
-import os
 from typing import Dict, List, Optional
 
 from common.io.logger import read_dllogger
@@ -38,12 +37,9 @@ def plot_curves(log_file: str, out: str, title: str = "") -> Optional[str]:
     panels = [(name, keys) for name, keys in panels if keys]
     if not panels:
         return None
-    import matplotlib
+    from common.io import plots
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4), squeeze=False)
+    figure, axes = plots.pyplot().subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4), squeeze=False)
     for axis, (name, keys) in zip(axes[0], panels):
         for key in keys:
             epochs = sorted(series[key])
@@ -53,9 +49,4 @@ def plot_curves(log_file: str, out: str, title: str = "") -> Optional[str]:
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    tmp = out + ".tmp.png"
-    figure.savefig(tmp, dpi=90)
-    plt.close(figure)
-    os.replace(tmp, out)
-    return out
+    return plots.save(figure, out)

@@ -13,7 +13,8 @@ import numpy as np
 MAX_MATRIX_CLASSES = 30  # beyond this a confusion matrix is unreadable: draw the top confused pairs instead
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -22,8 +23,9 @@ def _pyplot():
     return plt
 
 
-def _save(figure, path: str) -> str:
-    plt = _pyplot()
+def save(figure, path: str) -> str:
+    """Writes ``figure`` to ``path`` (PNG) atomically and closes it; returns ``path``."""
+    plt = pyplot()
     figure.tight_layout()
     tmp = path + ".tmp.png"
     figure.savefig(tmp, dpi=90)
@@ -34,7 +36,7 @@ def _save(figure, path: str) -> str:
 
 def matrix(values: np.ndarray, names: Sequence[str], path: str, title: str) -> str:
     """``values [C, C]`` (rows: true, columns: predicted; row-normalised here) as a heat map with labels."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = np.asarray(values, np.float64)
     rows = rows / np.maximum(rows.sum(1, keepdims=True), 1)
     size = max(4.0, 0.35 * len(names) + 2)
@@ -46,12 +48,12 @@ def matrix(values: np.ndarray, names: Sequence[str], path: str, title: str) -> s
     axis.set_ylabel("true")
     axis.set_title(title, fontsize=10)
     figure.colorbar(image, ax=axis, fraction=0.046)
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def bars(values: Dict[str, Sequence[float]], labels: Sequence[str], path: str, title: str, xlabel: str) -> str:
     """One horizontal bar group per label; ``values``: series name -> one value per label (NaN drawn empty)."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6.5, max(2.5, 0.32 * len(labels) * max(len(values), 1) + 1)))
     positions = np.arange(len(labels))
     height = 0.8 / max(len(values), 1)
@@ -64,12 +66,12 @@ def bars(values: Dict[str, Sequence[float]], labels: Sequence[str], path: str, t
     axis.grid(axis="x", alpha=0.3)
     if len(values) > 1:
         axis.legend(fontsize=8)
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def pr_curves(recall_points: np.ndarray, panels: Dict[str, Dict[str, np.ndarray]], path: str) -> str:
     """One panel per title: ``{curve name: precision [R]}`` against ``recall_points [R]``."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
     for axis, (title, curves) in zip(axes[0], panels.items()):
         for name, precision in curves.items():
@@ -81,4 +83,4 @@ def pr_curves(recall_points: np.ndarray, panels: Dict[str, Dict[str, np.ndarray]
         axis.set_title(title, fontsize=10)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
-    return _save(figure, path)
+    return save(figure, path)
