@@ -75,3 +75,39 @@ def write_reports(folder: str, confusion: np.ndarray, names: Sequence[str]) -> L
         os.replace(path + ".tmp", path)
         paths.append(path)
     return paths + [draw_confusion(folder, confusion, names)]
+
+
+def write_worst(folder: str, paths: Sequence[str], labels: Sequence[int], examples, names: Sequence[str],
+                count: int = 0) -> List[str]:
+    """``<folder>/worst/``: the validation images with the lowest probability of their true class, each
+    captioned with the true and predicted class and their probabilities, and ``worst.csv``.
+
+    Args:
+      paths, labels: the validation files and true classes in validation order (``[N]``).
+      examples: ``{"example.true_prob", "example.predicted", "example.predicted_prob": [N]}`` numpy arrays.
+      names: class names.
+      count: tiles to draw (0: :data:`common.io.gallery.WORST_COUNT`).
+
+    Returns:
+      The paths written (tiles, then the table).
+    """
+    from PIL import Image
+
+    from common.io import gallery
+
+    out = gallery.prepare(folder)
+    true_prob, predicted = examples["example.true_prob"], examples["example.predicted"].astype(int)
+    predicted_prob = examples["example.predicted_prob"]
+    written, rows = [], []
+    for rank, index in enumerate(gallery.lowest(true_prob, count or gallery.WORST_COUNT), 1):
+        label, guess = int(labels[index]), int(predicted[index])
+        with Image.open(paths[index]) as image:
+            picture = gallery.thumbnail(image)
+        lines = [f"#{rank} {os.path.basename(paths[index])}", f"true: {names[label]} ({true_prob[index]:.2f})",
+                 f"predicted: {names[guess]} ({predicted_prob[index]:.2f})"]
+        name = f"{os.path.basename(os.path.dirname(paths[index]))}_{os.path.basename(paths[index])}"
+        written.append(gallery.save(gallery.caption(picture, lines), out, rank, name))
+        rows.append((rank, paths[index], names[label], round(float(true_prob[index]), 4), names[guess],
+                     round(float(predicted_prob[index]), 4)))
+    header = ("rank", "file", "true_class", "true_class_probability", "predicted_class", "predicted_probability")
+    return written + [gallery.write_table(out, header, rows)]

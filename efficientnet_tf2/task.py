@@ -11,6 +11,7 @@ import logging
 import os
 from typing import Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
 
 from common.training.task import Task, local_batch_size
@@ -81,6 +82,7 @@ class ImageClassificationTask(Task):
         if config.data_backend in DALI_BACKENDS:
             self._check_dali()
         self.mixup_rng = tf.random.Generator.from_seed(config.seed + 1)
+        self.confusion, self._examples, self._sharded = None, [], False
 
     def _check_folders(self):
         """Class names from ``train/`` (checked against ``num_classes``); every file of the used splits checked."""
@@ -136,7 +138,8 @@ class ImageClassificationTask(Task):
         if self.config.data_backend == "synthetic":
             return data_lib.synthetic_dataset(self.image_size, batch, self.config.num_classes)
         shard = None
-        if input_context is not None and input_context.num_input_pipelines > 1:
+        self._sharded = input_context is not None and input_context.num_input_pipelines > 1
+        if self._sharded:
             shard = (input_context.num_input_pipelines, input_context.input_pipeline_id)
         augment = self.config.augment if training else "none"
         if self.config.data_backend in DALI_BACKENDS:
@@ -166,12 +169,19 @@ class ImageClassificationTask(Task):
             return None
         return max(self._num_train // global_batch, 1)
 
+    def begin_validation(self):
+        self._examples = []
+
+    def observe_examples(self, outputs):
+        """Keeps each validation image's true-class and predicted probabilities (for ``worst/``)."""
+        self._examples.append(outputs)
+
     def write_validation_report(self, folder: str):
-        """``per_class.csv`` and ``confusion.csv`` of the last validation in ``folder``; the top confusions,
-        printed. Returns the paths written."""
+        """``per_class.csv``, ``confusion.csv``, ``confusion.png`` and ``worst/`` of the last validation in
+        ``folder``; the top confusions, printed. Returns the paths written."""
         from efficientnet_tf2.evaluation import top_confusions, write_reports
 
-        if getattr(self, "confusion", None) is None:
+        if self.confusion is None:
             return []
         names = list(self.class_names or [])
         names = names if len(names) == len(self.confusion) else [str(i) for i in range(len(self.confusion))]
@@ -179,7 +189,24 @@ class ImageClassificationTask(Task):
         lines = top_confusions(self.confusion, names)
         print("top confusions (true -> predicted): " + ("; ".join(lines) if lines else "none") +
               f"\nper-class metrics: {paths[0]}", flush=True)
-        return paths
+        return paths + self._write_worst(folder, names)
+
+    def _write_worst(self, folder: str, names):
+        """``worst/`` when each validated image is known by file (one input pipeline, ImageFolder data, no
+        file dropped while decoding); otherwise one line saying why not."""
+        from efficientnet_tf2.evaluation import write_worst
+
+        if not self._examples or self.config.data_backend == "synthetic":
+            return []
+        examples = {k: np.concatenate([batch[k] for batch in self._examples]) for k in self._examples[0]}
+        seen = len(examples["example.true_prob"])
+        folder_list = data_lib.ImageFolder.from_dir(self.config.data_dir, "val", self.class_names, self.excluded)
+        if self._sharded or self.config.data_backend != "tfdata" or seen != len(folder_list):
+            _LOG.info("worst/ not drawn: %d validated images cannot be matched to the %d files of %s "
+                      "(sharded input, DALI, a capped or partly undecodable split)",
+                      seen, len(folder_list), folder_list.split_dir)
+            return []
+        return write_worst(folder, folder_list.paths, folder_list.labels, examples, names)
 
     def checkpoint_items(self):
         return {"mixup_rng": self.mixup_rng}
@@ -208,14 +235,19 @@ class ImageClassificationTask(Task):
         return tf.reduce_mean(loss), {}
 
     def validation_step(self, model, batch):
-        """Sums of loss, top-1 and top-5 hits and the example count of a batch."""
+        """Sums of loss, top-1 and top-5 hits, the confusion matrix and the example count of a batch; per image
+        (``example.*``, ``[B]``): the true class's probability, the predicted class and its probability."""
         images, labels = batch
         logits = tf.cast(model(images, training=False), tf.float32)
         labels = tf.cast(labels, tf.int32)
         loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
         k = min(5, self.config.num_classes)
         predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        probabilities = tf.nn.softmax(logits)
         return {"loss": tf.reduce_sum(loss),
+                "example.true_prob": tf.gather(probabilities, labels, batch_dims=1),
+                "example.predicted": predicted,
+                "example.predicted_prob": tf.reduce_max(probabilities, axis=-1),
                 "confusion": tf.math.confusion_matrix(labels, predicted, self.config.num_classes, dtype=tf.float32),
                 "top1": tf.reduce_sum(tf.cast(tf.nn.in_top_k(labels, logits, 1), tf.float32)),
                 "top5": tf.reduce_sum(tf.cast(tf.nn.in_top_k(labels, logits, k), tf.float32)),

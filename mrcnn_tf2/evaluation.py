@@ -349,6 +349,24 @@ def draw_reports(folder: str, evaluator: "CocoEvaluator", worst: int = 3) -> Lis
     return paths
 
 
+def pr_curves(evaluator: "CocoEvaluator", ious: Sequence[float] = (0.5, 0.75)) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+    """``{"pr_bbox_iou50/all", "pr_bbox_iou50/<class>", ...: (precision [R], recall points [R])}`` of the last
+    evaluation (classes without ground truth left out; "all" is their mean, as COCO's AP averages them)."""
+    arrays = evaluator.per_category.get("bbox")
+    if not arrays:
+        return {}
+    names = [r[1] for r in evaluator.per_class_rows()]
+    precision, recall = arrays["precision"], arrays["recall_points"]
+    curves = {}
+    for iou in ious:
+        t = int(np.argmin(np.abs(arrays["iou_thresholds"] - iou)))
+        valid = [k for k in range(precision.shape[2]) if (precision[t, :, k] > -1).all()]
+        if valid:
+            curves[f"pr_bbox_iou{round(iou * 100)}/all"] = (precision[t][:, valid].mean(axis=1), recall)
+        curves.update({f"pr_bbox_iou{round(iou * 100)}/{names[k]}": (precision[t, :, k], recall) for k in valid})
+    return curves
+
+
 def format_metrics_table(metrics: Mapping[str, float]) -> str:
     """Metrics dict (``"bbox/AP"`` ...) -> a text table, rows AP..ARl, columns bbox/segm.
 

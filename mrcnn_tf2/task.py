@@ -27,10 +27,8 @@ from mrcnn_tf2.data.sources import DataSources
 from mrcnn_tf2.data.synthetic import synthetic_dataset
 from mrcnn_tf2.modeling.mask_rcnn import MaskRCNN
 
-_log = logging.getLogger(__name__)
-
-
 _LOG = logging.getLogger(__name__)
+DETECTION_KEYS = ("num_detections", "detection_boxes", "detection_classes", "detection_scores", "detection_masks")
 
 
 @dataclasses.dataclass
@@ -117,14 +115,27 @@ class InstanceSegmentationTask(Task):
 
     # -------------------------------------------------------------- validation
     def validation_step(self, model, batch) -> Dict[str, tf.Tensor]:
-        features, _ = batch
-        outputs = model({"images": features["images"], "image_info": features["image_info"]}, training=False)
-        return {**outputs, "image_info": features["image_info"], "source_ids": features["source_ids"]}
+        """Detections, ``image_info``, ``source_ids`` and the ground truth boxes/classes per image, and the five
+        training losses of the batch in eval mode (``loss.*``, each ``[B]``: the batch's value per image)."""
+        features, labels = batch
+        inputs = {"images": features["images"], "image_info": features["image_info"]}
+        with_targets = all(key in labels for key in ("gt_boxes", "gt_classes", "gt_masks"))
+        outputs = model({**inputs, **labels} if with_targets else inputs, training=False, with_targets=with_targets)
+        images = tf.shape(features["source_ids"])[0]
+        result = {k: outputs[k] for k in DETECTION_KEYS}
+        if with_targets:
+            terms = compute_losses(outputs, self.config.model)
+            terms["loss"] = tf.add_n(list(terms.values()))
+            result.update({f"loss.{name}": tf.fill([images], value) for name, value in terms.items()})
+            result.update(gt_boxes=labels["gt_boxes"], gt_classes=labels["gt_classes"])
+        return {**result, "image_info": features["image_info"], "source_ids": features["source_ids"]}
 
     def begin_validation(self) -> None:
         from mrcnn_tf2.evaluation import CocoEvaluator
 
-        self._images_seen = 0
+        from mrcnn_tf2.worst import WorstImages
+
+        self._images_seen, self._loss_sums, self.worst = 0, {}, WorstImages()
         if self.config.synthetic:
             self.evaluator = None
             return
@@ -142,10 +153,12 @@ class InstanceSegmentationTask(Task):
     def update_validation(self, outputs) -> int:
         count = int(outputs["source_ids"].shape[0])
         self._images_seen += count
+        for key in (k for k in outputs if k.startswith("loss.")):
+            self._loss_sums[key[5:]] = self._loss_sums.get(key[5:], 0.0) + float(outputs[key].sum())
         if self.evaluator is not None:
-            detections = {k: outputs[k] for k in ("num_detections", "detection_boxes", "detection_classes",
-                                                  "detection_scores", "detection_masks")}
-            self.evaluator.update(detections, outputs["image_info"], outputs["source_ids"])
+            self.evaluator.update({k: outputs[k] for k in DETECTION_KEYS}, outputs["image_info"], outputs["source_ids"])
+            if "gt_boxes" in outputs:
+                self.worst.update(outputs)
         return count
 
     def write_validation_report(self, folder: str):
@@ -167,20 +180,37 @@ class InstanceSegmentationTask(Task):
         os.replace(path + ".tmp", path)
         from mrcnn_tf2.evaluation import draw_reports
 
-        pictures = draw_reports(folder, self.evaluator)
+        pictures = draw_reports(folder, self.evaluator) + self._draw_worst(folder)
         scored = sorted((r for r in rows if r[2] == r[2]), key=lambda r: r[2])[:3]  # r[2] == r[2]: not NaN
         print("weakest classes (bbox AP): " + ", ".join(f"{r[1]} {r[2]:.3f}" for r in scored) +
               f"\nper-class AP: {path}", flush=True)
         return [path, *pictures]
 
+    def validation_curves(self):
+        """bbox precision-recall at IoU 0.50 and 0.75, all classes (mean) and per class, from COCOeval's arrays."""
+        from mrcnn_tf2.evaluation import pr_curves
+
+        return pr_curves(self.evaluator) if self.evaluator is not None else {}
+
+    def _draw_worst(self, folder: str):
+        """``worst/`` of the last validation (never stops a run: a drawing failure is logged)."""
+        try:
+            return self.worst.draw(folder, self.config.data.reference, self.config.data.class_names)
+        except (OSError, ValueError) as error:
+            _LOG.warning("worst/ not drawn: %s", error)
+            return []
+
     def reduce_validation(self, sums) -> Dict[str, float]:
+        """COCO metrics and the mean validation losses (``loss``, ``rpn_score_loss``, ...: per image, no weight
+        decay)."""
+        losses_ = {name: total / max(self._images_seen, 1) for name, total in self._loss_sums.items()}
         if self.evaluator is None:
-            return {"images": float(self._images_seen)}
+            return {"images": float(self._images_seen), **losses_}
         metrics = self.evaluator.evaluate()
         from mrcnn_tf2.evaluation import format_metrics_table
 
         print(format_metrics_table(metrics), flush=True)
-        return metrics
+        return {**losses_, **metrics}
 
 
 def built_model(config: MaskRCNNConfig, seed: Optional[int] = 0) -> MaskRCNN:

@@ -126,6 +126,25 @@ def draw_detections(image: np.ndarray, boxes: np.ndarray, classes: np.ndarray,
     return picture
 
 
+def draw_ground_truth(image: np.ndarray, boxes: np.ndarray, classes: np.ndarray, masks: Optional[np.ndarray],
+                      class_names: Sequence[str]) -> Image.Image:
+    """The annotated objects on a copy of ``image``, labelled by class name only (no score).
+
+    Args:
+      image: ``[H, W, 3] uint8``; boxes ``[K, 4]`` (ymin, xmin, ymax, xmax) pixels; classes ``[K]`` int;
+      masks: ``[K, H, W]`` 0/1 or None; class_names: class index -> name.
+    """
+    classes = np.asarray(classes).astype(int)
+    pixels = np.asarray(image, np.uint8)
+    if masks is not None and len(masks):
+        pixels = _blend_masks(pixels, masks, classes)
+    picture = Image.fromarray(pixels)
+    draw, font = ImageDraw.Draw(picture), ImageFont.load_default()
+    for box, cls in zip(np.asarray(boxes), classes):
+        _draw_box_and_label(draw, box, class_names[cls], class_color(cls), font)
+    return picture
+
+
 def save_detections_png(path: str, image: np.ndarray, boxes: np.ndarray,
                         classes: np.ndarray, scores: np.ndarray,
                         masks: Optional[np.ndarray], class_names: Sequence[str],

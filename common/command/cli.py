@@ -135,7 +135,9 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
     flag("--log-file", "--raport-file", "--log_file", dest="runtime.log_file",
          help="DLLogger JSON-lines file (unset: <workspace>/raport.json)"),
     flag("--log-tensorboard", "--log_tensorboard", dest="runtime.log_tensorboard", metavar="DIR",
-         help="also write TensorBoard summaries to DIR"),
+         help="TensorBoard summaries (scalars, the run's pictures, PR curves) go to DIR "
+              "(default: <workspace>/tensorboard)"),
+    flag("--no-tensorboard", dest="runtime.tensorboard", help="write no TensorBoard summaries", **_const(False)),
     flag("-v", "--verbose", dest="opt.verbose", action="store_true",
          help="show TensorFlow's start-up and debug logs"),
     flag("--workspace", "--model_dir", "--model-dir", dest="workspace", modes=MODEL_MODES,

@@ -52,7 +52,8 @@ class RuntimeConfig:
       deterministic: TensorFlow op determinism (``tf.config.experimental.enable_op_determinism``):
         the same seed gives the same run (Mask R-CNN on CPU diverges after ~10-50 steps without it).
       log_file: DLLogger JSON-lines file (None: ``<workspace>/raport.json``).
-      log_tensorboard: also write TensorBoard summaries here.
+      log_tensorboard: where TensorBoard summaries go (None: ``<workspace>/tensorboard``).
+      tensorboard: write TensorBoard summaries at all (``--no-tensorboard``: False).
     """
 
     precision: str = "TF32"
@@ -66,6 +67,7 @@ class RuntimeConfig:
     deterministic: bool = False
     log_file: Optional[str] = None
     log_tensorboard: Optional[str] = None
+    tensorboard: bool = True
 
     def __post_init__(self):
         check(self.precision in PRECISIONS,

@@ -134,7 +134,8 @@ def setup_run(runtime, workspace: str, lock: bool = False) -> RunContext:
     os.makedirs(workspace, exist_ok=True)
     held = _lock(workspace) if lock and chief else None
     log_file = runtime.log_file or os.path.join(workspace, "raport.json")
-    logger = setup_logger(log_file=log_file, tensorboard_dir=runtime.log_tensorboard, is_chief=chief)
+    tensorboard = (runtime.log_tensorboard or os.path.join(workspace, "tensorboard")) if runtime.tensorboard else None
+    logger = setup_logger(log_file=log_file, tensorboard_dir=tensorboard, is_chief=chief)
     return RunContext(policy, strategy, chief, logger, log_file, held)
 
 

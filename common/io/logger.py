@@ -75,7 +75,7 @@ class Logger:
 
     Args:
       log_file: path of the ``DLLL`` JSON lines file (``None``: none).
-      tensorboard_dir: directory for TensorBoard scalars (``None``: none).
+      tensorboard_dir: directory for TensorBoard summaries (``None``: none; :mod:`common.io.tensorboard`).
       is_chief: only the chief writes; other workers' loggers are silent.
       stream: where readable lines go (default ``sys.stdout``).
     """
@@ -89,15 +89,17 @@ class Logger:
         self._file = None
         self._writer = None
         self._tb_step = 0
+        #: the training step for TensorBoard (set by the trainer; None: log calls are counted).
+        self.global_step = None
         if not self.enabled:
             return
         if log_file:
             os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
             self._file = open(log_file, "a", buffering=1)
         if tensorboard_dir:
-            import tensorflow as tf
+            from common.io.tensorboard import SummaryWriter
 
-            self._writer = tf.summary.create_file_writer(tensorboard_dir)
+            self._writer = SummaryWriter(tensorboard_dir)
 
     def metadata(self, metric: str, meta: Dict[str, object]) -> None:
         """Declares a metric's unit/format (dllogger ``METADATA`` line)."""
@@ -114,17 +116,27 @@ class Logger:
             print(format_stdout(step, data), file=self.stream, flush=True)
         self._tensorboard(step, data)
 
-    def _tensorboard(self, step: Step, data: Dict[str, object]) -> None:
-        if self._writer is None or isinstance(step, str):
-            return
-        import tensorflow as tf
-
+    def _step(self) -> int:
+        """The TensorBoard step: the trainer's global step, else the number of log calls."""
         self._tb_step += 1
-        with self._writer.as_default(step=self._tb_step):
-            for key, value in data.items():
-                value = _jsonable(value)
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    tf.summary.scalar(key, value)
+        return int(self.global_step()) if self.global_step is not None else self._tb_step
+
+    def _tensorboard(self, step: Step, data: Dict[str, object]) -> None:
+        if self._writer is None or isinstance(step, str) or (step == () and self.global_step is not None):
+            return  # a training run's () lines repeat its epochs' values (summary) or are notes
+        values = {k: _jsonable(v) for k, v in data.items()}
+        self._writer.scalars(self._step(), {k: v for k, v in values.items()
+                                            if isinstance(v, (int, float)) and not isinstance(v, bool)})
+
+    def pictures(self, paths, root: str) -> None:
+        """The PNGs among ``paths`` as TensorBoard image summaries (tags: their paths under ``root``)."""
+        if self.enabled and self._writer is not None and paths:
+            self._writer.pictures(self._step(), paths, root)
+
+    def pr_curves(self, curves) -> None:
+        """``{tag: (precision [R], recall [R])}`` as TensorBoard PR-curve summaries."""
+        if self.enabled and self._writer is not None and curves:
+            self._writer.pr_curves(self._step(), curves)
 
     def drop_after(self, epoch: int) -> int:
         """Removes the file's lines of epochs after ``epoch`` (a resume redoes them); returns how many.

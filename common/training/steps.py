@@ -121,11 +121,16 @@ class TrainStep:
         self.collectives.strategy.run(self._replica_apply_accumulated)
 
 
+#: ``validation_step`` outputs named ``example.*`` are per-example values (e.g. ``[B]`` true-class
+#: probabilities) that ``"sum"`` tasks gather instead of summing (:meth:`Task.observe_examples`).
+EXAMPLE_PREFIX = "example."
+
+
 class EvalStep:
     """One validation batch: per-batch sums (``"sum"`` tasks) or per-example outputs (``"concat"``).
 
-    ``"concat"`` outputs stay per replica on one worker (see :meth:`local_outputs`) and are
-    all-gathered across workers.
+    ``"concat"`` outputs, and the ``example.*`` outputs of ``"sum"`` tasks, stay per replica on one worker
+    (see :meth:`local_outputs`) and are all-gathered across workers.
     """
 
     def __init__(self, task, model, collectives, xla: bool = False):
@@ -137,7 +142,11 @@ class EvalStep:
 
     def _distributed(self, batch):
         outputs = self.collectives.strategy.run(self._body, args=(batch,))
-        return self.collectives.gather(outputs) if self.concat else self.collectives.sum(outputs)
+        if self.concat:
+            return self.collectives.gather(outputs)
+        examples = {k: v for k, v in outputs.items() if k.startswith(EXAMPLE_PREFIX)}
+        sums = self.collectives.sum({k: v for k, v in outputs.items() if k not in examples})
+        return {**sums, **self.collectives.gather(examples)}
 
     def local_outputs(self, outputs):
         """Per-replica ``"concat"`` outputs -> numpy arrays concatenated over this worker's replicas."""

@@ -70,8 +70,17 @@ class Task(abc.ABC):
         del folder
         return []
 
+    def validation_curves(self) -> Dict[str, Any]:
+        """``{tag: (precision [R], recall [R])}`` precision-recall curves of the last validation, for
+        TensorBoard's PR-curve plugin (default: none)."""
+        return {}
+
     def begin_validation(self) -> None:
-        """Resets host-side validation state (``"concat"`` tasks)."""
+        """Resets host-side validation state (called before every validation)."""
+
+    def observe_examples(self, outputs: Dict[str, Any]) -> None:
+        """One batch of a ``"sum"`` task's per-example ``example.*`` outputs as numpy arrays (in the
+        validation order of this worker's batches); default: ignored."""
 
     def update_validation(self, outputs: Dict[str, Any]) -> int:
         """Accumulates one batch of numpy outputs (``"concat"`` tasks); returns its image count."""

@@ -28,6 +28,7 @@ from common.training.checkpoint import BEST, CheckpointManager, read_meta, resto
 from common.command.config import TrainerConfig
 from common.command.errors import DivergedError, Interrupted
 from common.training.interrupt import StopRequest
+from common.training.reports import RunReports
 from common.io.logger import ProgressBar
 from common.training.steps import TrainStep, optimizer_learning_rate
 from common.training.timing import StepTimer, release_in_background, timed_iter
@@ -77,6 +78,9 @@ class Trainer:
         self._last_save = time.monotonic()
         self.checkpoints = CheckpointManager(workspace, self._trackables(), is_chief=self.is_chief) \
             if workspace else None
+        self.reports = RunReports(task, logger, self.report_dir, self.is_chief)
+        if optimizer is not None and hasattr(logger, "global_step"):
+            logger.global_step = lambda: int(optimizer.iterations.numpy())  # TensorBoard's x axis
         self.early_stop = EarlyStopping(config.early_stop_patience, f"val.{config.best_metric}") \
             if config.early_stop_patience else None
 
@@ -152,7 +156,7 @@ class Trainer:
         self._stop_if_diverged(epoch, final)
         self.epoch.assign(epoch + 1)
         self.logger.log((epoch + 1,), {k: v for k, v in final.items() if k.startswith("train.")})
-        self._draw_curves()
+        self.reports.after_epoch()
         self._checkpoint(final)
         return final
 
@@ -214,25 +218,12 @@ class Trainer:
     def evaluate(self, global_batch: int, epoch: Optional[int] = None) -> Dict[str, float]:
         """Validation pass (with EMA weights as ``val.ema.*`` too when EMA is on)."""
         metrics = self.validator.run(global_batch, "val")
-        if self.report_dir and self.is_chief:
-            self.task.write_validation_report(self.report_dir)
+        self.reports.after_validation()
         if self.ema is not None:
             with self.ema.swapped():
                 metrics.update(self.validator.run(global_batch, "val.ema"))
         self.logger.log((epoch + 1,) if epoch is not None else (), metrics)
         return metrics
-
-    def _draw_curves(self) -> None:
-        """``<workspace>/curves.png`` from the run's log after every epoch (chief; never stops a run)."""
-        log_file = getattr(self.logger, "log_file", None)
-        if not (self.is_chief and self.report_dir and log_file and os.path.isfile(log_file)):
-            return
-        from common.io.curves import plot_curves
-
-        try:
-            plot_curves(log_file, os.path.join(os.path.dirname(self.report_dir), "curves.png"), self.task.name)
-        except (ImportError, OSError, ValueError) as err:  # a missing matplotlib or a full disk: say so, go on
-            _log.warning("curves.png not drawn: %s", err)
 
     # ----------------------------------------------------------------- helpers
     def _broadcast_initial_state(self):

@@ -1,6 +1,7 @@
 """The validation loop of every task: batches -> the task's metrics plus throughput.
 
-``"sum"`` tasks return per-batch sums from ``validation_step`` that are added up here;
+``"sum"`` tasks return per-batch sums from ``validation_step`` that are added up here (and may return
+per-example ``example.*`` values, handed to ``Task.observe_examples`` as numpy arrays);
 ``"concat"`` tasks (COCO evaluation) get each batch's per-example numpy outputs through
 ``update_validation`` and reduce them themselves.
 """
@@ -13,7 +14,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from common.io.logger import ProgressBar
-from common.training.steps import EvalStep
+from common.training.steps import EXAMPLE_PREFIX, EvalStep
 from common.training.timing import StepTimer, timed_iter
 
 
@@ -41,8 +42,7 @@ class Validator:
         stats = StepTimer()
         limit = eval_step_limit(self.config, global_batch)
         bar = ProgressBar(limit, desc=prefix, unit="img", enabled=self.show_progress)
-        if self.step.concat:
-            self.task.begin_validation()
+        self.task.begin_validation()
         for _, batch, data_time in timed_iter(dataset, limit):
             t0 = time.perf_counter()
             count = self._accumulate(self.step.run(batch), totals, global_batch)
@@ -60,6 +60,9 @@ class Validator:
         """Adds one validation step's outputs; returns the number of images in it."""
         if self.step.concat:
             return int(self.task.update_validation(self.step.local_outputs(outputs)))
+        examples = {k: outputs.pop(k) for k in list(outputs) if k.startswith(EXAMPLE_PREFIX)}
+        if examples:
+            self.task.observe_examples(self.step.local_outputs(examples))
         for k, v in outputs.items():
             value = np.asarray(v, np.float64)
             totals[k] = totals.get(k, 0.0) + (float(value) if value.ndim == 0 else value)  # sums or count arrays

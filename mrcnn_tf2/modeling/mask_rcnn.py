@@ -49,6 +49,8 @@ BACKBONE_MAX_LEVEL = 5  # C5; higher pyramid levels are pooled from P5
 
 
 TRAINING_KEYS = ("gt_boxes", "gt_classes", "gt_masks")
+#: the samplers' seeds in ``call(with_targets=True)``: the same RoIs at every validation, so its losses compare.
+VALIDATION_SEEDS = ((1, 2), (3, 4))
 
 
 @functools.lru_cache(maxsize=32)
@@ -101,13 +103,16 @@ class MaskRCNN(keras.Model):
                                    else tf.random.Generator.from_seed(seed))
 
     def call(self, inputs: Dict[str, tf.Tensor], training: bool = False, mask_logits: bool = False,
-             custom_ops: Optional[bool] = None) -> Dict[str, object]:
+             custom_ops: Optional[bool] = None, with_targets: bool = False) -> Dict[str, object]:
         """Backbone -> FPN -> RPN -> proposals -> [targets] -> ROIAlign -> heads (see class doc).
 
         ``mask_logits`` (inference): return ``detection_mask_logits [B, D, 28, 28]`` (the detected
         class's logits, 0 in padding) instead of ``detection_masks`` (for exports that paste elsewhere).
         ``custom_ops``: the fused kernels for this call (None: ``config.custom_ops``; exports trace with
         False so their graphs load without the op libraries).
+        ``with_targets`` (inference, with the training inputs' ground truth): also return the training
+        outputs of the same features, sampled from the inference proposals with fixed seeds (the generator is
+        not advanced), so the training losses can be computed on validation data.
         """
         fused = self.config.custom_ops if custom_ops is None else custom_ops
         features = self.fpn(self.backbone(inputs["images"], training=training))
@@ -115,9 +120,19 @@ class MaskRCNN(keras.Model):
         anchors = self.anchors(inputs["images"])
         proposals = generate_proposals(rpn_scores, rpn_deltas, anchors, inputs["image_info"],
                                        **self.config.rpn.proposal_args(training), fused=fused)
-        if not training:
-            return self._detect(features, proposals, inputs["image_info"], mask_logits, fused)
-        rpn_targets, roi_targets = self._sample_targets(anchors, proposals, inputs, fused)
+        if training:
+            return self._training_outputs(features, rpn_scores, rpn_deltas, anchors, proposals, inputs, fused)
+        detections = self._detect(features, proposals, inputs["image_info"], mask_logits, fused)
+        if not with_targets:
+            return detections
+        seeds = tf.constant(VALIDATION_SEEDS, tf.int64)
+        return {**detections, **self._training_outputs(features, rpn_scores, rpn_deltas, anchors, proposals, inputs,
+                                                       fused, seeds)}
+
+    def _training_outputs(self, features, rpn_scores, rpn_deltas, anchors, proposals: Proposals, inputs,
+                          fused: bool, seeds: Optional[tf.Tensor] = None) -> Dict[str, object]:
+        """Targets, box-head and mask-head outputs of the sampled RoIs (the training outputs, class doc)."""
+        rpn_targets, roi_targets = self._sample_targets(anchors, proposals, inputs, fused, seeds)
         class_logits, box_deltas = self.box_head(self._roi_features(features, roi_targets.rois, False, fused))
         fg_rois = roi_targets.rois[:, :self.num_mask_slots]
         fg_gt_indices = roi_targets.gt_indices[:, :self.num_mask_slots]
@@ -142,15 +157,16 @@ class MaskRCNN(keras.Model):
             raise ValueError(f"MaskRCNN needs a static image size. Received: images.shape={images.shape}")
         return {level: tf.constant(a) for level, a in _anchor_arrays(self.anchor_generator, (height, width)).items()}
 
-    def _sample_targets(self, anchors, proposals: Proposals, inputs,
-                        fused: bool = True) -> Tuple[targets.RpnTargets, targets.RoiTargets]:
-        """RPN anchor targets and the Fast R-CNN RoI sample, with fresh per-step seeds."""
+    def _sample_targets(self, anchors, proposals: Proposals, inputs, fused: bool = True,
+                        seeds: Optional[tf.Tensor] = None) -> Tuple[targets.RpnTargets, targets.RoiTargets]:
+        """RPN anchor targets and the Fast R-CNN RoI sample, with fresh per-step seeds (or ``seeds [2, 2]``)."""
         missing = [key for key in TRAINING_KEYS if key not in inputs]
         if missing:
             raise KeyError(f"Training inputs lack {missing}. Received keys: {sorted(inputs)}")
         gt_boxes, gt_classes = inputs["gt_boxes"], inputs["gt_classes"]
         gt_valid = targets.gt_valid_mask(gt_boxes, gt_classes)
-        rpn_seed, roi_seed = tf.unstack(self.sampling_generator.make_seeds(2), axis=1)
+        seeds = self.sampling_generator.make_seeds(2) if seeds is None else seeds
+        rpn_seed, roi_seed = tf.unstack(seeds, axis=1)
         rpn, sampler = self.config.rpn, self.config.roi_sampler
         rpn_targets = targets.assign_rpn_targets(
             concat_levels(anchors), gt_boxes, gt_valid, seed=rpn_seed,
