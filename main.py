@@ -1,7 +1,7 @@
 """Command-line entry point: ``python main.py MODE --model NAME [flags]``.
 
 MODE is ``train | eval | infer | export | info | benchmark`` (and ``weights list``, the registry of
-published weights); NAME any registered model
+published weights, and ``report --workspace RUN``, a run's ``report.html``); NAME any registered model
 (``python main.py -h`` lists them). ``python main.py MODE --model NAME -h`` lists the
 flags of a mode; the shared ones are the same for every model family (:mod:`common.command.cli`).
 NVIDIA's mode-less spellings (``main.py --arch efficientnet-b0 --evaluate ...``) work too.
@@ -28,6 +28,10 @@ def main(argv=None) -> int:
             from common.weights import cli as weights_cli
 
             return weights_cli.main(argv[1:])
+        if argv[0] == "report":
+            from common.io import report
+
+            return report.main(argv[1:])
         invocation = cli.parse(argv)  # no TensorFlow needed: --help and flag errors are instant
         if not verbose:
             runtime.import_tensorflow_quietly()

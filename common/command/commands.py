@@ -168,10 +168,22 @@ def _fit(invocation: cli.Invocation, run, task, experiment) -> int:
     eval_batch = distribution.global_batch_size(experiment.trainer.validation_batch_size, run.strategy)
     trainer.fit(global_batch, eval_batch=eval_batch)
     if run.is_chief:
+        run.logger.flush()
         print(f"checkpoints: {os.path.abspath(experiment.workspace)}/checkpoint-latest, model_best\n"
               f"config: {os.path.abspath(os.path.join(experiment.workspace, 'config.json'))}\n"
               f"DLLogger log: {os.path.abspath(run.log_file)}")
+        _write_report(experiment.workspace)
     return 0
+
+
+def _write_report(workspace: str) -> None:
+    """``<workspace>/report.html`` at the end of train and eval, its path printed (a failure is a warning)."""
+    from common.io.report import write_report
+
+    try:
+        print(f"report: {write_report(workspace)}")
+    except (OSError, ValueError) as err:
+        logging.getLogger(__name__).warning("report.html not written: %s", err)
 
 
 # ---------------------------------------------------------------------- eval
@@ -192,7 +204,9 @@ def evaluate(invocation: cli.Invocation) -> int:
                       report_dir=os.path.join(experiment.workspace, "eval"))
     metrics = trainer.evaluate(distribution.global_batch_size(experiment.trainer.validation_batch_size, run.strategy))
     run.logger.flush()
-    print(json.dumps({k: round(v, 4) for k, v in metrics.items()}, indent=1))
+    if run.is_chief:
+        _write_report(experiment.workspace)
+    print(json.dumps({k: round(v, 4) for k, v in metrics.items()}, indent=1))  # last: scripts parse it
     return 0
 
 

@@ -265,6 +265,7 @@ class NullLogger:
     """A logger that drops everything (benchmarks, tests): the :class:`Logger` interface."""
 
     enabled = False
+    global_step = None
 
     def metadata(self, metric: str, meta: Dict[str, object]) -> None:
         pass
@@ -274,6 +275,12 @@ class NullLogger:
 
     def drop_after(self, epoch: int) -> int:
         return 0
+
+    def pictures(self, paths, root: str) -> None:
+        pass
+
+    def pr_curves(self, curves) -> None:
+        pass
 
     def flush(self) -> None:
         pass
