@@ -115,18 +115,22 @@ class InstanceSegmentationTask(Task):
 
     # -------------------------------------------------------------- validation
     def validation_step(self, model, batch) -> Dict[str, tf.Tensor]:
-        """Detections, ``image_info``, ``source_ids`` and the ground truth boxes/classes per image, and the five
-        training losses of the batch in eval mode (``loss.*``, each ``[B]``: the batch's value per image)."""
+        """Detections, ``image_info``, ``source_ids`` and the ground truth boxes/classes per image, and (Keras
+        model) the five training losses of the batch in eval mode (``loss.*``, each ``[B]``: the batch's value
+        per image)."""
         features, labels = batch
         inputs = {"images": features["images"], "image_info": features["image_info"]}
-        with_targets = all(key in labels for key in ("gt_boxes", "gt_classes", "gt_masks"))
-        outputs = model({**inputs, **labels} if with_targets else inputs, training=False, with_targets=with_targets)
+        # the Keras model (not an onnxruntime / SavedModel runner) with ground truth also gives the losses
+        with_targets = isinstance(model, MaskRCNN) and all(key in labels for key in ("gt_boxes", "gt_classes", "gt_masks"))
+        outputs = model({**inputs, **labels}, training=False, with_targets=True) if with_targets else model(
+            inputs, training=False)
         images = tf.shape(features["source_ids"])[0]
         result = {k: outputs[k] for k in DETECTION_KEYS}
         if with_targets:
             terms = compute_losses(outputs, self.config.model)
             terms["loss"] = tf.add_n(list(terms.values()))
             result.update({f"loss.{name}": tf.fill([images], value) for name, value in terms.items()})
+        if "gt_boxes" in labels:
             result.update(gt_boxes=labels["gt_boxes"], gt_classes=labels["gt_classes"])
         return {**result, "image_info": features["image_info"], "source_ids": features["source_ids"]}
 

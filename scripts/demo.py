@@ -13,7 +13,8 @@ Mask R-CNN:
 8. draw predictions on validation images (PNG) and write COCO results JSON;
 9. export a SavedModel and check it against the Keras model.
 
-Every step is a real ``main.py`` command, printed before it runs.
+Every step is a real ``main.py`` command, printed before it runs. Each run leaves ``report.html`` (curves,
+per-class metrics, PR curves or confusion, worst images); the demo ends by printing their paths.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from scripts.convergence_check import CI_RECIPE, final_metrics, train_argv  # no
 MRCNN_RECIPE = dataclasses.replace(CI_RECIPE, image_size=128, num_train=400, num_val=50, epochs=12,
                                    steps_per_epoch=100, mask_channels=128, score_threshold=0.05)
 DRAW_SCORE = 0.5  # detections drawn in the PNGs (all of them go to detections.json)
+EVAL_EVERY = 4  # Mask R-CNN validations (AP, val loss) at epochs 4, 8 and 12: points on the report's curves
 
 
 def run(cmd, title):
@@ -82,7 +84,8 @@ def efficientnet_demo(args, out, times, outputs):
     times["effnet export"] = run([py, "main.py", "export", "--model", "efficientnet-b0", "--workspace", work,
                                   "--checkpoint", best, "--export-dir", saved, "--overwrite", "--verify", image],
                                  "5/9 export a SavedModel (and verify it against Keras)")
-    outputs += [("classification data", data), ("EfficientNet checkpoints", f"{work}/checkpoint-latest, model_best"),
+    outputs += [("EfficientNet report", os.path.join(work, "report.html")),
+                ("classification data", data), ("EfficientNet checkpoints", f"{work}/checkpoint-latest, model_best"),
                 ("EfficientNet DLLogger log", f"{work}/raport.json"), ("EfficientNet SavedModel", saved)]
 
 
@@ -96,9 +99,9 @@ def mask_rcnn_demo(args, out, times, outputs):
                                str(recipe.image_size), "--seed", str(recipe.data_seed)],
                               "6/9 generate the built-in COCO-format shapes dataset")
     steps = recipe.epochs * recipe.steps_per_epoch
-    times["mrcnn train"] = run([py, "main.py", *train_argv(recipe, data, work)],
+    times["mrcnn train"] = run([py, "main.py", *train_argv(recipe, data, work), "--eval-every", str(EVAL_EVERY)],
                                f"7/9 train Mask R-CNN from random weights ({steps} steps at {recipe.image_size} px, "
-                               "narrow backbone, CPU) and evaluate (COCO AP)")
+                               f"narrow backbone, CPU), evaluated every {EVAL_EVERY} epochs (COCO AP, val loss)")
     images = sorted(glob.glob(os.path.join(data, "val", "*")))[:4]
     predictions = os.path.join(work, "predictions")
     times["mrcnn infer"] = run([py, "main.py", "infer", "--model", "mask-rcnn", "--model_dir", work,
@@ -110,7 +113,8 @@ def mask_rcnn_demo(args, out, times, outputs):
                                 "9/9 export a SavedModel (and verify it against Keras)")
     metrics = final_metrics(work)
     drawn = sorted(glob.glob(os.path.join(predictions, "*_pred.png")))
-    outputs += [("Mask R-CNN bbox / segm AP50 (val)", f"{metrics['val.bbox/AP50']:.3f} / {metrics['val.segm/AP50']:.3f}"),
+    outputs += [("Mask R-CNN report", os.path.join(work, "report.html")),
+                ("Mask R-CNN bbox / segm AP50 (val)", f"{metrics['val.bbox/AP50']:.3f} / {metrics['val.segm/AP50']:.3f}"),
                 ("Mask R-CNN drawn prediction", drawn[0] if drawn else "(none)")]
     outputs += [("COCO shapes data", data), ("Mask R-CNN checkpoints", f"{work}/checkpoint-latest, model_best"),
                 ("Mask R-CNN DLLogger log (COCO AP)", f"{work}/raport.json"),
@@ -130,6 +134,9 @@ def main() -> int:
     for name, path in outputs:
         print(f"  {name:<36} {path}")
     print("Times: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()) + f", total {sum(times.values()):.0f}s")
+    reports = [path for name, path in outputs if name.endswith(" report")]
+    print("\nOpen in a browser (curves, per-class metrics, worst images, TensorBoard: "
+          "tensorboard --logdir <run>/tensorboard):\n" + "\n".join(f"  {path}" for path in reports))
     return 0
 
 

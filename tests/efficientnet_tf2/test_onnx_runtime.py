@@ -45,6 +45,7 @@ def test_eval_gives_the_same_accuracy_with_both_runtimes(trained, capsys, caplog
         rows = list(csv.DictReader(handle))
     assert sum(int(r["images"]) for r in rows) == 100 and len(rows) == 4
     assert sum(int(r["correct"]) for r in rows) == round(tf_metrics["val.top1"])  # 100 images: % = count
+    _check_worst_images_and_report(workspace)
     with caplog.at_level("INFO"):
         ort_metrics = _eval(capsys, data, workspace, "--runtime", "onnxruntime")
     assert "exported the loaded model to ONNX" in caplog.text and "runtime onnxruntime" in caplog.text
@@ -52,6 +53,24 @@ def test_eval_gives_the_same_accuracy_with_both_runtimes(trained, capsys, caplog
     for key in ("val.top1", "val.top5"):
         assert ort_metrics[key] == tf_metrics[key], (key, tf_metrics, ort_metrics)
     assert abs(ort_metrics["val.loss"] - tf_metrics["val.loss"]) < 1e-4
+
+
+def _check_worst_images_and_report(workspace):
+    """``eval/worst/``: 12 tiles of the lowest true-class probabilities, ascending, each a real PNG; the report
+    of the run holds them."""
+    from PIL import Image
+
+    with open(os.path.join(workspace, "eval", "worst", "worst.csv")) as handle:
+        rows = list(csv.DictReader(handle))
+    probabilities = [float(r["true_class_probability"]) for r in rows]
+    assert len(rows) == 12 and probabilities == sorted(probabilities)
+    assert all(os.path.isfile(r["file"]) and "/val/" in r["file"] for r in rows)
+    tiles = sorted(f for f in os.listdir(os.path.join(workspace, "eval", "worst")) if f.endswith(".png"))
+    assert len(tiles) == 12
+    with Image.open(os.path.join(workspace, "eval", "worst", tiles[0])) as image:
+        assert image.format == "PNG" and image.width >= 160
+    page = open(os.path.join(workspace, "report.html"), encoding="utf-8").read()
+    assert '<section id="worst">' in page and '<section id="confusion">' in page
 
 
 def _agreement(model_name, data, workspace, onnx_file=None):

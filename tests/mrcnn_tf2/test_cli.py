@@ -8,6 +8,7 @@ import glob
 import json
 import os
 
+import numpy as np
 import pytest
 
 import main as cli
@@ -42,9 +43,29 @@ def test_train_writes_checkpoints_meta_and_coco_metrics(trained):
             ("AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax1", "ARmax10", "ARmax100", "ARs", "ARm", "ARl")]
     assert all(k in final for k in keys)
     assert any("train.loss" in r["data"] for r in records if isinstance(r["step"], list) and len(r["step"]) == 2)
+    losses = ("loss", "rpn_score_loss", "rpn_box_loss", "fast_rcnn_class_loss", "fast_rcnn_box_loss", "mask_loss")
+    assert all(np.isfinite(final[f"val.{name}"]) for name in losses)  # validation loss, as EfficientNet's
     config = json.load(open(os.path.join(model_dir, "config.json")))
     assert config["data"]["class_names"] == ["background", "circle", "square", "triangle"]
     assert config["model"] == "mask-rcnn" and config["task"]["model"]["backbone"]["width_multiplier"] == 0.25
+
+
+def test_train_leaves_pictures_tensorboard_and_a_report(trained):
+    """Per-class AP, PR curves, the worst images (4 validation images: 4 tiles), curves, TensorBoard events
+    and report.html with the per-class and worst sections."""
+    from PIL import Image
+
+    _, model_dir = trained
+    worst = sorted(glob.glob(os.path.join(model_dir, "eval", "worst", "*.png")))
+    pictures = [os.path.join(model_dir, "curves.png"), *worst,
+                *(os.path.join(model_dir, "eval", n) for n in ("per_class_ap.png", "pr_curves.png"))]
+    assert len(worst) == 4
+    for path in pictures:
+        with Image.open(path) as image:
+            assert image.format == "PNG" and os.path.getsize(path) > 1000, path
+    assert glob.glob(os.path.join(model_dir, "tensorboard", "events.out.tfevents.*"))
+    page = open(os.path.join(model_dir, "report.html"), encoding="utf-8").read()
+    assert all(f'<section id="{s}">' in page for s in ("summary", "curves", "per-class", "pr-curves", "worst"))
 
 
 def test_eval_infer_export(trained, tmp_path, capsys):

@@ -68,6 +68,38 @@ def test_few_steps_lower_the_loss(tiny_shapes):
         assert float(last[name]) < float(first[name]), (name, float(first[name]), float(last[name]))
 
 
+def test_validation_loss_is_the_training_loss_in_eval_mode(tiny_shapes):
+    """On a batch trained 12 steps (BatchNorm frozen, as in NVIDIA's recipe), ``val.loss`` of that batch — the
+    same five terms, eval mode, inference proposals, fixed sampler seeds — is within 25 % of its training loss
+    (RPN terms within 10 %: the same anchors and targets); ``validation_step`` does not advance the generator."""
+    keras.utils.set_random_seed(0)
+    data = resolve_sources(tiny_shapes)
+    inputs = InputConfig(image_size=(IMAGE_SIZE, IMAGE_SIZE), flip=False)
+    config = MaskRCNNConfig().override(**{"num_classes": data.num_classes, "image_size": inputs.batch_padded_size(),
+                                          **TINY})
+    task = InstanceSegmentationTask(DetectionTaskConfig(config, inputs, data, seed=0))
+    model = task.build_model()
+    batch = next(iter(task.build_train_dataset(global_batch=2, epoch=0)))
+    optimizer = keras.optimizers.SGD(0.02, momentum=0.9)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss, _ = task.train_loss(model, batch)
+        grads, _ = tf.clip_by_global_norm(tape.gradient(loss, model.trainable_variables), 5.0)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+
+    for _ in range(12):
+        step()
+    state = model.sampling_generator.state.numpy().copy()
+    validation = {k[5:]: float(v[0]) for k, v in task.validation_step(model, batch).items() if k.startswith("loss.")}
+    assert (model.sampling_generator.state.numpy() == state).all()
+    train, terms = task.train_loss(model, batch)
+    assert abs(validation["loss"] - float(train)) < 0.25 * float(train), (validation, float(train))
+    for name in ("rpn_score_loss", "rpn_box_loss"):
+        assert abs(validation[name] - float(terms[name])) < 0.1 * float(terms[name]) + 1e-3, (name, validation, terms)
+
+
 @pytest.mark.timeout(1800)
 def test_mask_rcnn_learns_the_shapes(tmp_path, capsys):
     """From random weights, CI_RECIPE reaches bbox AP50 >= 0.7 and segm AP50 >= 0.6 (pycocotools).
