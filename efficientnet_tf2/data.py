@@ -156,31 +156,34 @@ def check_num_classes(class_names, num_classes, source="the dataset"):
 
 
 # ------------------------------------------------------------ skip counting
+_PASS_SHIFT = 40  # file numbers: pass << 40 | index in the pass
+
+
 class SkipCounter:
-    """Counts unreadable images dropped by `build_dataset` (int64 tf.Variables)."""
+    """Counts unreadable images dropped by `build_dataset` (int64 tf.Variables).
+
+    "exact" mode counts each failed file by its guard. "fast" mode numbers the files of a pass in order and
+    counts the gaps in the numbers that come out of ``ignore_errors``: only files that really failed, never the
+    ones still being decoded when an epoch is cut short (``--steps-per-epoch``, ``--prof``), which the former
+    attempted - decoded count took for failures. A failure among the very last files of a pass, with no later
+    file decoded, shows in TensorFlow's own warning only.
+    """
 
     def __init__(self):
         with tf.init_scope(), tf.device("/cpu:0"):
-            self._attempted = tf.Variable(0, dtype=tf.int64, trainable=False, name="attempted")
-            self._decoded = tf.Variable(0, dtype=tf.int64, trainable=False, name="decoded")
             self._failed = tf.Variable(0, dtype=tf.int64, trainable=False, name="failed")
+            self._gaps = tf.Variable(0, dtype=tf.int64, trainable=False, name="gaps")
+            self._last = tf.Variable(-1, dtype=tf.int64, trainable=False, name="last_index")
 
     @property
     def count(self):
-        """Images skipped so far (Python int).
-
-        "exact" mode: always exact. "fast" mode: attempted - decoded, exact
-        once a pass over the data has finished (e.g. at the end of an epoch);
-        mid-pass it also counts the few images still being decoded.
-        """
-        attempted, decoded, failed = (int(v.numpy()) for v in
-                                      (self._attempted, self._decoded, self._failed))
-        return failed + attempted - decoded
+        """Images skipped so far (Python int)."""
+        return int(self._failed.numpy()) + int(self._gaps.numpy())
 
     def reset(self):
-        """Sets all counts back to 0."""
-        for variable in (self._attempted, self._decoded, self._failed):
-            variable.assign(0)
+        """Sets the counts back to 0."""
+        self._failed.assign(0)
+        self._gaps.assign(0)
 
     def record(self, valid, path):
         """Graph-side ("exact"): counts and logs `path` if not `valid`; returns `valid`."""
@@ -191,13 +194,22 @@ class SkipCounter:
             return tf.constant(False)
         return tf.cond(valid, lambda: tf.constant(True), skip)
 
-    def count_attempt(self):
-        """Graph-side ("fast"): op counting one decode attempt."""
-        return self._attempted.assign_add(1)
+    def new_pass(self) -> int:
+        """The first number of a new pass's files (fast mode): its pass number in the high bits, so a previous
+        epoch's iterator still draining in the background is told apart and ignored."""
+        self._passes = getattr(self, "_passes", -1) + 1
+        return self._passes << _PASS_SHIFT
 
-    def count_decoded(self):
-        """Graph-side ("fast"): op counting one successful decode."""
-        return self._decoded.assign_add(1)
+    def record_decoded(self, index):
+        """Graph-side ("fast"): file ``index`` decoded; the numbers skipped since the last decoded one of its
+        pass failed (a newer pass: those before it). Returns the op."""
+        index = tf.cast(index, tf.int64)
+        last = self._last.read_value()
+        this_pass, last_pass = index >> _PASS_SHIFT, last >> _PASS_SHIFT
+        gap = tf.where(this_pass == last_pass, index - last - 1,
+                       tf.where(this_pass > last_pass, index - (this_pass << _PASS_SHIFT), tf.constant(0, tf.int64)))
+        with tf.control_dependencies([self._gaps.assign_add(gap)]):
+            return self._last.assign(tf.where(this_pass >= last_pass, index, last))
 
     def __repr__(self):
         return f"SkipCounter(count={self.count})"
@@ -223,17 +235,31 @@ def _load_exact(ds, load_fn, fallback, counter, deterministic):
 
 
 def _load_fast(ds, load_fn, counter, deterministic):
-    """"fast" mode: top-level ignore_errors between attempt and success counters."""
-    def load(path, label, *extra):
-        with tf.control_dependencies([counter.count_attempt()]):
-            return (load_fn(path, *extra), label) + extra
+    """"fast" mode: files numbered in order, top-level ignore_errors, the gaps in the numbers counted
+    (:class:`SkipCounter`). A sentinel numbered after the last file (never read, dropped after counting) closes
+    the pass, so failures among its last files count too; an epoch cut short never reaches it. Decoding keeps the
+    file order (needed for the numbers) whatever ``deterministic`` says."""
+    del deterministic
+    start = counter.new_pass()
+    files = tf.get_static_value(ds.cardinality())  # None or < 0: unknown, no sentinel
 
-    def decoded(image, label, *extra):
-        with tf.control_dependencies([counter.count_decoded()]):
-            return (tf.identity(image), label) + extra
+    def load(index, element):
+        path, label, *extra = element
+        return (index, load_fn(path, *extra), label, *extra)
 
-    ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    return ds.ignore_errors(log_warning=True).map(decoded)
+    def decoded(index, image, label, *extra):
+        with tf.control_dependencies([counter.record_decoded(index)]):
+            return (tf.identity(index), image, label, *extra)
+
+    loaded = ds.enumerate(start=start).map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+    loaded = loaded.ignore_errors(log_warning=True)
+    if files is not None and files >= 0:
+        end = start + int(files)
+        spec = loaded.element_spec
+        filler = tuple(tf.zeros([1 if d is None else d for d in s.shape], s.dtype) for s in spec[1:])
+        loaded = loaded.concatenate(tf.data.Dataset.from_tensors((tf.constant(end, tf.int64), *filler)))
+        return loaded.map(decoded).filter(lambda index, *rest: index < end).map(lambda index, *rest: rest)
+    return loaded.map(decoded).map(lambda index, *rest: rest)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
+from common.io.pixel_budget import check_file as check_pixel_budget
 from efficientnet_tf2.data import decode_image_file
 from efficientnet_tf2.experiments import TOP_K
 from efficientnet_tf2.preprocessing import preprocess_for_eval
@@ -71,6 +72,8 @@ class Classifier:
 
     def probabilities(self, image: Image) -> np.ndarray:
         """``[C]`` float32 class probabilities of one image (a file path or an ``[H, W, 3]`` uint8 array)."""
+        if isinstance(image, (str, os.PathLike)):
+            check_pixel_budget(os.fspath(image))
         pixels = decode_image_file(image) if isinstance(image, (str, os.PathLike)) else tf.constant(image)
         batch = preprocess_for_eval(pixels, self.image_size)[tf.newaxis]
         return self._forward(batch).numpy()[0]

@@ -40,6 +40,9 @@ def load_image(path: str) -> np.ndarray:
     Raises:
       ValueError: the file cannot be read or decoded (the message names it).
     """
+    from common.io.pixel_budget import check_file
+
+    check_file(path)
     try:
         return decode_image(tf.io.read_file(path)).numpy()
     except (tf.errors.OpError, ValueError) as error:

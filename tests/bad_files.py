@@ -1,5 +1,7 @@
 """A corpus of awkward image files, written by the tests that need it (both model families).
 
+``bomb_png`` is a decompression bomb (a tiny file declaring 529 MP): refused by its header, never decoded.
+
 ``BAD`` files must be reported by name and skipped; ``ODD_BUT_GOOD`` files are unusual but valid
 and must train, evaluate and infer like any other image.
 """
@@ -33,6 +35,27 @@ def bad_files(size: int = 48) -> dict:
         "notes.png": (b"these are my notes, not an image\n", "not a JPEG/PNG"),
         "cut.png": (encode(noise_image(size, size), "PNG")[:200], "truncated PNG"),
     }
+
+
+def bomb_png(side: int = 23000) -> bytes:
+    """A ~64 KB 1-bit gray PNG declaring ``side`` x ``side`` pixels (23000: 529 MP, 1.6 GB decoded as RGB): a
+    decompression bomb, written row by row so the test never holds it decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b"\x00" * (1 + (side + 7) // 8)  # filter byte + packed bits
+    compressor, parts = zlib.compressobj(9), []
+    for _ in range(side // 100):
+        parts.append(compressor.compress(row * 100))
+    parts.append(compressor.compress(row * (side % 100)) + compressor.flush())
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+
+
+BOMB_REASON = "above the 100 MP budget"
 
 
 def odd_but_good_files(size: int = 48) -> dict:

@@ -123,6 +123,9 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
     flag("--xla", dest="runtime.xla", help="compile the steps with XLA (jit_compile)", **_const(True)),
     flag("--no-xla", "--no_xla", dest="runtime.xla", help="do not use XLA", **_const(False)),
     flag("--seed", dest="runtime.seed", type=int, help="random seed"),
+    flag("--max-image-pixels", dest="runtime.max_image_pixels", type=POSITIVE_INT, metavar="N",
+         help="images declaring more pixels are refused before decoding (decompression bombs; default 100000000); "
+              "export: fixed in the serving_bytes signature"),
     flag("--dist", dest="runtime.dist", choices=DIST_CHOICES, modes=_DATA + ("benchmark",),
          help="distribution: auto (mirrored over >1 GPU), none, one_device, mirrored, multiworker "
               "(TF_CONFIG; scripts/launch.py), horovod (under horovodrun; untested)"),
@@ -462,11 +465,19 @@ def base_experiment(mode: str, family, model: str, workspace: Optional[str], che
                 raise SystemExit(f"error: {path} is a {values.get('model')!r} run, not {model!r}: "
                                  f"pass --model {values.get('model')}")
             try:
-                return family.experiment_class.from_dict(values)
+                return rebased(family.experiment_class.from_dict(values), os.path.dirname(os.path.abspath(path)))
             except (ValueError, TypeError, KeyError) as err:
                 raise SystemExit(f"error: {path} is not a valid config of this version ({err}); "
                                  "fix it or retrain") from None
     return registry.get_experiment(model)
+
+
+def rebased(experiment: cfg.Experiment, folder: str) -> cfg.Experiment:
+    """A saved run's experiment writing only into ``folder``, the workspace holding its ``config.json``: the
+    file's own workspace, log file and TensorBoard folder are not followed (a copied or edited ``config.json``
+    cannot send an ``eval`` anywhere else); flags given now still choose."""
+    runtime = dataclasses.replace(experiment.runtime, log_file=None, log_tensorboard=None)
+    return dataclasses.replace(experiment, workspace=folder, runtime=runtime)
 
 
 def model_from_workspace(argv: Sequence[str]) -> Optional[str]:

@@ -25,8 +25,10 @@ FALLBACK_STEPS = 100  # steps per epoch when the data cannot say (synthetic inpu
 
 def run(invocation: cli.Invocation) -> int:
     """Runs the invocation's mode; returns the exit status."""
+    from common.io import pixel_budget
     from common.weights import pretrained
 
+    pixel_budget.set_max_pixels(invocation.experiment.runtime.max_image_pixels)
     invocation = pretrained.apply(invocation)
     flows = {"train": train, "eval": evaluate, "infer": infer, "export": export, "info": info,
              "benchmark": benchmark}

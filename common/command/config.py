@@ -54,6 +54,7 @@ class RuntimeConfig:
       log_file: DLLogger JSON-lines file (None: ``<workspace>/raport.json``).
       log_tensorboard: where TensorBoard summaries go (None: ``<workspace>/tensorboard``).
       tensorboard: write TensorBoard summaries at all (``--no-tensorboard``: False).
+      max_image_pixels: pixel budget of every image decode (:mod:`common.io.pixel_budget`).
     """
 
     precision: str = "TF32"
@@ -68,6 +69,7 @@ class RuntimeConfig:
     log_file: Optional[str] = None
     log_tensorboard: Optional[str] = None
     tensorboard: bool = True
+    max_image_pixels: int = 100_000_000
 
     def __post_init__(self):
         check(self.precision in PRECISIONS,

@@ -2,7 +2,8 @@
 
 Images get fast structural checks (no decoding): readable, not empty, a JPEG / PNG / GIF /
 BMP / WebP signature, and the format's end marker present (JPEG end-of-image, PNG ``IEND``,
-GIF trailer, BMP / WebP declared size), so a truncated download is caught. Families add
+GIF trailer, BMP / WebP declared size), so a truncated download is caught, and a size within the pixel budget
+(:mod:`common.io.pixel_budget`), so a decompression bomb is refused before it is decoded. Families add
 their own checks (COCO annotations) to the same :class:`DataReport`.
 
 :func:`settle` then reports the problems in one summary (count, the first few by name, the
@@ -63,8 +64,21 @@ def _structure_problem(fmt: str, head: bytes, tail: bytes, size: int) -> Optiona
     return None
 
 
+def name_problem(name) -> Optional[str]:
+    """Why ``name`` (a file name from an annotation file) may not be opened inside its image folder (None: it
+    may): not a string, absolute, or leaving the folder through ``..``. Checked on the name, before any I/O."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        return f"file_name {str(name)[:80]!r} is not a file name"
+    if os.path.isabs(name) or os.path.splitdrive(name)[0]:
+        return f"file_name {name[:200]!r} is an absolute path; it must be relative to the image folder (refused)"
+    if os.path.normpath(name).split(os.sep)[0] == os.pardir:
+        return f"file_name {name[:200]!r} leaves the image folder through '..' (refused)"
+    return None
+
+
 def image_problem(path: str) -> Optional[str]:
-    """Why ``path`` cannot be used as an image (None: it can). Reads at most 4 KB + 32 bytes."""
+    """Why ``path`` cannot be used as an image (None: it can): structure (at most 4 KB + 32 bytes read) and the
+    pixel budget (:mod:`common.io.pixel_budget`: the header's declared size, a JPEG's marker segments)."""
     try:
         size = os.path.getsize(path)
         if size == 0:
@@ -77,8 +91,13 @@ def image_problem(path: str) -> Optional[str]:
         return f"cannot be read ({err.strerror or err})"
     fmt = _image_format(head)
     if fmt is None:
-        return f"not a JPEG/PNG/GIF/BMP/WebP image (starts with {head[:8].hex(' ')})"
-    return _structure_problem(fmt, head, tail, size)
+        return "not a JPEG/PNG/GIF/BMP/WebP image"  # its bytes are not echoed: the file may be anything
+    from common.io.pixel_budget import size_problem
+
+    try:
+        return _structure_problem(fmt, head, tail, size) or size_problem(path)
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
 
 
 # ------------------------------------------------------------------ report

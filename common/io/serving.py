@@ -6,7 +6,8 @@ as :func:`common.io.data_check.image_problem` (non-empty, a JPEG/PNG/GIF/BMP/Web
 the JPEG end-of-image marker / PNG ``IEND`` within the last 4 KB, the GIF trailer), decodes
 only what passes and gives a 1x1 black placeholder plus ``valid = False`` otherwise; the
 signatures return that flag as the ``valid`` output and blank the invalid images'
-predictions. Damage that these checks cannot see (a corrupt middle of an otherwise
+predictions. A header declaring more pixels than the export's budget (``--max-image-pixels``) is invalid
+too, so a decompression bomb is never decoded. Damage that these checks cannot see (a corrupt middle of an otherwise
 complete JPEG) still fails the decode, as in TensorFlow's own decoders.
 """
 from __future__ import annotations
@@ -41,8 +42,14 @@ def encoded_image_ok(data: tf.Tensor) -> tf.Tensor:
 
 
 def decode_checked(data: tf.Tensor, decode: Callable[[tf.Tensor], tf.Tensor]) -> Tuple[tf.Tensor, tf.Tensor]:
-    """Scalar string -> (``[H, W, 3] uint8`` image or a 1x1 placeholder, scalar bool valid)."""
-    valid = encoded_image_ok(data)
+    """Scalar string -> (``[H, W, 3] uint8`` image or a 1x1 placeholder, scalar bool valid). Images declaring
+    more pixels than the budget at trace time (:mod:`common.io.pixel_budget`, ``--max-image-pixels`` of the
+    export) are invalid before any decode."""
+    from common.io.pixel_budget import declared_pixels, max_pixels
+
+    budget = max_pixels()
+    structured = encoded_image_ok(data)
+    valid = tf.cond(structured, lambda: declared_pixels(data) <= budget, lambda: tf.constant(False))
     image = tf.cond(valid, lambda: tf.ensure_shape(decode(data), [None, None, 3]),
                     lambda: tf.zeros([1, 1, 3], tf.uint8))
     return image, valid

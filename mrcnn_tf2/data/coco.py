@@ -225,11 +225,21 @@ class CocoDataset:
         return len(self._images)
 
     def _usable_images(self, images):
-        """Images whose file exists, passes :func:`common.io.data_check.image_problem` and has the listed size."""
+        """Images whose ``file_name`` stays inside the image folder (:func:`common.io.data_check.name_problem`,
+        checked before any file is touched) and whose file exists, passes
+        :func:`common.io.data_check.image_problem` and has the listed size."""
+        from common.io.data_check import name_problem
+
+        refused = {image["id"]: name_problem(image["file_name"]) for image in images}
+        for image in images:
+            if refused[image["id"]]:
+                self.report.add(f"{self.annotation_file} image id {image['id']}",
+                                f"{refused[image['id']]}; its annotations are left out")
+        self.report.checked += len(images)
+        images = [image for image in images if not refused[image["id"]]]
         paths = [os.path.join(self.image_dir, image["file_name"]) for image in images]
         with concurrent.futures.ThreadPoolExecutor(CHECK_THREADS) as pool:
             problems = list(pool.map(_image_file_problem, paths, images))
-        self.report.checked += len(images)
         for path, image, why in zip(paths, images, problems):
             if why:
                 self.report.add(path, f"{why} (image id {image['id']}; its annotations are left out)")
@@ -288,7 +298,12 @@ class CocoDataset:
 
     def image_path(self, index: int) -> str:
         """Path of image ``index``; FileNotFoundError naming it if it does not exist."""
+        from common.io.data_check import name_problem
+
         image = self._images[index]
+        refused = name_problem(image["file_name"])
+        if refused:
+            raise ValueError(f"{self.annotation_file}, image id {image['id']}: {refused}")
         path = os.path.join(self.image_dir, image["file_name"])
         if not os.path.isfile(path):
             raise FileNotFoundError(f"Image file not found: {path} (image id {image['id']}, "

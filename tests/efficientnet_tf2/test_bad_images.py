@@ -2,7 +2,8 @@
 
 The corpus (``tests/bad_files.py``): truncated, corrupt, zero-byte, text-as-image and cut PNG
 files are reported in one summary per split and left out (steps count the usable files);
-CMYK, gray, RGBA, a PNG named ``.jpg``, 1x1 and very thin images are used like any other.
+CMYK, gray, RGBA, a PNG named ``.jpg``, 1x1 and very thin images are used like any other; a decompression bomb
+in ``val`` (a 64 KB PNG declaring 23000x23000) is refused by its header in train's check, eval and infer.
 ``--strict-data`` refuses the run before its first step.
 """
 import json
@@ -26,6 +27,7 @@ def corpus(tmp_path_factory):
     bad_train = bad_files.write(os.path.join(root, "train", classes[0]), bad_files.bad_files())
     bad_files.write(os.path.join(root, "train", classes[1]), bad_files.odd_but_good_files())
     two_bad = dict(list(bad_files.bad_files().items())[:2])
+    two_bad["zz_bomb.png"] = (bad_files.bomb_png(), bad_files.BOMB_REASON)  # refused by its header, never decoded
     bad_val = bad_files.write(os.path.join(root, "val", classes[1]), two_bad)
     return {"root": root, "bad_train": bad_train, "bad_val": bad_val, "classes": classes}
 
@@ -45,7 +47,8 @@ def test_training_names_each_bad_file_skips_it_and_counts_steps_from_the_good_on
     assert train_line.startswith("5 of 19 images")
     for path, (_, reason) in zip(corpus["bad_train"], bad_files.bad_files().values()):
         assert f"{path}: {reason}" in train_line
-    assert "2 of 6 images" in next(w for w in warnings if "/val are unusable" in w)
+    assert "3 of 7 images" in next(w for w in warnings if "/val are unusable" in w)
+    assert bad_files.BOMB_REASON in next(w for w in warnings if "/val are unusable" in w)
     with open(os.path.join(work, "unusable_train.tsv")) as f:
         assert sorted(line.split("\t")[0] for line in f) == sorted(corpus["bad_train"])
     params = next(r["data"] for r in _records(work) if r.get("step") == "PARAMETER" and "steps_per_epoch" in r["data"])
@@ -70,7 +73,8 @@ def test_infer_names_each_bad_file_and_finishes_the_folder(corpus, tmp_path, cap
     captured = capsys.readouterr()
     for path in corpus["bad_val"]:
         assert f"error: {path}: " in captured.err
-    assert "error: 2 of 6 images could not be processed" in captured.err
+    assert "error: 3 of 7 images could not be processed" in captured.err
+    assert "zz_bomb.png: declares 23000x23000 pixels" in captured.err
     assert captured.out.count("  1. ") == 4  # the four good images were classified
 
 

@@ -185,3 +185,55 @@ def test_synthetic_dataset_repeats_one_cached_batch():
     (a_images, a_labels), (b_images, b_labels) = list(ds.take(2))
     np.testing.assert_array_equal(a_images, b_images)
     assert a_labels.numpy().min() >= 0 and a_labels.numpy().max() < 10
+
+
+# ------------------------------------------------------------------ skipped-image count: no false alarm
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_an_epoch_cut_short_counts_no_skip_on_valid_files(tmp_path, batch):
+    """Regression (issue 34): 300k valid JPEGs and ``--steps-per-epoch 2`` logged "2 images skipped": the old
+    fast count took images still in flight for failures. Valid files, epoch cut after one batch: 0."""
+    from dataset.make_synthetic_imagefolder import make_imagefolder
+
+    make_imagefolder(str(tmp_path), num_classes=2, train_per_class=12, val_per_class=1, image_size=24)
+    counter = data.SkipCounter()
+    for epoch in range(2):
+        ds = data.build_dataset(str(tmp_path), "train", 16, batch, training=True, augment="none", seed=epoch,
+                                skip_counter=counter)
+        next(iter(ds))  # the trainer's step limit: the rest of the pass is never consumed
+        assert counter.count == 0, (batch, epoch)
+
+
+@pytest.mark.parametrize("broken", ["first", "middle", "last"])
+def test_a_full_pass_counts_each_real_failure_wherever_it_is(tmp_path, broken):
+    """Failures first, in the middle and among the last files of a pass (closed by the sentinel) all count."""
+    from dataset.make_synthetic_imagefolder import make_imagefolder
+
+    make_imagefolder(str(tmp_path), num_classes=1, train_per_class=6, val_per_class=2, image_size=24, png_every=0)
+    folder = os.path.join(str(tmp_path), "val", sorted(os.listdir(os.path.join(str(tmp_path), "val")))[0])
+    name = {"first": "!bad.jpg", "middle": "00000_bad.jpg", "last": "zz_bad.jpg"}[broken]  # around 00000/00001
+    with open(os.path.join(folder, name), "wb") as handle:
+        handle.write(b"\xff\xd8\xff\xe0" + bytes(300) + b"\xff\xd9")  # passes the structure check, fails decode
+    counter = data.SkipCounter()
+    batches = list(data.build_dataset(str(tmp_path), "val", 16, 2, training=False, skip_counter=counter))
+    assert sum(int(y.shape[0]) for _, y in batches) == 2 and counter.count == 1
+
+
+def test_training_cut_by_steps_per_epoch_reports_no_skipped_images(tmp_path, caplog):
+    """End to end, as reported: valid files, ``--steps-per-epoch 1``, from scratch and from
+    ``--pretrained-from-file``: ``train.skipped_images`` 0 and no warning."""
+    import logging
+
+    import main as entry
+    from common.io.logger import read_dllogger
+    from dataset.make_synthetic_imagefolder import make_imagefolder
+
+    make_imagefolder(str(tmp_path / "data"), num_classes=2, train_per_class=20, val_per_class=2, image_size=32)
+    base = ["train", "--model", "efficientnet-b0", str(tmp_path / "data"), "--image-size", "32", "--epochs", "2",
+            "--steps-per-epoch", "1", "-b", "3", "--no-eval", "--no-tensorboard"]
+    for name, extra in (("scratch", []), ("tuned", ["--pretrained-from-file", str(tmp_path / "scratch" / "checkpoint-latest")])):
+        with caplog.at_level(logging.WARNING):
+            assert entry.main([*base, "--workspace", str(tmp_path / name), *extra]) == 0
+        skipped = [r["data"]["train.skipped_images"] for r in read_dllogger(str(tmp_path / name / "raport.json"))
+                   if "train.skipped_images" in r.get("data", {})]
+        assert skipped and set(skipped) == {0}, (name, skipped)
+        assert "failed to decode" not in caplog.text

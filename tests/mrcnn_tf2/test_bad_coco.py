@@ -2,7 +2,8 @@
 
 Added to a generated shapes set (which already has a crowd RLE, a zero-area box and images
 without annotations): an image whose file is missing, a truncated JPEG, an image of another
-size than listed, a polygon with fewer than 3 points (it used to crash pycocotools at the end of
+size than listed, file names leaving the image folder (``../../../../etc/passwd``, an absolute path: refused
+by name, never opened), a decompression bomb PNG (refused by its header), a polygon with fewer than 3 points (it used to crash pycocotools at the end of
 training), an unknown category, a negative and a non-finite box, an out-of-image box, and
 gray / CMYK images that must be used. ``--strict-data`` fails before the first step.
 """
@@ -68,6 +69,11 @@ def _spoil(annotation_file, image_dir, prefix, first_id):
     add_annotation(good_image["id"], "negative width or height", bbox=[4, 4, -3, 9])
     add_annotation(good_image["id"], "not 4 finite numbers", bbox=[4, 4, "inf", 9])
     add_annotation(good_image["id"], None, bbox=[SIZE + 10, SIZE + 10, 5, 5])  # outside: dropped, counted
+    for name, why in (("../../../../etc/passwd", "leaves the image folder"), ("/etc/hostname", "absolute path")):
+        add_annotation(add_image(name), None)  # never opened: refused by name
+        expected[f"image id {image_id}"] = why
+    add_annotation(add_image(f"{prefix}_bomb.png", bad_files.bomb_png(), size=(23000, 23000)), None)
+    expected[f"{prefix}_bomb.png"] = bad_files.BOMB_REASON
     with open(annotation_file, "w") as f:
         json.dump(coco, f)
     return expected
@@ -96,6 +102,8 @@ def test_train_and_eval_name_every_bad_entry_and_finish(corpus, tmp_path, caplog
         assert lines[split].count("\n") == len(expected), lines[split]
         for where, why in expected.items():
             assert any(where in line and why in line for line in lines[split].splitlines()), (where, why)
+    for text in lines.values():  # /etc/passwd was never opened: none of its bytes, plain or hex, anywhere
+        assert "root:" not in text and "72 6f 6f 74" not in text
     summaries = _warnings(caplog)
     assert len(summaries) == 2 and all("are unusable" in s for s in summaries)
     scored = [r.getMessage() for r in caplog.records if "COCO evaluation ground truth" in r.getMessage()]
@@ -111,6 +119,7 @@ def test_train_and_eval_name_every_bad_entry_and_finish(corpus, tmp_path, caplog
     assert entry.main(["infer", paths["val_images"], "--workspace", work, "--output-dir", out_dir]) == 1
     err = capsys.readouterr().err
     assert "val_truncated.jpg: truncated JPEG" in err and "could not be processed" in err
+    assert f"val_bomb.png: declares 23000x23000 pixels" in err  # refused by its header, never decoded
     with open(os.path.join(out_dir, "images.json")) as f:
         done = [os.path.basename(i["file_name"]) for i in json.load(f)]
     assert "val_gray.jpg" in done and "val_cmyk.jpg" in done and "val_truncated.jpg" not in done
