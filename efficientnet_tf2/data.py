@@ -205,9 +205,11 @@ class SkipCounter:
         pass failed (a newer pass: those before it). Returns the op."""
         index = tf.cast(index, tf.int64)
         last = self._last.read_value()
-        this_pass, last_pass = index >> _PASS_SHIFT, last >> _PASS_SHIFT
+        shift = tf.constant(_PASS_SHIFT, tf.int64)
+        this_pass, last_pass = tf.bitwise.right_shift(index, shift), tf.bitwise.right_shift(last, shift)
+        first = tf.bitwise.left_shift(this_pass, shift)  # the number of the pass's first file
         gap = tf.where(this_pass == last_pass, index - last - 1,
-                       tf.where(this_pass > last_pass, index - (this_pass << _PASS_SHIFT), tf.constant(0, tf.int64)))
+                       tf.where(this_pass > last_pass, index - first, tf.constant(0, tf.int64)))
         with tf.control_dependencies([self._gaps.assign_add(gap)]):
             return self._last.assign(tf.where(this_pass >= last_pass, index, last))
 

@@ -6,7 +6,6 @@ Other hostile inputs have their own tests: corrupt and truncated images (tests/b
 COCO traversal names and a bomb inside a data set (tests/mrcnn_tf2/test_bad_coco.py), a bomb in an ImageFolder
 (tests/efficientnet_tf2/test_bad_images.py), pickles that run code (tests/common/test_pth.py).
 """
-import json
 import os
 
 import pytest
@@ -80,18 +79,21 @@ def test_the_pixel_budget_is_a_flag(bomb, tmp_path, capsys):
 def test_a_workspace_config_cannot_send_output_elsewhere(tmp_path, capsys):
     """config.json naming another workspace, log file and TensorBoard folder: eval writes into the workspace
     that holds the file, and nothing appears at the named places."""
+    import dataclasses
+
+    from common.command import registry
+    from common.command.config import save_config
     from dataset.make_synthetic_imagefolder import make_imagefolder
 
     data, work = str(tmp_path / "data"), tmp_path / "run"
     make_imagefolder(data, num_classes=2, train_per_class=2, val_per_class=2, image_size=32)
-    assert entry.main(["train", "--model", "efficientnet-b0", data, "--workspace", str(work), "--image-size", "32",
-                       "--epochs", "1", "-b", "2", "--no-eval", "--no-tensorboard"]) == 0
-    config = json.load(open(work / "config.json"))
     elsewhere = tmp_path / "elsewhere"
-    config["workspace"] = str(elsewhere / "ws")
-    config["runtime"].update(log_file=str(elsewhere / "appended.json"), log_tensorboard=str(elsewhere / "tb"))
-    json.dump(config, open(work / "config.json", "w"))
-    assert entry.main(["eval", "--model", "efficientnet-b0", data, "--workspace", str(work), "-b", "2"]) == 0
+    experiment = registry.get_experiment("efficientnet-b0")
+    runtime = dataclasses.replace(experiment.runtime, log_file=str(elsewhere / "appended.json"),
+                                  log_tensorboard=str(elsewhere / "tb"))
+    save_config(dataclasses.replace(experiment, workspace=str(elsewhere / "ws"), runtime=runtime), str(work))
+    assert entry.main(["eval", "--model", "efficientnet-b0", data, "--workspace", str(work), "-b", "2",
+                       "--image-size", "32", "--num-classes", "2", "--random-weights"]) == 0
     assert not elsewhere.exists()
     assert (work / "report.html").exists() and (work / "eval" / "per_class.csv").exists()
     assert "val.top1" in (work / "raport.json").read_text().splitlines()[-1]

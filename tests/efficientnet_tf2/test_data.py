@@ -228,7 +228,7 @@ def test_training_cut_by_steps_per_epoch_reports_no_skipped_images(tmp_path, cap
     from dataset.make_synthetic_imagefolder import make_imagefolder
 
     make_imagefolder(str(tmp_path / "data"), num_classes=2, train_per_class=20, val_per_class=2, image_size=32)
-    base = ["train", "--model", "efficientnet-b0", str(tmp_path / "data"), "--image-size", "32", "--epochs", "2",
+    base = ["train", "--model", "efficientnet-b0", str(tmp_path / "data"), "--image-size", "32", "--epochs", "1",
             "--steps-per-epoch", "1", "-b", "3", "--no-eval", "--no-tensorboard"]
     for name, extra in (("scratch", []), ("tuned", ["--pretrained-from-file", str(tmp_path / "scratch" / "checkpoint-latest")])):
         with caplog.at_level(logging.WARNING):
