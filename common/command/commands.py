@@ -126,6 +126,25 @@ def _freezable(family, experiment, model) -> list:
     return layers
 
 
+def check_resume(path: str, experiment) -> None:
+    """``--resume`` of a run whose optimizer or EMA setting this command changes: one line saying what differs
+    (the saved optimizer state cannot continue another optimizer), before any work."""
+    from common.command.config import find_config, read_config_dict
+    from common.command.errors import CheckpointError
+
+    config = find_config(path)
+    if config is None:
+        return
+    saved = read_config_dict(config)
+    pairs = {"--optimizer": (saved.get("task", {}).get("optimizer"), experiment.task.optimizer),
+             "--use-ema": (saved.get("trainer", {}).get("use_ema"), experiment.trainer.use_ema)}
+    differ = [f"{flag} {was} then, {now} now" for flag, (was, now) in pairs.items() if was is not None and was != now]
+    if differ:
+        raise CheckpointError(f"--resume {path}: that run was trained with another setup ({'; '.join(differ)}) and "
+                              "its optimizer state cannot continue this one: resume with the run's own flags, or "
+                              f"start a new run from its weights with --pretrained-from-file {path}")
+
+
 def train(invocation: cli.Invocation) -> int:
     """``main.py train``: the family's recipe through the shared trainer; writes ``config.json``."""
     options = invocation.options
@@ -133,6 +152,7 @@ def train(invocation: cli.Invocation) -> int:
         from common.training.checkpoint import resolve
 
         resolve(options.resume)  # a wrong --resume fails before the data is read
+        check_resume(options.resume, invocation.experiment)
     run, task, experiment = _start(invocation)
     try:
         return _fit(invocation, run, task, experiment)

@@ -306,12 +306,18 @@ def find_config(*paths: Optional[str]) -> Optional[str]:
 
 
 def read_config_dict(path: str) -> Dict[str, Any]:
-    """The raw dict of a ``config.json`` (raises ``ValueError`` naming a broken file)."""
+    """The raw dict of a ``config.json`` (raises :class:`common.command.errors.CheckpointError` naming a broken
+    file: one line at the command line)."""
+    from common.command.errors import CheckpointError
+
     try:
         with open(path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); delete it or pass the flags again") from err
+            values = json.load(f)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is damaged, not valid JSON ({err}); delete it or pass the flags again") from None
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{path} is damaged (not a JSON object); delete it or pass the flags again")
+    return values
 
 
 # ------------------------------------------------------------------ dotted names

@@ -31,6 +31,11 @@ class Interrupted(Exception):
         self.status = status
 
 
+class CheckpointError(UserError):
+    """A checkpoint, its ``meta.json`` or a run's ``config.json`` that cannot be read or written (damaged, full
+    disk, another optimizer); the message names the file and what to do."""
+
+
 class DataError(UserError, ValueError):
     """Bad input data: a file or annotation that cannot be used (``--strict-data``, nothing usable left)."""
 

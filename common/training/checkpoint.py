@@ -23,6 +23,7 @@ iteration counter and hence LR schedule position, EMA, epoch, RNG states).
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -34,6 +35,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
+
+from common.command.errors import CheckpointError
 
 _log = logging.getLogger(__name__)
 
@@ -57,12 +60,43 @@ def resolve(path: str) -> str:
 
 
 def read_meta(path: str) -> Dict[str, object]:
-    """``meta.json`` next to the checkpoint at ``path`` (empty dict if absent)."""
+    """``meta.json`` next to the checkpoint at ``path`` (empty dict if absent).
+
+    Raises:
+      CheckpointError: the file is not readable JSON (named).
+    """
     meta_file = os.path.join(os.path.dirname(resolve(path)), META)
     if not os.path.isfile(meta_file):
         return {}
-    with open(meta_file) as f:
-        return json.load(f)
+    try:
+        with open(meta_file) as f:
+            meta = json.load(f)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{meta_file} is damaged ({err})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{meta_file} is damaged (not a JSON object)")
+    return meta
+
+
+def damage(err: BaseException) -> str:
+    """The first line of a checkpoint read error, short (TensorFlow's messages run to pages)."""
+    text = str(getattr(err, "message", None) or err).strip().splitlines()
+    return (text[0] if text else type(err).__name__)[:300]
+
+
+def restore_candidates(path: str) -> List[str]:
+    """Prefixes to try for ``--resume path``, best first: a workspace's ``checkpoint-latest``, its ``.old`` copy,
+    then ``model_best``; ``<workspace>/checkpoint-latest`` given explicitly falls back the same way; any other
+    path is itself only."""
+    path = os.path.abspath(path.rstrip("/"))
+    if os.path.basename(path) in (LATEST, LATEST + ".old"):
+        folders = [path, os.path.join(os.path.dirname(path), LATEST + ".old"), os.path.join(os.path.dirname(path), BEST)]
+    elif os.path.isdir(path) and not os.path.isfile(os.path.join(path, PREFIX + ".index")):
+        folders = [os.path.join(path, name) for name in (LATEST, LATEST + ".old", BEST)]
+    else:
+        return [resolve(path)]
+    found = [os.path.join(f, PREFIX) for f in dict.fromkeys(folders) if os.path.isfile(os.path.join(f, PREFIX + ".index"))]
+    return found or [resolve(path)]
 
 
 class CheckpointManager:
@@ -102,16 +136,37 @@ class CheckpointManager:
             final = os.path.join(self.workspace, name)
             _swap_into_place(tmp, final)
             return os.path.join(final, PREFIX)
+        except (tf.errors.ResourceExhaustedError, OSError) as err:  # a full disk, a read-only or vanished folder
+            if isinstance(err, OSError) and err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+                raise
+            raise CheckpointError(f"cannot save {name} in {self.workspace}: {damage(err)}; the previous checkpoints "
+                                  f"there are intact: free space (or fix the folder) and --resume {self.workspace}"
+                                  ) from None
         finally:
             if os.path.isdir(tmp):
                 shutil.rmtree(tmp, ignore_errors=True)
 
     def restore(self, path: str) -> Dict[str, object]:
-        """Restores every trackable from ``path``; returns the checkpoint's meta."""
-        prefix = resolve(path)
-        self.checkpoint.read(prefix).assert_existing_objects_matched()
-        _log.info("restored training state from %s", prefix)
-        return read_meta(prefix)
+        """Restores every trackable from ``path``; returns the checkpoint's meta. A damaged checkpoint (data,
+        index or ``meta.json``) is named and the next intact copy used (:func:`restore_candidates`).
+
+        Raises:
+          CheckpointError: no copy could be read (each named with its damage).
+        """
+        damaged = []
+        for prefix in restore_candidates(path):
+            try:
+                meta = read_meta(prefix)
+                self.checkpoint.read(prefix).assert_existing_objects_matched()
+            except (tf.errors.OpError, ValueError, AssertionError, IndexError, CheckpointError) as err:
+                damaged.append(f"{os.path.dirname(prefix)}: {damage(err)}")
+                _log.warning("checkpoint %s cannot be restored (%s)", os.path.dirname(prefix), damage(err))
+                continue
+            if damaged:
+                _log.warning("resumed from the intact copy %s instead", os.path.dirname(prefix))
+            _log.info("restored training state from %s", prefix)
+            return meta
+        raise CheckpointError(f"--resume {path}: no checkpoint there can be restored: " + "; ".join(damaged))
 
 
 def _swap_into_place(tmp: str, final: str) -> None:
@@ -161,9 +216,15 @@ def restore_model_only(path: str, model, use_ema: bool = False) -> Dict[str, obj
         for shadow, var in zip(ema.shadow, model.variables):
             var.assign(shadow)
     else:
-        status = tf.train.Checkpoint(model=model).read(prefix)
-        status.expect_partial()
-        status.assert_existing_objects_matched()
+        try:
+            status = tf.train.Checkpoint(model=model).read(prefix)
+            status.expect_partial()
+            status.assert_existing_objects_matched()
+        except (tf.errors.OpError, IndexError) as err:  # DataLossError, short reads: damaged files (shape
+            # mismatches stay ValueErrors)
+            raise CheckpointError(f"checkpoint {os.path.dirname(prefix)} cannot be read ({damage(err)}): the files "
+                                  "are damaged; pass another copy with --checkpoint (e.g. the run's "
+                                  f"{LATEST} or {BEST})") from None
     return read_meta(prefix)
 
 
@@ -185,6 +246,8 @@ def load_weights_file(model, path: str) -> None:
             model.load_weights(path)
         else:
             restore_model_only(path, model)
+    except CheckpointError:
+        raise
     except (ValueError, tf.errors.OpError, AssertionError) as err:
         raise ValueError(f"cannot load weights from {path} into {model.name}: {err}") from err
 

@@ -4,7 +4,8 @@ echoed, never a write outside the workspace, never a decode of a decompression b
 
 Other hostile inputs have their own tests: corrupt and truncated images (tests/bad_files.py, both families),
 COCO traversal names and a bomb inside a data set (tests/mrcnn_tf2/test_bad_coco.py), a bomb in an ImageFolder
-(tests/efficientnet_tf2/test_bad_images.py), pickles that run code (tests/common/test_pth.py).
+(tests/efficientnet_tf2/test_bad_images.py), pickles that run code (tests/common/test_pth.py), damaged checkpoint
+files, a full disk and a changed optimizer at --resume (tests/common/test_checkpoint.py).
 """
 import os
 
