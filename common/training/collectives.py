@@ -79,6 +79,15 @@ class StrategyCollectives:
             return {k: self.strategy.gather(v, axis=0) for k, v in values.items()}
         return values
 
+    def max_over_workers(self, value: int) -> int:
+        """The largest of every worker's ``value`` (an int; one worker: itself). A collective: every worker must
+        call it at the same point."""
+        if self.num_workers <= 1:
+            return int(value)
+        if getattr(self, "_max_fn", None) is None:
+            self._max_fn = tf.function(lambda v: self.strategy.reduce("MAX", self.strategy.run(lambda: v), axis=None))
+        return int(self._max_fn(tf.constant(int(value), tf.int32)))
+
     def local_results(self, value) -> tuple:
         """This process's per-replica values of a distributed value."""
         return self.strategy.experimental_local_results(value)
@@ -123,6 +132,9 @@ class HorovodCollectives(StrategyCollectives):
 
     def gather(self, values):
         return {k: horovod.allgather(v) for k, v in values.items()}
+
+    def max_over_workers(self, value: int) -> int:
+        return int(tf.reduce_max(horovod.allgather(tf.constant([int(value)], tf.int32))))
 
     def broadcast(self, variables: Sequence[tf.Variable]) -> None:
         horovod.broadcast_variables(variables, root_rank=0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from typing import Dict, Optional
 
@@ -252,18 +253,27 @@ class Trainer:
 
     def _save_mid_epoch(self, epoch: int, step: int, bar) -> None:
         """After training step ``step`` (1-based) of ``epoch``: a stop signal saves and ends the run; the save
-        interval (``save_every_steps`` / ``save_every_minutes``) saves and goes on."""
-        if self._stop.signum:
+        interval (``save_every_steps`` / ``save_every_minutes``) saves and goes on. Several workers act on any
+        worker's signal at the same step (:meth:`_agreed_stop`), the chief saving it."""
+        signum = self._agreed_stop()
+        if signum:
             bar.close()
             saved = self._save_step(epoch, step)
             where = f"saved at epoch {epoch + 1} step {step} in {self.checkpoints.workspace}/checkpoint-latest; " \
                     f"resume with the same command and --resume {self.checkpoints.workspace}" if saved else \
                 "nothing saved (--no-checkpoints)"
-            raise Interrupted(f"{self._stop.name}: {where}", 128 + self._stop.signum)
+            name = self._stop.name or f"{signal.Signals(signum).name} (to another worker)"
+            raise Interrupted(f"{name}: {where}", 128 + signum)
         every, minutes = self.config.save_every_steps, self.config.save_every_minutes
         if (every and self._run_steps % every == 0) or \
                 (minutes and time.monotonic() - self._last_save >= 60 * minutes):
             self._save_step(epoch, step)
+
+    def _agreed_stop(self) -> int:
+        """The stop signal to act on after this step (0: none): this process's, or with several workers the
+        largest any worker received, agreed by one all-reduce per step so every worker stops (and takes part in
+        the chief's save) at the same step."""
+        return self.collectives.max_over_workers(self._stop.signum or 0)
 
     def _save_step(self, epoch: int, step: int) -> bool:
         """``checkpoint-latest`` in the middle of ``epoch`` after ``step`` steps (the meta's ``step``); False if

@@ -10,7 +10,8 @@ step that puts a completely written save in place) in the process under test. ``
 * ``done``     -- the new copy is in place.
 
 :func:`install_signal` sends the process a signal right after its ``n``-th training step
-(``SIGTERM:40``; ``SIGTERMx2:40`` twice in a row; ``SIGKILL:45``), as a preemption would.
+(``SIGTERM:40``; ``SIGTERMx2:40`` twice in a row; ``SIGKILL:45``; ``SIGTERM:40@1`` to worker 1 of a
+multi-worker run only), as a preemption would.
 
 ``points_family.py`` installs them when ``$TF2VISION_KILL_AT`` / ``$TF2VISION_SIGNAL_AT`` hold a spec
 (``test_kill_resume.py``, ``test_preemption.py``).
@@ -61,10 +62,19 @@ def install(spec: str) -> None:
     checkpoint._swap_into_place = swap_with_fault
 
 
+def _worker_index() -> int:
+    import json
+
+    return int(json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", 0))
+
+
 def install_signal(spec: str) -> None:
     """Wraps the training step so the process gets ``spec``'s signal after that step (see the module doc)."""
     from common.training.steps import TrainStep
 
+    spec, _, worker = spec.partition("@")  # "@1": only in worker 1 of a multi-worker run (TF_CONFIG's index)
+    if worker and _worker_index() != int(worker):
+        return
     name, step = spec.split(":")
     name, _, times = name.partition("x")
     signum, after, calls = getattr(signal, name), int(step), [0]

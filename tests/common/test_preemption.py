@@ -75,3 +75,27 @@ def test_kill_9_loses_at_most_the_save_interval(reference):
     resumed = _train(reference["data"], work, extra=["--resume", work, "--save-every-steps", "10"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _assert_same_run(work, reference["work"])
+
+
+def test_a_signal_to_one_worker_stops_every_worker_at_the_same_step(reference, tmp_path):
+    """``--dist multiworker`` over two processes, SIGTERM to worker 1 only after its 40th step: both workers
+    agree on that step (one all-reduce per step), the chief saves it, both end with 143 and the same line."""
+    import subprocess
+    import sys
+
+    from points_family import ROOT
+
+    work = str(tmp_path / "mw")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", SIGNAL_ENV)}
+    env.update(PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", **{SIGNAL_ENV: "SIGTERM:40@1"})
+    script = os.path.join(ROOT, "tests", "common", "points_family.py")
+    command = [sys.executable, os.path.join(ROOT, "scripts", "launch.py"), "--nproc", "2", sys.executable, script,
+               "train", "--model", "points-mlp", reference["data"], *TRAIN, "--workspace", work, "--dist", "multiworker"]
+    proc = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 128 + 15, output[-3000:]
+    lines = sorted({line.split("] ", 1)[-1] for line in output.splitlines() if ": saved at epoch " in line})
+    assert len(lines) == 1, output[-3000:]  # the same step on both workers
+    assert "(to another worker)" in output and "SIGTERM received" in output
+    meta = _meta(work)
+    assert f"saved at epoch {meta['epoch'] + 1} step {meta['step']} " in lines[0]
