@@ -8,6 +8,7 @@ INSTALL_REQUIRES = [
     "pillow>=10.0,<14",
     "tensorboard==2.21.0",
     "matplotlib==3.11.2",  # curves.png and the evaluation pictures (headless Agg backend)
+    "pyyaml==6.0.4",  # dataset.convert --from yolo-seg reads data.yaml (safe_load)
 ]
 
 EXTRAS = {

@@ -92,13 +92,13 @@ def _crowd_shape(rng, height, width):
     return 0, polygons
 
 
-def _keeps_visible(new_mask, objects):
-    """True if every earlier object keeps >= _MIN_VISIBLE of its area under `new_mask`."""
-    return all((obj["visible"] & (1 - new_mask)).sum() >= _MIN_VISIBLE * obj["mask"].sum()
+def _keeps_visible(new_mask, objects, min_visible=_MIN_VISIBLE):
+    """True if every earlier object keeps >= `min_visible` of its area under `new_mask`."""
+    return all((obj["visible"] & (1 - new_mask)).sum() >= min_visible * obj["mask"].sum()
                for obj in objects)
 
 
-def _layout(rng, height, width, num_shapes, crowd):
+def _layout(rng, height, width, num_shapes, crowd, occlusion=True):
     """Places the crowd region (first, so it always fits) and up to `num_shapes` shapes.
 
     Returns:
@@ -111,7 +111,7 @@ def _layout(rng, height, width, num_shapes, crowd):
         for _ in range(_PLACEMENT_TRIES):
             category, polygons = maker(rng, height, width)
             mask = rasterize(polygons, height, width)
-            if mask.any() and _keeps_visible(mask, objects):
+            if mask.any() and _keeps_visible(mask, objects, _MIN_VISIBLE if occlusion else 1.0):
                 break
         else:
             continue
@@ -144,10 +144,11 @@ def _contrasting_colour(rng, base):
     return colour
 
 
-def render(rng, height, width, num_shapes, crowd=False):
-    """One image: ([H, W, 3] uint8 numpy array, objects as returned by `_layout`)."""
+def render(rng, height, width, num_shapes, crowd=False, occlusion=True):
+    """One image: ([H, W, 3] uint8 numpy array, objects as returned by `_layout`; `occlusion` False: no shape
+    overlaps another)."""
     image, base, noise = _background(rng, height, width)
-    objects = _layout(rng, height, width, num_shapes, crowd)
+    objects = _layout(rng, height, width, num_shapes, crowd, occlusion)
     for obj in objects:
         image[obj["mask"].astype(bool)] = _contrasting_colour(rng, base)
     return np.clip(np.round(image + noise), 0, 255).astype(np.uint8), objects
@@ -222,11 +223,11 @@ def _write_image(out_dir, split, split_id, index, size, seed, options):
     num_shapes = int(rng.integers(1, 5))
     if _is_empty(index, options["empty_fraction"]):
         num_shapes = 0
-    array, objects = render(rng, height, width, num_shapes, options["crowd"] and index == 0)
+    array, objects = render(rng, height, width, num_shapes, options["crowd"] and index == 0, options["occlusion"])
     file_name = f"{image_id:012d}.jpg"
     Image.fromarray(array).save(os.path.join(out_dir, split, file_name), format="JPEG",
                                 quality=_JPEG_QUALITY)
-    annotations = [_annotation(obj, image_id, as_rle=(index + k) % 2 == 1)
+    annotations = [_annotation(obj, image_id, as_rle=options["occlusion"] and (index + k) % 2 == 1)
                    for k, obj in enumerate(objects)]
     if options["zero_area"] and index == 0:
         annotations.append(_zero_area_annotation(rng, image_id, height, width))
@@ -254,7 +255,7 @@ def _write_split(out_dir, split, split_id, num_images, size, seed, options):
 
 
 def make_dataset(out_dir, num_train=200, num_val=50, image_size=128, seed=0,
-                 empty_fraction=0.05, crowd=False, zero_area=False):
+                 empty_fraction=0.05, crowd=False, zero_area=False, occlusion=True):
     """Writes the train and val splits; returns a dict of paths.
 
     Args:
@@ -266,6 +267,8 @@ def make_dataset(out_dir, num_train=200, num_val=50, image_size=128, seed=0,
         unless it is 1).
       crowd: add one crowd instance (uncompressed RLE) to the first image of each split.
       zero_area: add one zero-width box to the first image of each split.
+      occlusion: False: no shape overlaps another and every segmentation is a polygon (what polygon
+        formats such as LabelMe and YOLO can hold; :mod:`dataset.formats` writes them).
 
     Returns:
       {"root", "train_images", "val_images", "train_annotations", "val_annotations"}.
@@ -273,7 +276,7 @@ def make_dataset(out_dir, num_train=200, num_val=50, image_size=128, seed=0,
     if not 0.0 <= empty_fraction <= 1.0:
         raise ValueError(f"Received: empty_fraction={empty_fraction}; expected 0 <= f <= 1.")
     size = _parse_size(image_size)
-    options = {"empty_fraction": empty_fraction, "crowd": crowd, "zero_area": zero_area}
+    options = {"empty_fraction": empty_fraction, "crowd": crowd, "zero_area": zero_area, "occlusion": occlusion}
     counts = {"train": num_train, "val": num_val}
     paths = {"root": out_dir}
     for split, split_id in SPLITS:
@@ -306,7 +309,33 @@ def _parse_args(argv=None):
                         help="add one crowd instance to the first image of each split")
     parser.add_argument("--with-zero-area", action="store_true",
                         help="add one zero-area box to the first image of each split")
+    parser.add_argument("--no-occlusion", action="store_true",
+                        help="no shape overlaps another; every segmentation a polygon")
+    parser.add_argument("--format", choices=FORMATS, default="coco",
+                        help="also write the set as a labelling tool would (<out>/<format>; LabelMe and YOLO imply "
+                             "--no-occlusion): the source of `python -m dataset.convert`")
     return parser.parse_args(argv)
+
+
+FORMATS = ("coco", "labelme", "voc", "masks", "yolo-seg")
+
+
+def write_format(paths, fmt, out):
+    """The generated COCO set written in ``fmt`` under ``out`` (VOC and YOLO keep train and val, LabelMe and
+    mask folders hold both splits' images in one set, as a user's single labelled folder would)."""
+    from dataset.formats import labelme, masks, voc, yolo
+
+    for split, _ in SPLITS:
+        annotations, images = paths[f"{split}_annotations"], paths[f"{split}_images"]
+        if fmt == "voc":
+            voc.write(annotations, images, out, split=split)
+        elif fmt == "yolo-seg":
+            yolo.write(annotations, images, out, split=split)
+        elif fmt == "labelme":
+            labelme.write(annotations, images, out)
+        else:
+            masks.write(annotations, images, out)
+    return out
 
 
 def _summary(paths):
@@ -328,10 +357,15 @@ def _summary(paths):
 def main(argv=None):
     """CLI entry point."""
     args = _parse_args(argv)
+    occlusion = not args.no_occlusion and args.format not in ("labelme", "yolo-seg")
     paths = make_dataset(args.out, args.num_train, args.num_val, args.image_size, args.seed,
-                         args.empty_fraction, args.with_crowd, args.with_zero_area)
+                         args.empty_fraction, args.with_crowd, args.with_zero_area, occlusion)
     print(f"Wrote a synthetic COCO dataset ({len(CATEGORIES)} categories) to "
           f"{os.path.abspath(args.out)}\n{_summary(paths)}")
+    if args.format != "coco":
+        out = write_format(paths, args.format, os.path.join(args.out, args.format))
+        print(f"... and as {args.format}: {os.path.abspath(out)} "
+              f"(python -m dataset.convert --from {args.format} {out} --out DIR)")
 
 
 if __name__ == "__main__":
