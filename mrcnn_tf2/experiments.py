@@ -43,6 +43,7 @@ class DetectionData(DataConfig):
         preset's, NVIDIA 832 x 1344, torchvision 800 x 1333).
       num_classes: classes including background (None: from the annotations, else 91).
       class_names, category_ids: filled in from the annotations (infer/export labels).
+      val_split: hold out this share of the training images as validation (:mod:`mrcnn_tf2.data.val_split`).
     """
 
     eval_file: Optional[str] = None
@@ -51,9 +52,12 @@ class DetectionData(DataConfig):
     train_images: Optional[str] = None
     image_size: Optional[Tuple[int, int]] = None
     category_ids: Tuple[int, ...] = ()
+    val_split: Optional[float] = None
 
     def __post_init__(self):
         check(self.backend in BACKENDS, f"mask-rcnn --data-backend must be one of {BACKENDS}. Received: {self.backend!r}")
+        check(self.val_split is None or 0 < self.val_split < 1,
+              f"--val-split must be a share between 0 and 1. Received: {self.val_split}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +139,9 @@ FLAGS = (
          group="data", help="training annotation JSON (custom data)"),
     flag("--train-images", "--train_images", dest="data.train_images", modes=("train",), group="data",
          help="training image folder (custom data)"),
+    flag("--val-split", dest="data.val_split", type=float, modes=("train",), group="data", metavar="F",
+         help="no validation annotations? hold out this share of the training images (by image, --seed), kept in "
+              "<workspace>/val_split/ so eval and --resume use the same split"),
     flag("--finetune-bn", "--finetune_bn", dest="task.model.backbone.finetune_bn", modes=("train", "info"),
          group="model", help="train BatchNorm (default: frozen)", action="store_const", const=True),
     flag("--no-custom-ops", "--no_custom_ops", dest="task.model.custom_ops", modes=_MODEL_MODES, group="model",

@@ -12,6 +12,7 @@ field can be set with ``--config name=value`` (dotted names of
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -70,12 +71,38 @@ class MaskRCNNFamily(Family):
             raise SystemExit("error: no data: pass --data-dir (TFRecords or a COCO layout), --train-annotations and "
                              "--train-images, or --use-synthetic-data")
         try:
+            if data.val_split and not data.eval_file:
+                data = self._held_out(data, experiment, training)
             return resolve_sources(data.data_dir, eval_file=data.eval_file, train_annotations=data.train_annotations,
                                    train_images=data.train_images, eval_images=data.eval_images,
                                    need_train=training, need_val=not training or experiment.trainer.evaluate,
                                    strict=data.strict_data, report_dir=experiment.workspace)
         except FileNotFoundError as err:
             raise SystemExit(f"error: {err}") from None
+
+    @staticmethod
+    def _held_out(data, experiment, training: bool):
+        """``--val-split``: the data fields pointing at the run's split files (drawn at the first start)."""
+        from mrcnn_tf2.data import sources
+        from mrcnn_tf2.data.val_split import split_annotations, split_files
+
+        annotations = data.train_annotations or (sources.find_json(data.data_dir, "train") if data.data_dir else None)
+        if annotations is None:
+            raise FileNotFoundError("--val-split: no training annotation JSON to split (pass --train-annotations or a "
+                                    "--data-dir with annotations/instances_train*.json)")
+        if not (data.train_images or data.data_dir):
+            raise FileNotFoundError(f"--val-split: no image folder for {annotations}: pass --train-images")
+        images = data.train_images or sources.images_for(data.data_dir, annotations, "train")
+        if training:
+            train_file, val_file = split_annotations(annotations, data.val_split, experiment.runtime.seed,
+                                                     experiment.workspace)
+        else:
+            train_file, val_file = split_files(experiment.workspace)
+            if not os.path.isfile(val_file):
+                raise FileNotFoundError(f"the run's validation split {val_file} is missing (it was trained with "
+                                        f"--val-split {data.val_split}); pass --eval-file")
+        return dataclasses.replace(data, data_dir=None, train_annotations=train_file, train_images=images,
+                                   eval_file=val_file, eval_images=images)
 
     def _inputs(self, experiment):
         from mrcnn_tf2.data.inputs import InputConfig

@@ -55,12 +55,12 @@ class DataSources:
         return len(self.class_names)
 
 
-def _find_json(data_dir: str, split: str) -> Optional[str]:
+def find_json(data_dir: str, split: str) -> Optional[str]:
     found = sorted(glob.glob(os.path.join(data_dir, "annotations", f"instances_{split}*.json")))
     return found[0] if found else None
 
 
-def _images_for(data_dir: str, annotation_file: str, split: str) -> str:
+def images_for(data_dir: str, annotation_file: str, split: str) -> str:
     """``train2017/`` for ``instances_train2017.json``; ``train/`` for ``instances_train.json``."""
     suffix = os.path.basename(annotation_file)[len(f"instances_{split}"):-len(".json")]
     folder = os.path.join(data_dir, split + suffix)
@@ -96,8 +96,8 @@ def resolve_sources(data_dir: Optional[str], *, eval_file: Optional[str] = None,
         raise FileNotFoundError(f"--data_dir {data_dir} is not a directory")
     train_records = _tfrecords(data_dir, "train") if data_dir else None
     val_records = _tfrecords(data_dir, "val") if data_dir else None
-    train_annotations = train_annotations or (None if train_records or not data_dir else _find_json(data_dir, "train"))
-    eval_file = eval_file or (_find_json(data_dir, "val") if data_dir else None)
+    train_annotations = train_annotations or (None if train_records or not data_dir else find_json(data_dir, "train"))
+    eval_file = eval_file or (find_json(data_dir, "val") if data_dir else None)
     missing_val = FileNotFoundError(f"no validation annotations: pass --eval_file (looked for "
                                     f"{data_dir}/annotations/instances_val*.json)")
     if eval_file is None and need_val:
@@ -130,7 +130,7 @@ def _train_source(data_dir: Optional[str], records: Optional[str], annotations: 
         return records
     if images is None and not data_dir:
         raise FileNotFoundError(f"no image folder for {annotations}: pass --train_images")
-    return CocoDataset(annotations, images or _images_for(data_dir, annotations, "train"))
+    return CocoDataset(annotations, images or images_for(data_dir, annotations, "train"))
 
 
 def _settle(coco: CocoDataset, split: str, strict: bool, report_dir: Optional[str]) -> None:
@@ -143,5 +143,5 @@ def _settle(coco: CocoDataset, split: str, strict: bool, report_dir: Optional[st
 
 def _coco_or_records(data_dir, eval_file, eval_images, val_records, split) -> Source:
     if eval_images or not val_records:
-        return CocoDataset(eval_file, eval_images or _images_for(data_dir, eval_file, split))
+        return CocoDataset(eval_file, eval_images or images_for(data_dir, eval_file, split))
     return val_records

@@ -164,3 +164,25 @@ def test_no_eval_trains_from_annotations_and_images_alone(tmp_path):
     assert config["data"]["class_names"][1:] and config["data"]["eval_file"] is None
     frozen = [r["data"] for r in read_dllogger(os.path.join(work, "raport.json")) if "backbone_frozen" in r["data"]]
     assert frozen and frozen[0]["backbone_frozen"] is True and 0 < frozen[0]["trainable_params"]
+
+
+def test_val_split_holds_out_images_once_and_eval_scores_them(tmp_path, capsys):
+    """``--val-split 0.5`` on one annotation file: half the images (seeded, by image) held out and written into
+    the workspace; a resumed run keeps that split whatever the flags say; eval scores the held-out images."""
+    paths = make_dataset(str(tmp_path / "shapes"), num_train=4, num_val=1, image_size=64)
+    work = str(tmp_path / "run")
+    argv = ["train", "--model", "mask-rcnn", "--train-annotations", paths["train_annotations"], "--train-images",
+            paths["train_images"], "--val-split", "0.5", "--workspace", work, "-b", "2", "--steps-per-epoch", "1",
+            "--seed", "3", "--lr", "0.0001", "--no-eval", *TINY]
+    assert cli.main([*argv[:-len(TINY)], "--epochs", "1", *TINY]) == 0
+    train, val = (json.load(open(os.path.join(work, "val_split", f"instances_{s}.json"))) for s in ("train", "val"))
+    ids = [{i["id"] for i in part["images"]} for part in (train, val)]
+    assert len(ids[0]) == len(ids[1]) == 2 and not ids[0] & ids[1]
+    assert all(a["image_id"] in ids[1] for a in val["annotations"])
+    assert "2 of 4 images" in capsys.readouterr().out
+    resumed = [*argv[:-len(TINY)], "--epochs", "2", "--resume", work, *TINY]
+    resumed[resumed.index("--seed") + 1] = "9"  # another seed would draw another split: the run's own is kept
+    assert cli.main(resumed) == 0
+    assert {i["id"] for i in json.load(open(os.path.join(work, "val_split", "instances_val.json")))["images"]} == ids[1]
+    assert cli.main(["eval", "--workspace", work]) == 0
+    assert "bbox/AP" in capsys.readouterr().out
