@@ -44,6 +44,9 @@ class DetectionData(DataConfig):
       num_classes: classes including background (None: from the annotations, else 91).
       class_names, category_ids: filled in from the annotations (infer/export labels).
       val_split: hold out this share of the training images as validation (:mod:`mrcnn_tf2.data.val_split`).
+      augment: training augmentation preset (:data:`mrcnn_tf2.data.inputs.AUGMENTATIONS`; ``flip``: NVIDIA's).
+      scale_range: ``(min, max)`` resize factors of scale jitter (overrides the preset's).
+      color_jitter: random brightness, contrast and saturation in training.
     """
 
     eval_file: Optional[str] = None
@@ -53,9 +56,18 @@ class DetectionData(DataConfig):
     image_size: Optional[Tuple[int, int]] = None
     category_ids: Tuple[int, ...] = ()
     val_split: Optional[float] = None
+    augment: str = "flip"
+    scale_range: Optional[Tuple[float, float]] = None
+    color_jitter: bool = False
 
     def __post_init__(self):
         check(self.backend in BACKENDS, f"mask-rcnn --data-backend must be one of {BACKENDS}. Received: {self.backend!r}")
+        from mrcnn_tf2.data.inputs import AUGMENTATIONS
+
+        check(self.augment in AUGMENTATIONS, f"mask-rcnn --augmentation must be one of {tuple(AUGMENTATIONS)}. "
+                                             f"Received: {self.augment!r}")
+        check(self.scale_range is None or (len(self.scale_range) == 2 and 0 < self.scale_range[0] <= self.scale_range[1]),
+              f"--scale-range takes MIN MAX with 0 < MIN <= MAX. Received: {self.scale_range}")
         check(self.val_split is None or 0 < self.val_split < 1,
               f"--val-split must be a share between 0 and 1. Received: {self.val_split}")
 
@@ -139,6 +151,13 @@ FLAGS = (
          group="data", help="training annotation JSON (custom data)"),
     flag("--train-images", "--train_images", dest="data.train_images", modes=("train",), group="data",
          help="training image folder (custom data)"),
+    flag("--augmentation", dest="data.augment", choices=("flip", "none", "ssj", "lsj", "multiscale"), modes=("train",),
+         group="data", help="training augmentation: flip (NVIDIA's), none, ssj (scale jitter 0.8-1.25), lsj "
+                            "(large-scale jitter 0.1-2.0, torchvision's), multiscale (short side x 0.8-1.0)"),
+    flag("--scale-range", dest="data.scale_range", type=float, nargs=2, metavar=("MIN", "MAX"), modes=("train",),
+         group="data", help="resize factors of scale jitter (with --augmentation ssj/lsj, or alone: jitter on)"),
+    flag("--color-jitter", dest="data.color_jitter", modes=("train",), group="data", action="store_const", const=True,
+         help="random brightness, contrast and saturation in training"),
     flag("--val-split", dest="data.val_split", type=float, modes=("train",), group="data", metavar="F",
          help="no validation annotations? hold out this share of the training images (by image, --seed), kept in "
               "<workspace>/val_split/ so eval and --resume use the same split"),

@@ -105,11 +105,14 @@ class MaskRCNNFamily(Family):
                                    eval_file=val_file, eval_images=images)
 
     def _inputs(self, experiment):
-        from mrcnn_tf2.data.inputs import InputConfig
+        from mrcnn_tf2.data.inputs import AUGMENTATIONS, InputConfig
 
-        fields = preset_input_fields(experiment.task.preset)
-        size = experiment.data.image_size or fields.pop("image_size", DEFAULT_IMAGE_SIZE)
-        return InputConfig(**{**fields, "image_size": tuple(size)})
+        data = experiment.data
+        fields = {**preset_input_fields(experiment.task.preset), **AUGMENTATIONS[data.augment]}
+        if data.scale_range:
+            fields.update(scale_jitter=tuple(data.scale_range), scale_choices=())
+        size = data.image_size or fields.pop("image_size", DEFAULT_IMAGE_SIZE)
+        return InputConfig(**{**fields, "image_size": tuple(size), "color_jitter": data.color_jitter})
 
     def _resolve(self, experiment, sources):
         """Classes from the annotations (else the flags or 91), network size from the input size."""

@@ -7,6 +7,16 @@ import math
 from mrcnn_tf2.config import DEFAULT_IMAGE_SIZE
 
 
+#: ``--augmentation`` presets of Mask R-CNN training -> InputConfig fields (``flip`` is NVIDIA's recipe, unchanged).
+AUGMENTATIONS = {
+    "flip": {},
+    "none": {"flip": False},
+    "ssj": {"scale_jitter": (0.8, 1.25)},  # standard scale jitter
+    "lsj": {"scale_jitter": (0.1, 2.0)},  # large-scale jitter (torchvision's --data-augmentation lsj range)
+    "multiscale": {"scale_choices": (0.8, 0.85, 0.9, 0.95, 1.0)},  # short side x these (detectron2's 640-800 of 800)
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class InputConfig:
     """Input pipeline settings (NVIDIA Mask R-CNN defaults).
@@ -25,6 +35,10 @@ class InputConfig:
         ``interpolate(scale_factor, recompute_scale_factor=True)``, in float64).
       box_scaling: network boxes -> original pixels by ``1 / scale`` (``scale``) or per axis by
         ``H / h`` and ``W / w`` (``per_axis``, torchvision's ``resize_boxes``).
+      scale_jitter: training: ``(min, max)`` of the random resize factor, then a canvas-sized crop
+        (:mod:`mrcnn_tf2.data.augment`; None: NVIDIA's fixed resize).
+      scale_choices: training: the short side is ``image_size[0]`` times one of these (multi-scale).
+      color_jitter: training: random brightness, contrast and saturation.
       per_image_canvas: eager inference pads each image to its own multiple of ``pad_multiple``
         (torchvision's ``batch_images``) instead of the fixed ``batch_padded_size()`` canvas; the
         canvas changes the features near the bottom/right border. Exported graphs keep the fixed canvas.
@@ -41,6 +55,9 @@ class InputConfig:
     size_rounding: str = "round"
     box_scaling: str = "scale"
     per_image_canvas: bool = False
+    scale_jitter: tuple | None = None
+    scale_choices: tuple = ()
+    color_jitter: bool = False
 
     def __post_init__(self):
         """Validates sizes and counts ("Received: name=value; expected ...")."""
@@ -54,9 +71,19 @@ class InputConfig:
                                      ("box_scaling", self.box_scaling, ("scale", "per_axis"))):
             if value not in allowed:
                 raise ValueError(f"Received: {name}={value!r}; expected one of {allowed}.")
+        if self.scale_jitter is not None and not (len(self.scale_jitter) == 2 and
+                                                  0 < self.scale_jitter[0] <= self.scale_jitter[1]):
+            raise ValueError(f"Received: scale_jitter={self.scale_jitter}; expected (min, max) with 0 < min <= max.")
+        if any(f <= 0 for f in self.scale_choices):
+            raise ValueError(f"Received: scale_choices={self.scale_choices}; expected positive factors.")
         for name in ("pad_multiple", "max_instances", "gt_mask_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Received: {name}={getattr(self, name)}; expected > 0.")
+
+    @property
+    def jitters_scale(self) -> bool:
+        """Does training resize by a random factor (scale jitter or multi-scale)?"""
+        return self.scale_jitter is not None or bool(self.scale_choices)
 
     def batch_padded_size(self) -> tuple[int, int]:
         """(Hp, Wp) of batched images: ``padded_size`` or ``image_size`` rounded up."""

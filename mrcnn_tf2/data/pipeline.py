@@ -13,6 +13,7 @@ the batched ``(features, labels)`` documented in :func:`build_dataset`.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -212,12 +213,23 @@ def _flip_originals(coin, image, boxes, masks):
                    lambda: (image, boxes, masks))
 
 
+def _jittered(image, boxes, config: InputConfig, padded_size, seed):
+    """Scale jitter / multi-scale (:mod:`mrcnn_tf2.data.augment`), or colour jitter alone at the fixed scale."""
+    from mrcnn_tf2.data import augment
+
+    if config.jitters_scale:
+        return augment.scale_jitter(image, boxes, config, padded_size, seed)
+    fixed = dataclasses.replace(config, scale_jitter=(1.0, 1.0))
+    return augment.scale_jitter(image, boxes, fixed, padded_size, seed)
+
+
 def prepare_example(example: dict, config: InputConfig, padded_size, training: bool,
                     flip_seed: int = 0):
     """Example dict -> (features, labels) of one image, static shapes (see build_dataset).
 
     The flip (training with ``config.flip``) is drawn from (flip_seed, source_id); it
-    mirrors the original image and masks, and the scaled boxes about the scaled width.
+    mirrors the original image and masks, and the scaled boxes about the scaled width. Training with scale or
+    colour jitter goes through :func:`mrcnn_tf2.data.augment.scale_jitter` (instances cut out of the crop dropped).
     """
     boxes, classes, masks = _select_instances(example, config.max_instances,
                                               config.skip_crowd)
@@ -225,9 +237,15 @@ def prepare_example(example: dict, config: InputConfig, padded_size, training: b
     if training and config.flip:
         coin = _flip_coin(flip_seed, example["source_id"])
         image, mask_boxes, masks = _flip_originals(coin, image, boxes, masks)
-    images, info = prep.preprocess_image(image, config, padded_size)
-    gt_boxes = box_ops.clip_boxes(boxes * info[2], info[0:2])
-    gt_boxes = tf.where(coin, prep.flip_boxes(gt_boxes, info[1]), gt_boxes)
+    if training and (config.jitters_scale or config.color_jitter):
+        seed = tf.stack([tf.constant(flip_seed, tf.int64) + 7, tf.cast(example["source_id"], tf.int64)])
+        images, info, gt_boxes, mask_boxes, keep = _jittered(image, mask_boxes, config, padded_size, seed)
+        index = tf.where(keep)[:, 0]
+        gt_boxes, classes, masks, mask_boxes = (tf.gather(x, index) for x in (gt_boxes, classes, masks, mask_boxes))
+    else:
+        images, info = prep.preprocess_image(image, config, padded_size)
+        gt_boxes = box_ops.clip_boxes(boxes * info[2], info[0:2])
+        gt_boxes = tf.where(coin, prep.flip_boxes(gt_boxes, info[1]), gt_boxes)
     gt_masks = prep.crop_masks_to_boxes(masks, mask_boxes, config.gt_mask_size)
     m = config.max_instances
     features = {"images": tf.ensure_shape(images, list(padded_size) + [3]),
