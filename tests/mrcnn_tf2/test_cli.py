@@ -168,12 +168,13 @@ def test_no_eval_trains_from_annotations_and_images_alone(tmp_path):
 
 def test_val_split_holds_out_images_once_and_eval_scores_them(tmp_path, capsys):
     """``--val-split 0.5`` on one annotation file: half the images (seeded, by image) held out and written into
-    the workspace; a resumed run keeps that split whatever the flags say; eval scores the held-out images."""
+    the workspace; a resumed run keeps that split whatever the flags say; eval scores the held-out images. (The
+    training runs with ``--augmentation lsj --color-jitter``: the tf.data path of tests/mrcnn_tf2/data/test_augment.py.)"""
     paths = make_dataset(str(tmp_path / "shapes"), num_train=4, num_val=1, image_size=64)
     work = str(tmp_path / "run")
     argv = ["train", "--model", "mask-rcnn", "--train-annotations", paths["train_annotations"], "--train-images",
             paths["train_images"], "--val-split", "0.5", "--workspace", work, "-b", "2", "--steps-per-epoch", "1",
-            "--seed", "3", "--lr", "0.0001", "--no-eval", *TINY]
+            "--seed", "3", "--lr", "0.0001", "--no-eval", "--augmentation", "lsj", "--color-jitter", *TINY]
     assert cli.main([*argv[:-len(TINY)], "--epochs", "1", *TINY]) == 0
     train, val = (json.load(open(os.path.join(work, "val_split", f"instances_{s}.json"))) for s in ("train", "val"))
     ids = [{i["id"] for i in part["images"]} for part in (train, val)]
