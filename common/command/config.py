@@ -305,19 +305,24 @@ def find_config(*paths: Optional[str]) -> Optional[str]:
     return None
 
 
-def read_config_dict(path: str) -> Dict[str, Any]:
-    """The raw dict of a ``config.json`` (raises :class:`common.command.errors.CheckpointError` naming a broken
-    file: one line at the command line)."""
+def read_json_object(path: str, remedy: str = "") -> Dict[str, Any]:
+    """A JSON object file the product wrote (``config.json``, a checkpoint's ``meta.json``); a damaged one raises
+    :class:`common.command.errors.CheckpointError` naming it (one line at the command line), ``remedy`` appended."""
     from common.command.errors import CheckpointError
 
     try:
         with open(path) as f:
             values = json.load(f)
     except (ValueError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path} is damaged, not valid JSON ({err}); delete it or pass the flags again") from None
+        raise CheckpointError(f"{path} is damaged, not valid JSON ({err}){remedy}") from None
     if not isinstance(values, dict):
-        raise CheckpointError(f"{path} is damaged (not a JSON object); delete it or pass the flags again")
+        raise CheckpointError(f"{path} is damaged (not a JSON object){remedy}")
     return values
+
+
+def read_config_dict(path: str) -> Dict[str, Any]:
+    """The raw dict of a ``config.json`` (:func:`read_json_object`)."""
+    return read_json_object(path, "; delete it or pass the flags again")
 
 
 # ------------------------------------------------------------------ dotted names

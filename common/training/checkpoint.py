@@ -65,17 +65,10 @@ def read_meta(path: str) -> Dict[str, object]:
     Raises:
       CheckpointError: the file is not readable JSON (named).
     """
+    from common.command.config import read_json_object
+
     meta_file = os.path.join(os.path.dirname(resolve(path)), META)
-    if not os.path.isfile(meta_file):
-        return {}
-    try:
-        with open(meta_file) as f:
-            meta = json.load(f)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{meta_file} is damaged ({err})") from None
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{meta_file} is damaged (not a JSON object)")
-    return meta
+    return read_json_object(meta_file) if os.path.isfile(meta_file) else {}
 
 
 def damage(err: BaseException) -> str:

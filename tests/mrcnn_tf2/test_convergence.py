@@ -36,13 +36,13 @@ def tiny_shapes(tmp_path_factory):
     return root
 
 
-def test_few_steps_lower_the_loss(tiny_shapes):
-    """Twelve SGD steps on one repeated batch lower each head's loss (every term finite)."""
+def _tiny_training(root, finetune_bn):
+    """``(task, model, batch, step)``: the TINY model on one batch of ``root`` and a clipped SGD step on it."""
     keras.utils.set_random_seed(0)
-    data = resolve_sources(tiny_shapes)
+    data = resolve_sources(root)
     inputs = InputConfig(image_size=(IMAGE_SIZE, IMAGE_SIZE), flip=False)
     config = MaskRCNNConfig().override(**{
-        "num_classes": data.num_classes, "image_size": inputs.batch_padded_size(), "backbone.finetune_bn": True,
+        "num_classes": data.num_classes, "image_size": inputs.batch_padded_size(), "backbone.finetune_bn": finetune_bn,
         **TINY})
     task = InstanceSegmentationTask(DetectionTaskConfig(config, inputs, data, seed=0))
     model = task.build_model()
@@ -58,6 +58,12 @@ def test_few_steps_lower_the_loss(tiny_shapes):
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss, terms
 
+    return task, model, batch, step
+
+
+def test_few_steps_lower_the_loss(tiny_shapes):
+    """Twelve SGD steps on one repeated batch lower each head's loss (every term finite)."""
+    _, _, _, step = _tiny_training(tiny_shapes, finetune_bn=True)
     history = [step() for _ in range(12)]
     losses = np.array([float(loss) for loss, _ in history])
     first, last = history[0][1], history[-1][1]
@@ -72,23 +78,7 @@ def test_validation_loss_is_the_training_loss_in_eval_mode(tiny_shapes):
     """On a batch trained 12 steps (BatchNorm frozen, as in NVIDIA's recipe), ``val.loss`` of that batch — the
     same five terms, eval mode, inference proposals, fixed sampler seeds — is within 25 % of its training loss
     (RPN terms within 10 %: the same anchors and targets); ``validation_step`` does not advance the generator."""
-    keras.utils.set_random_seed(0)
-    data = resolve_sources(tiny_shapes)
-    inputs = InputConfig(image_size=(IMAGE_SIZE, IMAGE_SIZE), flip=False)
-    config = MaskRCNNConfig().override(**{"num_classes": data.num_classes, "image_size": inputs.batch_padded_size(),
-                                          **TINY})
-    task = InstanceSegmentationTask(DetectionTaskConfig(config, inputs, data, seed=0))
-    model = task.build_model()
-    batch = next(iter(task.build_train_dataset(global_batch=2, epoch=0)))
-    optimizer = keras.optimizers.SGD(0.02, momentum=0.9)
-
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            loss, _ = task.train_loss(model, batch)
-        grads, _ = tf.clip_by_global_norm(tape.gradient(loss, model.trainable_variables), 5.0)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-
+    task, model, batch, step = _tiny_training(tiny_shapes, finetune_bn=False)
     for _ in range(12):
         step()
     state = model.sampling_generator.state.numpy().copy()
