@@ -219,13 +219,16 @@ def evaluate(invocation: cli.Invocation) -> int:
     checkpoint = trained_checkpoint(invocation, invocation.experiment.workspace)
     require_weights(invocation.experiment, checkpoint, options)
     run, task, experiment = _start(invocation)
-    with run.strategy.scope():
-        model = family.load_model(experiment, checkpoint, use_ema=options.use_ema)
-    model = family.runtime_model(experiment, model, options.onnx_file, runtime)
-    trainer = Trainer(task, model, None, experiment.trainer, run.logger, strategy=run.strategy,
-                      report_dir=os.path.join(experiment.workspace, "eval"))
-    metrics = trainer.evaluate(distribution.global_batch_size(experiment.trainer.validation_batch_size, run.strategy))
-    run.logger.flush()
+    try:
+        with run.strategy.scope():
+            model = family.load_model(experiment, checkpoint, use_ema=options.use_ema)
+        model = family.runtime_model(experiment, model, options.onnx_file, runtime)
+        trainer = Trainer(task, model, None, experiment.trainer, run.logger, strategy=run.strategy,
+                          report_dir=os.path.join(experiment.workspace, "eval"))
+        metrics = trainer.evaluate(distribution.global_batch_size(experiment.trainer.validation_batch_size,
+                                                                  run.strategy))
+    finally:
+        run.release()
     if run.is_chief:
         _write_report(experiment.workspace)
     print(json.dumps({k: round(v, 4) for k, v in metrics.items()}, indent=1))  # last: scripts parse it

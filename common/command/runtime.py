@@ -88,7 +88,8 @@ class RunContext:
     lock: object = None
 
     def release(self) -> None:
-        """Gives the workspace back (no-op without a lock)."""
+        """Closes the log (its file and TensorBoard writer) and gives the workspace back."""
+        self.logger.close()
         if self.lock is not None:
             self.lock.release()
 

@@ -168,6 +168,9 @@ class Logger:
         if self._file:
             self._file.close()
             self._file = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 def _after_epoch(line: str, epoch: int) -> bool:

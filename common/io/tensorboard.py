@@ -65,3 +65,7 @@ class SummaryWriter:
 
     def flush(self) -> None:
         self._writer.flush()
+
+    def close(self) -> None:
+        """Flushes and releases the event file (a process that runs many commands, tests, keeps no writer)."""
+        self._writer.close()
