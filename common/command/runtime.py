@@ -126,11 +126,11 @@ def setup_run(runtime, workspace: str, lock: bool = False) -> RunContext:
     from common.training import distribution
     from common.io.logger import setup_logger
 
-    policy = configure_runtime(runtime)
-    try:
+    try:  # first: MultiWorkerMirroredStrategy must configure collectives before TensorFlow's context starts
         strategy = distribution.create_strategy(runtime.dist, gpus=runtime.gpus)
     except (ImportError, ValueError) as err:  # --dist horovod without Horovod, --gpus beyond the machine
         raise SystemExit(f"error: {err}") from None
+    policy = configure_runtime(runtime)
     chief = distribution.is_chief(strategy)
     os.makedirs(workspace, exist_ok=True)
     held = _lock(workspace) if lock and chief else None

@@ -85,7 +85,8 @@ class StrategyCollectives:
         if self.num_workers <= 1:
             return int(value)
         if getattr(self, "_max_fn", None) is None:
-            self._max_fn = tf.function(lambda v: self.strategy.reduce("MAX", self.strategy.run(lambda: v), axis=None))
+            self._max_fn = tf.function(lambda v: tf.reduce_max(  # reduce() knows SUM and MEAN only: gather, then max
+                self.strategy.gather(self.strategy.run(lambda: v[None]), axis=0)))
         return int(self._max_fn(tf.constant(int(value), tf.int32)))
 
     def local_results(self, value) -> tuple:

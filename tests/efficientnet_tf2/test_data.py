@@ -227,7 +227,7 @@ def test_training_cut_by_steps_per_epoch_reports_no_skipped_images(tmp_path, cap
     from common.io.logger import read_dllogger
     from dataset.make_synthetic_imagefolder import make_imagefolder
 
-    make_imagefolder(str(tmp_path / "data"), num_classes=2, train_per_class=20, val_per_class=2, image_size=32)
+    make_imagefolder(str(tmp_path / "data"), num_classes=2, train_per_class=9, val_per_class=1, image_size=32)
     base = ["train", "--model", "efficientnet-b0", str(tmp_path / "data"), "--image-size", "32", "--epochs", "1",
             "--steps-per-epoch", "1", "-b", "3", "--no-eval", "--no-tensorboard"]
     for name, extra in (("scratch", []), ("tuned", ["--pretrained-from-file", str(tmp_path / "scratch" / "checkpoint-latest")])):

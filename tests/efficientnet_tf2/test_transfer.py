@@ -77,10 +77,13 @@ def test_a_file_of_another_model_is_named_not_loaded(tmp_path):
     np.testing.assert_array_equal(before, target.get_layer("stem_conv").kernel.numpy())
 
 
-@pytest.mark.parametrize("index", range(8))
+@pytest.mark.parametrize("index", [0, 1, 4, 7])
 def test_keras_applications_import_is_exact(tmp_path, index):
     """Random-weight ``EfficientNetB{index}`` (BN statistics randomised too) saved as ``.h5``; imported, our model
-    equals Keras's network from its stem on the same normalised pixels (Keras normalises inside the model)."""
+    equals Keras's network from its stem on the same normalised pixels (Keras normalises inside the model).
+    B0, B1, B4 and B7 (the smallest, the first scaled, NGC's other size, the largest): one mapping serves every
+    scale; B2, B3, B5 and B6 passed the same check in the full run of 2026-12-07 (benchmarks/RESULTS.md) and are
+    left out for CI time (~40 s)."""
     keras.utils.set_random_seed(index)
     size = 32
     reference = getattr(keras.applications, f"EfficientNetB{index}")(weights=None, input_shape=(size, size, 3),

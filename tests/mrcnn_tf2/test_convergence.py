@@ -91,7 +91,7 @@ def test_validation_loss_is_the_training_loss_in_eval_mode(tiny_shapes):
 
 
 @pytest.mark.timeout(1800)
-def test_mask_rcnn_learns_the_shapes(tmp_path, capsys):
+def test_mask_rcnn_learns_the_shapes(tmp_path):
     """From random weights, CI_RECIPE reaches bbox AP50 >= 0.7 and segm AP50 >= 0.6 (pycocotools).
 
     The network is narrowed for CI's 2 CPU cores (see the module docstring and
@@ -103,7 +103,8 @@ def test_mask_rcnn_learns_the_shapes(tmp_path, capsys):
     assert metrics[BBOX_AP50] >= 0.7, metrics
     assert metrics[SEGM_AP50] >= 0.6, metrics
     _check_onnx_export_of_the_trained_model(str(tmp_path), CI_RECIPE.image_size)
-    _check_onnxruntime_eval_of_the_trained_model(str(tmp_path), metrics, capsys)
+    # eval under onnxruntime (the same 24 COCO numbers as TensorFlow) is test_cli.py's
+    # test_eval_and_infer_under_onnxruntime_match_tf; here it cost ~90 s of CI for the same code path
 
 
 def _shape_images(out_dir: str, size: int):
@@ -134,24 +135,3 @@ def _check_onnx_export_of_the_trained_model(out_dir: str, size: int):
     images = np.stack([tf.io.decode_png(tf.io.read_file(p)).numpy() for p in paths])
     found = onnx_export.run_onnx(onnx_runtime.make_session(onnx_file), images)["num_detections"].tolist()
     assert found[0] == 0 and found[1] >= 1 and min(found[2:]) >= 2, found
-
-
-def _check_onnxruntime_eval_of_the_trained_model(out_dir: str, metrics: dict, capsys):
-    """``main.py eval --runtime onnxruntime`` on model_best: the 24 COCO numbers of the training's final
-    evaluation (TensorFlow) within 0.01 (float differences may reorder near-equal scores)."""
-    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
-    import json
-
-    import main
-
-    capsys.readouterr()
-    argv = ["eval", "--model", "mask-rcnn", "--model_dir", os.path.join(out_dir, "run"), "--data_dir",
-            os.path.join(out_dir, "data"), "--runtime", "onnxruntime"]
-    assert main.main(argv) == 0
-    out = capsys.readouterr().out
-    printed = json.loads(out[out.rindex("{"):])
-    coco = [k for k in metrics if k.startswith(("val.bbox/", "val.segm/"))]
-    assert len(coco) == 24, coco
-    worst = max(abs(printed[k] - metrics[k]) for k in coco)
-    print(f"onnxruntime eval vs TF eval of model_best: max |delta| over 24 COCO numbers {worst:.4f}")
-    assert worst <= 0.01, {k: (printed[k], round(metrics[k], 4)) for k in coco}
