@@ -191,6 +191,17 @@ class ImageClassificationTask(Task):
               f"\nper-class metrics: {paths[0]}", flush=True)
         return paths + self._write_worst(folder, names)
 
+    def per_class_metrics(self):
+        """``val.recall/<class>`` (the class's accuracy) and ``val.precision/<class>`` in percent (NaN: undefined)."""
+        from efficientnet_tf2.evaluation import per_class_rows
+
+        if self.confusion is None:
+            return {}
+        names = list(self.class_names or [])
+        names = names if len(names) == len(self.confusion) else [str(i) for i in range(len(self.confusion))]
+        rows = per_class_rows(self.confusion, names)
+        return {**{f"val.recall/{r[0]}": r[3] for r in rows}, **{f"val.precision/{r[0]}": r[4] for r in rows}}
+
     def _write_worst(self, folder: str, names):
         """``worst/`` when each validated image is known by file (one input pipeline, ImageFolder data, no
         file dropped while decoding); otherwise one line saying why not."""

@@ -190,6 +190,20 @@ class InstanceSegmentationTask(Task):
               f"\nper-class AP: {path}", flush=True)
         return [path, *pictures]
 
+    def per_class_metrics(self):
+        """``val.{bbox,segm}/{AP,AP50,AP75,AR100}/<class>`` from the evaluator's per-category arrays (NaN: no
+        ground truth of that class)."""
+        if self.evaluator is None:
+            return {}
+        iou_types = list(self.evaluator.per_category)
+        metrics = {}
+        for row in self.evaluator.per_class_rows():
+            values = iter(row[2:])
+            for iou_type in iou_types:
+                for name in ("AP", "AP50", "AP75", "AR100"):
+                    metrics[f"val.{iou_type}/{name}/{row[1]}"] = float(next(values))
+        return metrics
+
     def validation_curves(self):
         """bbox precision-recall at IoU 0.50 and 0.75, all classes (mean) and per class, from COCOeval's arrays."""
         from mrcnn_tf2.evaluation import pr_curves

@@ -1,6 +1,6 @@
 """What a run writes for people to look at after each validation and epoch (chief only, never stops a run).
 
-``<workspace>/eval/``: the task's per-class tables and pictures (:meth:`Task.write_validation_report`);
+``<workspace>/eval/``: the task's per-class tables and pictures (:meth:`Task.write_validation_report`), its per-class numbers also in the log (:meth:`Task.per_class_metrics`);
 ``<workspace>/curves.png``: the per-epoch curves from the run's own log (:mod:`common.io.curves`); both also
 go to TensorBoard as image summaries, with the task's precision-recall curves (:meth:`Task.validation_curves`).
 """
@@ -31,10 +31,15 @@ class RunReports:
     def workspace(self) -> str:
         return os.path.dirname(self.report_dir)
 
-    def after_validation(self) -> List[str]:
-        """The task's report of the last validation, as files and TensorBoard summaries; returns the paths."""
+    def after_validation(self, epoch: Optional[int] = None) -> List[str]:
+        """The task's report of the last validation, as files and TensorBoard summaries, and its per-class numbers
+        as one ``PER_CLASS`` record of the run's log (``raport.json``; not echoed, not TensorBoard scalars: a
+        thousand classes would bury the rest); returns the paths."""
         if not self.enabled:
             return []
+        per_class = self.task.per_class_metrics()
+        if per_class:
+            self.logger.log("PER_CLASS", {"epoch": epoch if epoch is not None else "eval", **per_class}, echo=False)
         try:
             paths = self.task.write_validation_report(self.report_dir)
         except (ImportError, OSError, ValueError) as err:  # a missing matplotlib or a full disk: say so, go on

@@ -70,6 +70,10 @@ class Task(abc.ABC):
         del folder
         return []
 
+    def per_class_metrics(self) -> Dict[str, float]:
+        """``{"val.<metric>/<class>": value}`` of the last validation, for the run's log (default: none)."""
+        return {}
+
     def validation_curves(self) -> Dict[str, Any]:
         """``{tag: (precision [R], recall [R])}`` precision-recall curves of the last validation, for
         TensorBoard's PR-curve plugin (default: none)."""

@@ -219,7 +219,7 @@ class Trainer:
     def evaluate(self, global_batch: int, epoch: Optional[int] = None) -> Dict[str, float]:
         """Validation pass (with EMA weights as ``val.ema.*`` too when EMA is on)."""
         metrics = self.validator.run(global_batch, "val")
-        self.reports.after_validation()
+        self.reports.after_validation(None if epoch is None else epoch + 1)
         if self.ema is not None:
             with self.ema.swapped():
                 metrics.update(self.validator.run(global_batch, "val.ema"))

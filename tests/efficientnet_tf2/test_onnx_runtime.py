@@ -45,6 +45,11 @@ def test_eval_gives_the_same_accuracy_with_both_runtimes(trained, capsys, caplog
         rows = list(csv.DictReader(handle))
     assert sum(int(r["images"]) for r in rows) == 100 and len(rows) == 4
     assert sum(int(r["correct"]) for r in rows) == round(tf_metrics["val.top1"])  # 100 images: % = count
+    from common.io.logger import read_dllogger
+
+    logged = [r["data"] for r in read_dllogger(os.path.join(workspace, "raport.json")) if r["step"] == "PER_CLASS"][-1]
+    assert logged["epoch"] == "eval" and [logged[f"val.recall/{r['class']}"] for r in rows] == [
+        float(r["recall_percent"]) for r in rows]  # the log holds the same per-class numbers as the CSV
     _check_worst_images_and_report(workspace)
     with caplog.at_level("INFO"):
         ort_metrics = _eval(capsys, data, workspace, "--runtime", "onnxruntime")

@@ -43,6 +43,9 @@ def test_train_writes_checkpoints_meta_and_coco_metrics(trained):
             ("AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax1", "ARmax10", "ARmax100", "ARs", "ARm", "ARl")]
     assert all(k in final for k in keys)
     assert any("train.loss" in r["data"] for r in records if isinstance(r["step"], list) and len(r["step"]) == 2)
+    per_class = [r["data"] for r in records if r["step"] == "PER_CLASS"][-1]  # the log holds per-class AP too
+    assert {f"val.{t}/{m}/{c}" for t in ("bbox", "segm") for m in ("AP", "AP50", "AP75", "AR100")
+            for c in ("circle", "square", "triangle")} <= set(per_class)
     losses = ("loss", "rpn_score_loss", "rpn_box_loss", "fast_rcnn_class_loss", "fast_rcnn_box_loss", "mask_loss")
     assert all(np.isfinite(final[f"val.{name}"]) for name in losses)  # validation loss, as EfficientNet's
     config = json.load(open(os.path.join(model_dir, "config.json")))
