@@ -109,6 +109,16 @@ def preset_model_fields(preset: str) -> dict:
             **{f"anchors.{k}": v for k, v in TORCHVISION_ANCHORS.items()}, **TORCHVISION_FILTERS}
 
 
+#: ``--augmentation`` presets of Mask R-CNN training -> InputConfig fields (``flip`` is NVIDIA's recipe, unchanged).
+AUGMENTATIONS = {
+    "flip": {},
+    "none": {"flip": False},
+    "ssj": {"scale_jitter": (0.8, 1.25)},  # standard scale jitter
+    "lsj": {"scale_jitter": (0.1, 2.0)},  # large-scale jitter (torchvision's --data-augmentation lsj range)
+    "multiscale": {"scale_choices": (0.8, 0.85, 0.9, 0.95, 1.0)},  # short side x these (detectron2's 640-800 of 800)
+}
+
+
 def preset_input_fields(preset: str) -> dict:
     """:class:`mrcnn_tf2.data.inputs.InputConfig` fields of ``preset`` (``{}`` for ``nvidia``)."""
     _check(preset in PRESETS, f"preset must be one of {PRESETS}. Received: {preset!r}")

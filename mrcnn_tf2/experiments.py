@@ -21,7 +21,7 @@ from common.command.cli import POSITIVE_INT, UNIT_FLOAT, flag
 from common.command.config import DataConfig, Experiment, TaskConfig, TrainerConfig, check
 from common.command.options import ExportOptions, InferOptions
 from common.command.registry import register_experiment
-from mrcnn_tf2.config import PRESETS, MaskRCNNConfig, preset_model_fields
+from mrcnn_tf2.config import AUGMENTATIONS, PRESETS, MaskRCNNConfig, preset_model_fields
 
 FAMILY = "mask-rcnn"
 BACKENDS = ("tfdata", "synthetic")
@@ -44,7 +44,7 @@ class DetectionData(DataConfig):
       num_classes: classes including background (None: from the annotations, else 91).
       class_names, category_ids: filled in from the annotations (infer/export labels).
       val_split: hold out this share of the training images as validation (:mod:`mrcnn_tf2.data.val_split`).
-      augment: training augmentation preset (:data:`mrcnn_tf2.data.inputs.AUGMENTATIONS`; ``flip``: NVIDIA's).
+      augment: training augmentation preset (:data:`mrcnn_tf2.config.AUGMENTATIONS`; ``flip``: NVIDIA's).
       scale_range: ``(min, max)`` resize factors of scale jitter (overrides the preset's).
       color_jitter: random brightness, contrast and saturation in training.
     """
@@ -62,8 +62,6 @@ class DetectionData(DataConfig):
 
     def __post_init__(self):
         check(self.backend in BACKENDS, f"mask-rcnn --data-backend must be one of {BACKENDS}. Received: {self.backend!r}")
-        from mrcnn_tf2.data.inputs import AUGMENTATIONS
-
         check(self.augment in AUGMENTATIONS, f"mask-rcnn --augmentation must be one of {tuple(AUGMENTATIONS)}. "
                                              f"Received: {self.augment!r}")
         check(self.scale_range is None or (len(self.scale_range) == 2 and 0 < self.scale_range[0] <= self.scale_range[1]),

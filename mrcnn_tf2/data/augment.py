@@ -10,7 +10,7 @@ dropped. The masks are not resampled twice: each kept box is mapped back to the 
 (``(clipped + offset) / s``) and the original mask is cropped there (:func:`prep.crop_masks_to_boxes`), so box,
 mask and pixels stay aligned whatever the crop. Every draw is stateless from ``(seed, source_id)``: the same
 ``--seed`` gives the same augmentation on any number of replicas. ``--augmentation`` presets:
-:data:`mrcnn_tf2.data.inputs.AUGMENTATIONS`.
+:data:`mrcnn_tf2.config.AUGMENTATIONS`.
 """
 from __future__ import annotations
 

@@ -4,17 +4,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from mrcnn_tf2.config import DEFAULT_IMAGE_SIZE
-
-
-#: ``--augmentation`` presets of Mask R-CNN training -> InputConfig fields (``flip`` is NVIDIA's recipe, unchanged).
-AUGMENTATIONS = {
-    "flip": {},
-    "none": {"flip": False},
-    "ssj": {"scale_jitter": (0.8, 1.25)},  # standard scale jitter
-    "lsj": {"scale_jitter": (0.1, 2.0)},  # large-scale jitter (torchvision's --data-augmentation lsj range)
-    "multiscale": {"scale_choices": (0.8, 0.85, 0.9, 0.95, 1.0)},  # short side x these (detectron2's 640-800 of 800)
-}
+from mrcnn_tf2.config import AUGMENTATIONS, DEFAULT_IMAGE_SIZE  # noqa: F401  (AUGMENTATIONS: re-exported)
 
 
 @dataclasses.dataclass(frozen=True)
