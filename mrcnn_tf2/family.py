@@ -105,7 +105,8 @@ class MaskRCNNFamily(Family):
                                    eval_file=val_file, eval_images=images)
 
     def _inputs(self, experiment):
-        from mrcnn_tf2.data.inputs import AUGMENTATIONS, InputConfig
+        from mrcnn_tf2.config import AUGMENTATIONS
+        from mrcnn_tf2.data.inputs import InputConfig
 
         data = experiment.data
         fields = {**preset_input_fields(experiment.task.preset), **AUGMENTATIONS[data.augment]}

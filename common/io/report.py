@@ -179,7 +179,9 @@ def _top_confusions(eval_dir: str, k: int = 10) -> str:
 
 def _worst(eval_dir: str) -> str:
     """The ``worst/`` tiles, inlined, with their table."""
-    tiles = sorted(glob.glob(os.path.join(eval_dir, "worst", "*.png")))
+    from common.io.gallery import tiles as worst_tiles
+
+    tiles = worst_tiles(eval_dir)
     if not tiles:
         return ""
     images = "".join(_picture(path).replace("<p>", "").replace("</p>", "") for path in tiles)

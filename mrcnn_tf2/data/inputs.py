@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from mrcnn_tf2.config import AUGMENTATIONS, DEFAULT_IMAGE_SIZE  # noqa: F401  (AUGMENTATIONS: re-exported)
+from mrcnn_tf2.config import DEFAULT_IMAGE_SIZE
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn_tf2.data.inputs import AUGMENTATIONS, InputConfig
+from mrcnn_tf2.config import AUGMENTATIONS
+from mrcnn_tf2.data.inputs import InputConfig
 from mrcnn_tf2.data.pipeline import prepare_example
 
 SIZE = 96
