@@ -23,8 +23,12 @@ $(STAMP): setup.py pyproject.toml
 demo: install
 	$(BIN)/python scripts/demo.py --out $(DEMO_DIR)
 
+# Two workers: a lone pytest keeps the 2 cores ~60 % busy (tracing, I/O, start-up are single-threaded);
+# one file per worker at a time so module fixtures (trained models) are built once.
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 benchmark: install
 	$(BIN)/python scripts/benchmark_inference.py --model efficientnet-b0 keras-efficientnetb0 -b 1 8 32

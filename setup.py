@@ -12,7 +12,7 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    "dev": ["pytest==9.0.3", "pytest-timeout==2.4.0", "pycocotools==2.0.11", "faster-coco-eval==1.8.0",
+    "dev": ["pytest==9.0.3", "pytest-timeout==2.4.0", "pytest-xdist==3.8.0", "pycocotools==2.0.11", "faster-coco-eval==1.8.0",
             "tensorflow-model-optimization==0.8.1", "tf2onnx==1.17.0", "onnx==1.23.2", "onnxruntime==1.31.1",
             "nvidia-dali-cuda120==2.4.0"],
     "coco": ["pycocotools==2.0.11", "faster-coco-eval==1.8.0"],
