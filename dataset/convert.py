@@ -105,7 +105,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     unusable = check(written, args.out)
     print(f"COCO data set: {args.out} ({unusable} unusable entries after the check)")
     val = "" if "val" in written else "  (no val split: add --val-fraction 0.1, or train with --no-eval)"
-    print(f"next: python main.py train --model mask-rcnn --data-dir {args.out}{val}")
+    print(f"next: python main.py train --model mask-rcnn-finetune --pretrained --data-dir {args.out}{val}"
+          "  (torchvision's COCO weights fine-tuned; --model mask-rcnn: NVIDIA's recipe from ImageNet weights)")
     return 0
 
 

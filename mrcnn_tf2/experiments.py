@@ -8,6 +8,8 @@ model is one function decorated with :func:`common.command.registry.register_exp
 * ``mask-rcnn-torchvision``: torchvision's ``maskrcnn_resnet50_fpn`` (backbone layout, anchors, proposal
   and detection filters, input transform), for its COCO weights (``--preset torchvision`` on any
   Mask R-CNN experiment applies the same fields).
+* ``mask-rcnn-finetune``: torchvision's COCO weights fine-tuned on a small data set of your own (tens to
+  hundreds of images): large-scale jitter, 12 short epochs, one warm-up epoch, a lower rate (docs/own-data.md).
 * ``mask-rcnn-efficientnet-b0-fpn``: NVIDIA's recipe on an EfficientNet-B0 backbone (BatchNorm trained,
   nothing frozen: EfficientNet has no frozen-stage convention and no ImageNet checkpoint here).
 """
@@ -206,6 +208,19 @@ def mask_rcnn_r50_fpn():
 @register_experiment("mask-rcnn-torchvision", FAMILY)
 def mask_rcnn_torchvision():
     return _with_preset(SegmentationExperiment(model="mask-rcnn-torchvision"), "torchvision")
+
+
+#: ``mask-rcnn-finetune``'s schedule: torchvision's detection fine-tuning tutorial (SGD 0.005 at batch 2, i.e. 0.0025
+#: per image, momentum 0.9, a warm-up epoch) over detectron2's short small-set schedule (12 passes, 10x drops late).
+FINETUNE = {"task.optimizer": "sgd", "task.lr": 2.5e-3, "task.lr_batch": 1, "task.warmup_epochs": 1.0,
+            "task.lr_boundaries": (8.0, 11.0), "task.lr_values": (2.5e-4, 2.5e-5), "task.needs_weights": True,
+            "trainer.epochs": 12, "trainer.eval_every": 4, "data.augment": "lsj"}
+
+
+@register_experiment("mask-rcnn-finetune", FAMILY)
+def mask_rcnn_finetune():
+    """torchvision's COCO Mask R-CNN fine-tuned on your classes (needs ``--pretrained``): :data:`FINETUNE`."""
+    return _with_preset(SegmentationExperiment(model="mask-rcnn-finetune"), "torchvision").override(FINETUNE)
 
 
 @register_experiment("mask-rcnn-efficientnet-b0-fpn", FAMILY)

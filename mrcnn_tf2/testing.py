@@ -54,3 +54,20 @@ def random_torch_weights(shapes: Mapping[str, Sequence[int]], seed: int) -> Dict
             value = rng.normal(0.0, 0.05, shape)
         values[key] = value.astype(np.float32)
     return values
+
+
+def torchvision_detector_state(fixtures: str) -> Dict[str, np.ndarray]:
+    """A full-size torchvision ``maskrcnn_resnet50_fpn`` state_dict (91 classes) re-created torch-free from
+    ``fixtures`` (``tests/fixtures/torchvision``: ``detector.json`` shapes, seed and output scales;
+    ``detector.npz`` the calibrated BatchNorm statistics), as ``scripts/make_torchvision_fixture.py`` made it."""
+    import json
+    import os
+
+    with open(os.path.join(fixtures, "detector.json")) as handle:
+        meta = json.load(handle)
+    state = random_torch_weights(meta["shapes"], meta["seed"])
+    for key, factor in meta["scaled"].items():
+        state[key] = state[key] * np.float32(factor)
+    with np.load(os.path.join(fixtures, "detector.npz")) as arrays:
+        state.update({k: arrays[k] for k in arrays.files if k.endswith(("running_mean", "running_var"))})
+    return state

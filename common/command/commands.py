@@ -148,6 +148,11 @@ def check_resume(path: str, experiment) -> None:
 def train(invocation: cli.Invocation) -> int:
     """``main.py train``: the family's recipe through the shared trainer; writes ``config.json``."""
     options = invocation.options
+    task = invocation.experiment.task
+    if task.needs_weights and not (task.pretrained_from_file or options.resume):
+        model = invocation.experiment.model
+        raise SystemExit(f"error: {model} fine-tunes published weights: add --pretrained (its default; others: "
+                         "`main.py weights list`) or --pretrained-from-file FILE")
     if options.resume:
         from common.training.checkpoint import resolve
 

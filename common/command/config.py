@@ -194,6 +194,8 @@ class TaskConfig:
       lr_boundaries: ``piecewise``/``step``: epochs where the rate drops.
       lr_values: ``piecewise``: the rate after each boundary (for ``lr_batch`` images).
       pretrained_from_file: initial weights.
+      needs_weights: the recipe fine-tunes: ``train`` refuses to start from random weights (no ``--pretrained``,
+        ``--pretrained-from-file`` or ``--resume``).
     """
 
     optimizer: str = "sgd"
@@ -206,6 +208,7 @@ class TaskConfig:
     lr_boundaries: Tuple[float, ...] = ()
     lr_values: Tuple[float, ...] = ()
     pretrained_from_file: Optional[str] = None
+    needs_weights: bool = False
 
     def __post_init__(self):
         check(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {OPTIMIZERS}. Received: {self.optimizer!r}")

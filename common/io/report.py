@@ -200,8 +200,8 @@ def _data_check(workspace: str) -> str:
     return "".join(parts) or "<p>Every file passed the check (no unusable_*.tsv in the workspace).</p>"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``main.py report --workspace RUN [--out FILE]``."""
+def build_parser():
+    """The ``main.py report`` argument parser."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="main.py report", description="Render a run's report.html: config, "
@@ -209,7 +209,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                      "wall time and throughput, in one self-contained page.")
     parser.add_argument("--workspace", "--model_dir", "--model-dir", required=True, help="the run's workspace")
     parser.add_argument("--out", help=f"where the page goes (default <workspace>/{REPORT})")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``main.py report --workspace RUN [--out FILE]``."""
+    args = build_parser().parse_args(argv)
     try:
         print(f"report: {write_report(args.workspace, args.out)}")
     except (FileNotFoundError, OSError) as err:

@@ -245,11 +245,12 @@ class Trainer:
         self._state_broadcast = True
 
     def _evaluates_after(self, epoch: int) -> bool:
-        """Validation after ``epoch`` (0-based): every ``eval_every`` epochs, else after the last."""
+        """Validation after ``epoch`` (0-based): every ``eval_every`` epochs, and after the last whatever the
+        cadence (``--epochs 10`` with ``eval_every`` 4 validates after 4, 8 and 10)."""
         if not self.config.evaluate:
             return False
-        every = self.config.eval_every
-        return (epoch + 1) % every == 0 if every else epoch + 1 == self.config.epochs
+        every, done = self.config.eval_every, epoch + 1
+        return done == self.config.epochs or bool(every) and done % every == 0
 
     def _save_mid_epoch(self, epoch: int, step: int, bar) -> None:
         """After training step ``step`` (1-based) of ``epoch``: a stop signal saves and ends the run; the save

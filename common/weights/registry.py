@@ -96,7 +96,8 @@ WEIGHTS: Dict[str, Weights] = {w.name: w for w in (
          "QAT top-1 82.54 % (seed 003; 0.44 below FP32)"),
     *(_keras(f"b{i}") for i in range(8)),
     Weights("torchvision-maskrcnn-resnet50-fpn-coco", f"{_TORCH}/maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth",
-            ("mask-rcnn-torchvision", "mask-rcnn", "mask-rcnn-r50-fpn"), "torchvision-pth", "COCO 2017 (91 ids)",
+            ("mask-rcnn-torchvision", "mask-rcnn", "mask-rcnn-r50-fpn", "mask-rcnn-finetune"), "torchvision-pth",
+            "COCO 2017 (91 ids)",
             91, "box AP 37.9 / mask AP 34.6 (torchvision model card)", "BSD-3-Clause (torchvision)",
             sha256="bf2d0c1e", config={"task.preset": "torchvision"}),
     Weights("torchvision-resnet50", f"{_TORCH}/resnet50-0676ba61.pth",
@@ -111,7 +112,8 @@ DEFAULTS: Dict[str, str] = {
     **{f"efficientnet-{v}": f"nvidia-efficientnet-{v}" for v in ("b0", "b4", "widese-b0", "widese-b4",
                                                                   "quant-b0", "quant-b4")},
     **{f"efficientnet-b{i}": f"keras-efficientnet-b{i}" for i in (1, 2, 3, 5, 6, 7)},
-    **{m: "torchvision-maskrcnn-resnet50-fpn-coco" for m in ("mask-rcnn", "mask-rcnn-r50-fpn", "mask-rcnn-torchvision")},
+    **{m: "torchvision-maskrcnn-resnet50-fpn-coco" for m in ("mask-rcnn", "mask-rcnn-r50-fpn", "mask-rcnn-torchvision",
+                                                            "mask-rcnn-finetune")},
 }
 DEFAULT = "default"  # ``--pretrained`` without a name
 PUBLISHERS = ("nvidia", "keras", "torchvision", "maskrcnn")  # how names start (a mistyped one is still a name)

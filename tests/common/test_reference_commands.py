@@ -100,6 +100,12 @@ def readme_commands():
 def to_main_argv(argv):
     """A command line (``python SCRIPT ARGS``) -> the ``main.py`` argv it runs, or None when the
     script itself only parses (checkpoint2model, convert_torchvision_checkpoint)."""
+    if argv[1] == "-m":  # python -m MODULE: the module's own parser
+        assert argv[2] == "dataset.convert", argv
+        from dataset import convert
+
+        convert._parse(argv[3:])
+        return None
     script, args = os.path.basename(argv[1]), argv[2:]
     if script in ("main.py", "quant_main.py"):
         return args
@@ -151,6 +157,11 @@ def parse_or_help(argv, capsys):
                 cli.parse(argv)
             assert exit_info.value.code == 0
         assert "usage" in capsys.readouterr().out
+        return
+    if argv[0] == "report":  # the report's own parser (no model, no TensorFlow)
+        from common.io import report
+
+        assert report.build_parser().parse_args(argv[1:]).workspace
         return
     if argv[0] == "weights":  # the registry's own small parser (no model, no TensorFlow)
         from common.weights import cli as weights_cli

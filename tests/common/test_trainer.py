@@ -75,3 +75,11 @@ def test_concat_validation_sees_every_example_once():
     expected = float(np.mean((model(X).numpy() - Y) ** 2))
     assert metrics["val.mse"] == pytest.approx(expected, rel=1e-5)
     assert sum(len(e) for e in task.errors) == 8
+
+
+@pytest.mark.parametrize("epochs, every, validated", [(3, 2, [2, 3]), (4, 2, [2, 4]), (2, 4, [2]), (3, None, [3])])
+def test_validation_cadence_always_includes_the_last_epoch(epochs, every, validated):
+    """``eval_every`` epochs, and the last epoch whatever the cadence (a 10-epoch run of a recipe validating every
+    4 ends validated; before, its last 2 epochs went unseen and ``model_best`` was epoch 8's)."""
+    trainer = Trainer(Regression(), None, None, TrainerConfig(epochs=epochs, eval_every=every), NullLogger())
+    assert [e + 1 for e in range(epochs) if trainer._evaluates_after(e)] == validated

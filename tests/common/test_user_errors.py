@@ -70,6 +70,8 @@ CASES = [
     (["train", *E, "{images}", "--lr-schedule", "piecewise", "--lr-boundaries", "3"], ["one rate per --lr-boundaries"]),
     (["export", *M, "--workspace", "{work}", "--export-dir", "{export_here}"], ["{export_here} exists", "--overwrite"]),
     (["fly", *E], ["unknown mode 'fly'"]),
+    (["train", "--model", "mask-rcnn-finetune", "--data-dir", "{coco}", "--workspace", "{work}"],
+     ["mask-rcnn-finetune fine-tunes published weights", "--pretrained"]),
     (["infer", "--model", "mask-rcnn-torchvision", "--pretrained-from-file", "{pth}", "{images}"],
      ["{pth}", "not a readable PyTorch checkpoint"]),
 ]

@@ -12,7 +12,7 @@ import pytest
 
 from mrcnn_tf2.config import TORCHVISION_BACKBONE
 from backbones.resnet import build_resnet
-from mrcnn_tf2.testing import random_torch_weights
+from mrcnn_tf2.testing import random_torch_weights, torchvision_detector_state
 from mrcnn_tf2.torchvision_import import (TorchvisionCheckpointError, backbone_module_name,
                                           load_backbone_checkpoint, load_backbone_state_dict)
 
@@ -122,11 +122,7 @@ def detector_reference(reference):
         meta = json.load(f)
     with np.load(os.path.join(FIXTURES, "detector.npz")) as arrays:
         stored = {k: arrays[k] for k in arrays.files}
-    state = random_torch_weights(meta["shapes"], meta["seed"])
-    for key, factor in meta["scaled"].items():
-        state[key] = state[key] * np.float32(factor)
-    state.update({k: v for k, v in stored.items() if k.endswith(("running_mean", "running_var"))})
-    return meta, stored, state, reference[1]["image"]
+    return meta, stored, torchvision_detector_state(FIXTURES), reference[1]["image"]
 
 
 def _detector(num_classes=91, **overrides):
