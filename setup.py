@@ -14,10 +14,13 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     "dev": ["pytest==9.0.3", "pytest-timeout==2.4.0", "pytest-xdist==3.8.0", "pycocotools==2.0.11", "faster-coco-eval==1.8.0",
             "tensorflow-model-optimization==0.8.1", "tf2onnx==1.17.0", "onnx==1.23.2", "onnxruntime==1.31.1",
-            "nvidia-dali-cuda120==2.4.0"],
+            "nvidia-dali-cuda120==2.4.0", "openvino==2026.4.1", "ai-edge-litert==2.3.0"],
     "coco": ["pycocotools==2.0.11", "faster-coco-eval==1.8.0"],
     "qat": ["tensorflow-model-optimization==0.8.1"],
     "onnx": ["tf2onnx==1.17.0", "onnx==1.23.2", "onnxruntime==1.31.1"],
+    # --runtime openvino runs the ONNX export (the onnx extra writes it); --runtime tflite: LiteRT's interpreter
+    "openvino": ["openvino==2026.4.1", "tf2onnx==1.17.0", "onnx==1.23.2"],
+    "tflite": ["ai-edge-litert==2.3.0"],
     # The TF plugin compiles against the installed TF: pip install --no-build-isolation
     # nvidia-dali-tf-plugin-cuda120==2.4.0 after this extra (the Makefile does it).
     "dali": ["nvidia-dali-cuda120==2.4.0"],

@@ -75,30 +75,94 @@ def make_infer_step(name, batch, image_size, xla=False, num_classes=None):
     return lambda: forward(images).numpy()
 
 
-_EXPORTED = {}  # (name, image size, classes) -> ONNX path: one export per model for all batch sizes
+_EXPORTED = {}  # (name, size, classes, format, int8) -> file: one export per model for all batch sizes
+CALIBRATION_CROPS = 16  # synthetic crops the INT8 rows are calibrated on (timing only; accuracy: the int8 benchmark)
 
 
-def make_onnxruntime_infer_step(name, batch, image_size, num_classes=None, threads=None, optimization="all"):
+def exported_file(name: str, image_size: int, num_classes, fmt: str, int8: bool) -> str:
+    """The randomly initialised ``name`` exported once as ``fmt`` (``onnx`` | ``tflite``): FP32, or int8 (a QAT
+    model's own ranges; a float model calibrated on :data:`CALIBRATION_CROPS` synthetic crops)."""
+    import numpy as np
+
+    from efficientnet_tf2 import onnx_export, tflite_export
+
+    key = (name, image_size, num_classes or 1000, fmt, int8)
+    if key in _EXPORTED:
+        return _EXPORTED[key]
+    _, model = _task_and_model(name, image_size, num_classes)
+    quantized = name not in REFERENCE_MODELS and get_experiment(name, benchmark=True).task.model.quantized
+    crops = np.random.default_rng(1).integers(0, 256, (CALIBRATION_CROPS, image_size, image_size, 3), np.uint8)
+    if fmt == "tflite":
+        path = tflite_export.export_to_temporary_file(model, image_size, "int8" if int8 else "none",
+                                                      crops if int8 else None, quantized)
+    else:
+        path = exported_file(name, image_size, num_classes, fmt, False) if int8 else \
+            onnx_export.export_to_temporary_file(model, image_size)
+        _check_single_input(name, path)
+        if int8 and not quantized:
+            path = onnx_export.quantize_onnx(path, path.replace(".onnx", ".int8.onnx"), crops)
+    _EXPORTED[key] = path
+    return path
+
+
+def _check_single_input(name: str, path: str) -> None:
+    """Raises SystemExit when the ONNX graph at ``path`` takes inputs besides the images (keras.applications'
+    Normalization constants come out of tf2onnx as graph inputs): no ONNX runtime can time it."""
+    import onnx
+
+    from efficientnet_tf2 import onnx_export
+
+    graph = onnx.load(path, load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    extra = [i.name for i in graph.input if i.name != onnx_export.INPUT_NAME and i.name not in initializers]
+    if extra:
+        raise SystemExit(f"error: {name}'s ONNX graph needs inputs besides {onnx_export.INPUT_NAME!r} ({extra}): "
+                         "ONNX runtimes cannot time it; benchmark it with --runtime tf or tflite")
+
+
+def _images(batch: int, image_size: int):
+    import numpy as np
+
+    return np.random.default_rng(0).integers(0, 256, size=(batch, image_size, image_size, 3), dtype=np.uint8)
+
+
+def make_onnxruntime_infer_step(name, batch, image_size, num_classes=None, threads=None, optimization="all",
+                                int8=False):
     """Returns a zero-argument callable: onnxruntime (CPU) on a uint8 ``[B, S, S, 3]`` batch.
 
     The graph is ``main.py export --format onnx``'s (normalisation, the model, softmax) of the same
-    randomly initialised model the TF row times, exported once per model (dynamic batch).
+    randomly initialised model the TF row times, exported once per model (dynamic batch); ``int8``: its
+    static int8 Q/DQ graph (:func:`efficientnet_tf2.onnx_export.quantize_onnx`).
     """
-    import numpy as np
-
     from common.io import onnx_runtime
     from efficientnet_tf2 import onnx_export
 
     onnx_runtime.require_onnxruntime()
-    key = (name, image_size, num_classes or 1000)
-    if key not in _EXPORTED:
-        _, model = _task_and_model(name, image_size, num_classes)
-        _EXPORTED[key] = onnx_export.export_to_temporary_file(model, image_size)
-    session = onnx_runtime.make_session(_EXPORTED[key], threads, optimization)
-    extra = [i.name for i in session.get_inputs() if i.name != onnx_export.INPUT_NAME]
-    if extra:  # keras.applications' Normalization constants come out of tf2onnx as graph inputs
-        raise SystemExit(f"error: {name}'s ONNX graph needs inputs besides {onnx_export.INPUT_NAME!r} ({extra}): "
-                         f"it cannot be timed with --runtime onnxruntime; benchmark it with --runtime tf")
-    images = np.random.default_rng(0).integers(0, 256, size=(batch, image_size, image_size, 3), dtype=np.uint8)
-    feed = {onnx_export.INPUT_NAME: images}
+    session = onnx_runtime.make_session(exported_file(name, image_size, num_classes, "onnx", int8), threads,
+                                        optimization)
+    feed = {onnx_export.INPUT_NAME: _images(batch, image_size)}
     return lambda: session.run(["probabilities"], feed)[0]
+
+
+def make_openvino_infer_step(name, batch, image_size, num_classes=None, int8=False):
+    """Returns a zero-argument callable: OpenVINO (CPU plugin, FP32 arithmetic, latency hint) on the same ONNX
+    file as the onnxruntime row (``int8``: the Q/DQ graph, run by OpenVINO's int8 kernels)."""
+    from common.io import openvino_runtime
+
+    openvino_runtime.require_openvino()
+    compiled = openvino_runtime.compile_model(exported_file(name, image_size, num_classes, "onnx", int8))
+    request, images = compiled.create_infer_request(), _images(batch, image_size)
+    return lambda: request.infer({0: images})
+
+
+def make_tflite_infer_step(name, batch, image_size, num_classes=None, int8=False):
+    """Returns a zero-argument callable: LiteRT (XNNPACK, one thread per core) on ``export --format tflite``'s file
+    of the same model (``int8``: full int8, calibrated; QAT models: their trained ranges)."""
+    from common.io import tflite_runtime
+    from efficientnet_tf2 import onnx_export, tflite_export
+
+    interpreter = tflite_runtime.make_interpreter(exported_file(name, image_size, num_classes, "tflite", int8))
+    runner = interpreter.get_signature_runner(tflite_export.SIGNATURE)
+    feed = {onnx_export.INPUT_NAME: _images(batch, image_size)}
+    runner(**feed)  # sizes the tensors for this batch once
+    return lambda: runner(**feed)

@@ -142,9 +142,14 @@ class ClassifierInferOptions(InferOptions):
 
 @dataclasses.dataclass(frozen=True)
 class ClassifierExportOptions(ExportOptions):
-    """``export``: ``class_names``, a file of one name per line (default: the training run's)."""
+    """``export``: ``class_names``, a file of one name per line (default: the training run's); ``--format tflite``:
+    ``quantize`` (:data:`efficientnet_tf2.tflite_export.QUANTIZATIONS`), calibrated for ``int8`` on the first
+    ``calibration_images`` training images (``calibration_data``, default the run's training split)."""
 
     class_names: Optional[str] = None
+    quantize: str = "none"
+    calibration_images: int = 200
+    calibration_data: Optional[str] = None
 
 
 def classification(name: str, model: ClassifierConfig, overrides: Dict[str, Any]) -> ClassificationExperiment:
@@ -180,6 +185,14 @@ FLAGS = (
          help="classes printed per image"),
     flag("--class-names", dest="opt.class_names", modes=("infer", "export"), group="inference",
          help="file with one class name per line (default: the training run's class folders)"),
+    flag("--quantize", dest="opt.quantize", choices=("none", "fp16", "dynamic", "int8"), modes=("export",),
+         group="export", help="--format tflite: fp16 weights, dynamic-range int8 weights, or int8 weights and "
+                              "activations (calibrated; QAT models: their trained ranges); --format onnx: int8 "
+                              "(onnxruntime's static Q/DQ quantization, calibrated)"),
+    flag("--calibration-images", dest="opt.calibration_images", type=POSITIVE_INT, modes=("export",),
+         group="export", help="--quantize int8: images its activation ranges are calibrated on"),
+    flag("--calibration-data", dest="opt.calibration_data", modes=("export",), group="export",
+         help="--quantize int8: an image folder (ImageFolder root: its train/) (default: the run's training data)"),
 )
 
 

@@ -29,8 +29,8 @@ class ClassificationFamily(Family):
 
     name = FAMILY_NAME
     experiment_class = ClassificationExperiment
-    export_formats = ("savedmodel", "onnx")
-    runtimes = ("tf", "onnxruntime")
+    export_formats = ("savedmodel", "onnx", "tflite")
+    runtimes = ("tf", "onnxruntime", "openvino", "tflite")
 
     def flags(self, mode: str) -> List[Any]:
         return list(FLAGS)
@@ -191,6 +191,8 @@ class ClassificationFamily(Family):
         names = self.class_names(experiment, options)
         if options.format == "onnx":
             return self._export_onnx(experiment, model, target, size, names, options)
+        if options.format == "tflite":
+            return self._export_tflite(experiment, model, target, size, names, options)
         from efficientnet_tf2.export import export_saved_model, verify_saved_model
 
         out = export_saved_model(model, target, image_size=size, class_names=names, overwrite=options.overwrite)
@@ -207,14 +209,79 @@ class ClassificationFamily(Family):
 
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         opset = options.opset or onnx_export.MIN_OPSET
+        quantized = experiment.task.model.quantized
+        if options.quantize not in ("none", "int8") or (quantized and options.quantize != "none"):
+            raise SystemExit(f"error: --format onnx takes --quantize int8 (post-training, float models) or none; "
+                             f"received {options.quantize}{' for a QAT model (its graph is int8 already)' * quantized}")
         onnx_export.export_onnx(model, out, size, names, opset=opset)
-        print(f"ONNX written to {os.path.abspath(out)} (opset {opset}; input uint8 [B, {size}, {size}, 3] "
-              "centre crops; outputs probabilities, classes)")
+        if options.quantize == "int8":
+            crops = self._calibration_crops(experiment, options, size)
+            float_file = out.replace(".onnx", ".fp32.onnx")
+            os.replace(out, float_file)
+            onnx_export.quantize_onnx(float_file, out, crops)
+            os.remove(float_file)
+        print(f"ONNX written to {os.path.abspath(out)} (opset {opset}; {'static int8 Q/DQ; ' * (options.quantize == 'int8')}"
+              f"input uint8 [B, {size}, {size}, 3] centre crops; outputs probabilities, classes)")
         if options.verify:
-            result = onnx_export.verify_onnx(model, out, size, options.verify, experiment.task.model.quantized)
+            if options.quantize == "int8":  # post-training int8: rounding flips are reported, not refused
+                result = onnx_export.compare_with_keras(model, out, onnx_export.centre_crops(options.verify, size))
+            else:
+                result = onnx_export.verify_onnx(model, out, size, options.verify, quantized)
             print(f"verified {len(options.verify)} image(s): max |ONNX - Keras| probability difference = "
                   f"{result['max_abs_diff']:.2e}, top-1 agreement {100 * result['top1_agreement']:.1f}%")
         return out
+
+    def _export_tflite(self, experiment, model, out: str, size: int, names, options) -> str:
+        """``out`` (``model.tflite`` + ``labels.txt``) at ``options.quantize``; ``--verify``: LiteRT vs Keras."""
+        import time
+
+        from efficientnet_tf2 import tflite_export
+
+        quantized = experiment.task.model.quantized
+        calibration = None
+        if options.quantize == "int8" and not quantized:
+            calibration = self._calibration_crops(experiment, options, size)
+        start = time.perf_counter()
+        try:
+            tflite_export.export_tflite(model, out, size, names, options.quantize, calibration, quantized)
+        except ValueError as err:
+            raise SystemExit(f"error: {err}") from None
+        print(f"TFLite written to {os.path.abspath(out)} ({options.quantize if not quantized else 'int8, QAT ranges'}; "
+              f"{os.path.getsize(out) / 2**20:.1f} MiB; {time.perf_counter() - start:.0f} s; input uint8 [B, {size}, "
+              f"{size}, 3] centre crops; outputs probabilities, classes, logits)")
+        if options.verify:
+            result = tflite_export.verify_tflite(model, out, size, options.verify,
+                                                  options.quantize if not quantized else "int8")
+            print(f"verified {len(options.verify)} image(s): max |TFLite - Keras| probability difference = "
+                  f"{result['max_abs_diff']:.2e}, top-1 agreement {100 * result['top1_agreement']:.1f}%")
+        return out
+
+    def _calibration_crops(self, experiment, options, size: int):
+        """uint8 ``[N, S, S, 3]`` centre crops of ``--calibration-images`` training images (logged)."""
+        from efficientnet_tf2 import tflite_export
+
+        crops = tflite_export.centre_crops(self._calibration_paths(experiment, options), size,
+                                           options.calibration_images)
+        _log.info("int8 calibration on %d training images", len(crops))
+        return crops
+
+    def _calibration_paths(self, experiment, options) -> List[str]:
+        """Image files of ``--calibration-data`` (default: the run's training split), in a seeded shuffled order."""
+        import random
+
+        from common.io.images import list_images
+
+        root = options.calibration_data or experiment.data.data_dir
+        if not root:
+            raise SystemExit("error: --quantize int8 calibrates on training images: pass --calibration-data DIR "
+                             "(or export from a run whose config.json names its data)")
+        folder = os.path.join(root, "train") if os.path.isdir(os.path.join(root, "train")) else root
+        try:
+            paths = list_images([folder])
+        except FileNotFoundError as err:
+            raise SystemExit(f"error: --calibration-data: {err}") from None
+        random.Random(0).shuffle(paths)
+        return paths
 
     def info(self, experiment) -> Dict[str, Any]:
         import numpy as np
@@ -233,23 +300,55 @@ class ClassificationFamily(Family):
     def default_benchmark_size(self, experiment) -> int:
         return self._architecture(experiment)[1]
 
-    def runtime_model(self, experiment, model, onnx_file: Optional[str], runtime: str):
-        """``--runtime onnxruntime``: the checkpoint exported to ONNX (or ``onnx_file``), run by onnxruntime
-        wherever the Keras model would be (same preprocessing code, so the same input pixels)."""
+    def runtime_model(self, experiment, model, model_file: Optional[str], runtime: str):
+        """``--runtime onnxruntime|openvino``: the checkpoint exported to ONNX (or ``model_file``); ``tflite``: to
+        TFLite at FP32 (or ``model_file``, any quantization); run wherever the Keras model would be (same
+        preprocessing code, so the same input pixels)."""
         if runtime == "tf":
             return model
+        if runtime == "tflite":
+            return self._tflite_model(experiment, model, model_file)
         from common.io import onnx_runtime
         from efficientnet_tf2 import onnx_export
 
-        onnx_runtime.require_onnxruntime()
         config, size = self._architecture(experiment)
-        path = onnx_file or self._export_for_runtime(experiment, model, size)
+        if runtime == "openvino":
+            from common.io import openvino_runtime
+            from efficientnet_tf2.runtimes import OpenVinoClassifier
+
+            openvino_runtime.require_openvino()
+            path = model_file or self._export_for_runtime(experiment, model, size)
+            runner = OpenVinoClassifier(path, config.num_classes)
+            _log.info(openvino_runtime.describe(runner.compiled, path))
+            return runner
+        onnx_runtime.require_onnxruntime()
+        path = model_file or self._export_for_runtime(experiment, model, size)
         runner = onnx_export.OnnxClassifier(path, config.num_classes)
         _log.info(onnx_runtime.describe(runner.session, path))
         quantizers = onnx_export.count_ops(path).get("QuantizeLinear", 0)
         if quantizers:
             _log.info("quantization-aware graph: onnxruntime runs its %d QuantizeLinear/DequantizeLinear pairs "
                       "(int8 on this CPU; TensorRT is the int8 target for GPUs)", quantizers)
+        return runner
+
+    def _tflite_model(self, experiment, model, path: Optional[str]):
+        """LiteRT on ``path`` or on the loaded model converted now (FP32; QAT models: int8 with their ranges)."""
+        import time
+
+        from common.io import tflite_runtime
+        from efficientnet_tf2 import tflite_export
+        from efficientnet_tf2.runtimes import TfliteClassifier
+
+        tflite_runtime.require_litert()
+        config, size = self._architecture(experiment)
+        if not path:
+            start = time.perf_counter()
+            path = tflite_export.export_to_temporary_file(model, size, quantized_model=config.quantized,
+                                                          quantize="int8" if config.quantized else "none")
+            _log.info("converted the loaded model to TFLite in %.1f s: %s (reuse it with --tflite-file)",
+                      time.perf_counter() - start, path)
+        runner = TfliteClassifier(path, config.num_classes)
+        _log.info(tflite_runtime.describe(path, runner.threads))
         return runner
 
     def _export_for_runtime(self, experiment, model, size: int) -> str:
@@ -264,13 +363,16 @@ class ClassificationFamily(Family):
                   time.perf_counter() - start, path)
         return path
 
-    def runtime_benchmark_step(self, experiment, batch: int, runtime: str):
-        """onnxruntime on the model exported once per model name (dynamic batch), uint8 ``[B, S, S, 3]`` crops."""
+    def runtime_benchmark_step(self, experiment, batch: int, runtime: str, int8: bool = False):
+        """onnxruntime, OpenVINO or LiteRT on the model exported once per model name (dynamic batch), uint8
+        ``[B, S, S, 3]`` crops; ``int8``: its int8 file (QAT: its own ranges; else calibrated)."""
         from efficientnet_tf2 import benchmark
 
         size = self.default_benchmark_size(experiment)
         classes = experiment.data.num_classes or DEFAULT_NUM_CLASSES
-        return benchmark.make_onnxruntime_infer_step(experiment.model, batch, size, num_classes=classes)
+        make = {"onnxruntime": benchmark.make_onnxruntime_infer_step, "openvino": benchmark.make_openvino_infer_step,
+                "tflite": benchmark.make_tflite_infer_step}[runtime]
+        return make(experiment.model, batch, size, num_classes=classes, int8=int8)
 
     def benchmark_step(self, experiment, kind: str, batch: int):
         """The shared trainer's real training step, or the real inference forward, on device-resident batches."""

@@ -18,7 +18,7 @@ quantization reads.
 from __future__ import annotations
 
 import json
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -161,19 +161,46 @@ def count_ops(path_or_proto) -> Dict[str, int]:
     return counts
 
 
+def centre_crops(paths: Iterable[str], image_size: int, count: Optional[int] = None) -> np.ndarray:
+    """uint8 ``[N, S, S, 3]`` centre crops (eval preprocessing) of the first ``count`` (None: all) ``paths``."""
+    from efficientnet_tf2 import data as data_lib
+    from efficientnet_tf2.preprocessing import eval_resize_crop
+
+    crops = []
+    for path in paths:
+        if count is not None and len(crops) == count:
+            break
+        crops.append(eval_resize_crop(data_lib.decode_image_file(path), image_size).numpy())
+    return np.stack(crops) if crops else np.zeros((0, image_size, image_size, 3), np.uint8)
+
+
 def verify_onnx(model, path: str, image_size: int, paths: Sequence[str], quantized: bool) -> Dict[str, float]:
     """onnxruntime vs Keras on image files (centre crops): FP32 needs max |dprob| <= 1e-4, QAT the same top-1.
 
     Raises:
       SystemExit: the export disagrees (one line).
     """
-    from efficientnet_tf2 import data as data_lib
-    from efficientnet_tf2.preprocessing import eval_resize_crop
-
-    crops = np.stack([eval_resize_crop(data_lib.decode_image_file(p), image_size).numpy() for p in paths])
-    result = compare_with_keras(model, path, crops)
+    result = compare_with_keras(model, path, centre_crops(paths, image_size))
     if quantized and result["top1_agreement"] < 1.0:
         raise SystemExit("error: quantized ONNX model disagrees with Keras on the top-1 class")
     if not quantized and result["max_abs_diff"] > 1e-4:
         raise SystemExit(f"error: exported model differs from Keras by {result['max_abs_diff']:.2e} (> 1e-4)")
     return result
+
+
+def quantize_onnx(path: str, out: str, crops: np.ndarray) -> str:
+    """Post-training static int8 of an FP32 export: onnxruntime's ``quantize_static`` in the Q/DQ format (int8
+    per-channel weights, uint8 activations calibrated by min/max on ``crops``, uint8 ``[N, S, S, 3]``), which
+    onnxruntime fuses into QLinearConv/MatMulInteger kernels and OpenVINO into its int8 kernels. Returns ``out``."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Crops(CalibrationDataReader):
+        def __init__(self):
+            self._batches = iter([{INPUT_NAME: crop[None]} for crop in crops])
+
+        def get_next(self):
+            return next(self._batches, None)
+
+    quantize_static(path, out, Crops(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return out

@@ -304,9 +304,12 @@ class MaskRCNNFamily(Family):
     def default_benchmark_size(self, experiment) -> Tuple[int, int]:
         return tuple(self._inputs(experiment).image_size)
 
-    def runtime_benchmark_step(self, experiment, batch: int, runtime: str):
+    def runtime_benchmark_step(self, experiment, batch: int, runtime: str, int8: bool = False):
         """onnxruntime on the model exported once (raw masks, dynamic batch), uint8 images of the input size."""
         from mrcnn_tf2 import benchmark
+
+        if int8:
+            raise SystemExit("error: Mask R-CNN has no int8 export (its ROIAlign and NMS stay float)")
 
         config = experiment.task.model
         return benchmark.make_onnxruntime_infer_step(config, self._inputs(experiment), batch)

@@ -34,7 +34,7 @@ OPTIMIZERS = cfg.OPTIMIZERS
 # Same as common.training.distribution.STRATEGIES (not imported: that would load TensorFlow for --help).
 DIST_CHOICES = ("auto", "none", "one_device", "mirrored", "multiworker", "horovod")
 BENCHMARK_KINDS = ("training", "inference")
-RUNTIMES = ("tf", "onnxruntime")  # --runtime (common.io.onnx_runtime runs the second)
+RUNTIMES = ("tf", "onnxruntime", "openvino", "tflite")  # --runtime (common.io.{onnx,openvino,tflite}_runtime)
 _ALL = MODES
 _RUN = ("train", "eval", "infer", "export")
 _DATA = ("train", "eval")
@@ -116,7 +116,11 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
     flag("--amp", dest="runtime.precision", help="mixed precision float16 (dynamic loss scaling)", **_const("AMP")),
     flag("--bf16", dest="runtime.precision", help="mixed precision bfloat16", **_const("BF16")),
     flag("--precision", dest="runtime.precision", type=str.upper, choices=cfg.PRECISIONS,
-         help="FP32 | TF32 | AMP (= --amp) | BF16 (= --bf16)"),
+         modes=("train", "eval", "infer", "export", "info"), help="FP32 | TF32 | AMP (= --amp) | BF16 (= --bf16)"),
+    flag("--precisions", "--precision", dest="opt.precisions", type=str.upper, nargs="+",
+         choices=cfg.PRECISIONS + ("INT8",), modes=("benchmark",),
+         help="TensorFlow rows: FP32 | TF32 | AMP | BF16 (the first given); INT8 adds the int8 file of each "
+              "other --runtime (QAT models: their own ranges; float models: calibrated post-training int8)"),
     flag("--static-loss-scale", "--static_loss_scale", dest="runtime.static_loss_scale", type=POSITIVE_FLOAT,
          help="fixed loss scale for --amp (unset: dynamic)"),
     flag("--no-tf32", dest="runtime.tf32", help="disable TensorFloat-32 math on Ampere+ GPUs", **_const(False)),
@@ -253,12 +257,17 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
     # runtime of the loaded model
     flag("--runtime", dest="opt.runtime", action="append", choices=RUNTIMES, modes=("eval", "infer"),
          group="runtime", help="tf (default) | onnxruntime (CPU; EfficientNet: the checkpoint is exported to ONNX "
-                               "first unless --onnx-file; Mask R-CNN: the network, inside the TF input pipeline)"),
+                               "first unless --onnx-file; Mask R-CNN: the network, inside the TF input pipeline) | "
+                               "openvino (EfficientNet: the ONNX export on OpenVINO's CPU plugin) | tflite "
+                               "(EfficientNet: LiteRT with XNNPACK; converted first unless --tflite-file)"),
     flag("--runtimes", "--runtime", dest="opt.runtime", nargs="+", choices=RUNTIMES, modes=("benchmark",), group="benchmark",
-         help="runtimes to time, one row each: tf | onnxruntime (inference; both families)"),
+         help="runtimes to time, one row each: tf | onnxruntime (inference; both families) | openvino | tflite "
+              "(EfficientNet); a combination a model cannot run is one note, not the end of the run"),
     flag("--onnx-file", dest="opt.onnx_file", modes=("eval", "infer"), group="runtime",
-         help="an ONNX file for --runtime onnxruntime (unset: exported on the fly and its path logged; "
+         help="an ONNX file for --runtime onnxruntime or openvino (unset: exported on the fly and its path logged; "
                  "EfficientNet: `export --format onnx` files too)"),
+    flag("--tflite-file", dest="opt.tflite_file", modes=("eval", "infer"), group="runtime",
+         help="a .tflite file for --runtime tflite (EfficientNet: `export --format tflite`, any --quantize)"),
     # infer
     flag("images", dest="opt.images", nargs="+", modes=("infer",), group="inference",
          help="image files or folders (searched recursively for JPEG/PNG)"),
@@ -267,7 +276,8 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
     # export
     flag("--export-dir", "--export_dir", dest="opt.export_dir", modes=("export",), group="export",
          help="output folder (unset: <workspace>/saved_model, or <workspace> for onnx)"),
-    flag("--format", dest="opt.format", modes=("export",), group="export", help="savedmodel | onnx"),
+    flag("--format", dest="opt.format", modes=("export",), group="export", help="savedmodel | onnx | tflite "
+         "(EfficientNet)"),
     flag("--opset", dest="opt.opset", type=POSITIVE_INT, modes=("export",), group="export",
          help="ONNX opset (default and minimum: EfficientNet 13 for per-channel Q/DQ, Mask R-CNN 17)"),
     flag("--overwrite", dest="opt.overwrite", action="store_true", modes=("export",), group="export",
@@ -469,7 +479,7 @@ def base_experiment(mode: str, family, model: str, workspace: Optional[str], che
             except (ValueError, TypeError, KeyError) as err:
                 raise SystemExit(f"error: {path} is not a valid config of this version ({err}); "
                                  "fix it or retrain") from None
-    return registry.get_experiment(model)
+    return registry.get_experiment(model, benchmark=mode == "benchmark")
 
 
 def rebased(experiment: cfg.Experiment, folder: str) -> cfg.Experiment:

@@ -256,18 +256,22 @@ def load_model(invocation: cli.Invocation):
     checkpoint = trained_checkpoint(invocation, experiment.workspace)
     require_weights(experiment, checkpoint, options)
     model = invocation.family.load_model(experiment, checkpoint, use_ema=options.use_ema)
-    return experiment, invocation.family.runtime_model(experiment, model, getattr(options, "onnx_file", None), runtime)
+    model_file = getattr(options, "tflite_file" if runtime == "tflite" else "onnx_file", None)
+    return experiment, invocation.family.runtime_model(experiment, model, model_file, runtime)
 
 
 def single_runtime(invocation: cli.Invocation) -> str:
-    """The one ``--runtime`` of eval/infer (``tf`` unless set; ``onnxruntime`` when only ``--onnx-file`` is),
-    checked against the family's before any work."""
+    """The one ``--runtime`` of eval/infer (``tf`` unless set; ``onnxruntime`` when only ``--onnx-file`` is,
+    ``tflite`` when only ``--tflite-file`` is), checked against the family's before any work."""
     options = invocation.options
-    runtimes = list(options.runtime) or (["onnxruntime"] if options.onnx_file else ["tf"])
+    implied = ["onnxruntime"] if options.onnx_file else ["tflite"] if options.tflite_file else ["tf"]
+    runtimes = list(options.runtime) or implied
     if len(runtimes) != 1:
         raise SystemExit(f"error: --runtime takes one value here (several only in benchmark); received {runtimes}")
-    if options.onnx_file and runtimes[0] != "onnxruntime":
-        raise SystemExit("error: --onnx-file is run by onnxruntime: drop --runtime tf or the --onnx-file")
+    if options.onnx_file and runtimes[0] not in ("onnxruntime", "openvino"):
+        raise SystemExit(f"error: --onnx-file is run by onnxruntime or openvino, not --runtime {runtimes[0]}")
+    if options.tflite_file and runtimes[0] != "tflite":
+        raise SystemExit(f"error: --tflite-file is run by --runtime tflite, not --runtime {runtimes[0]}")
     invocation.family.check_runtime(runtimes[0], invocation.mode, invocation.experiment)
     return runtimes[0]
 
@@ -326,7 +330,12 @@ def benchmark(invocation: cli.Invocation) -> int:
     from common.io.logger import setup_logger
     from common.command.runtime import configure_runtime
 
-    options, runtime = invocation.options, invocation.experiment.runtime
+    options = invocation.options
+    floats = [p for p in options.precisions if p != "INT8"]
+    if floats:  # the TensorFlow rows' precision (the global policy: one per process)
+        invocation = dataclasses.replace(invocation, values={**invocation.values, "runtime.precision": floats[0]},
+                                         experiment=invocation.experiment.override({"runtime.precision": floats[0]}))
+    runtime = invocation.experiment.runtime
     policy = configure_runtime(runtime)
     log_file = runtime.log_file or "benchmark.json"
     logger = setup_logger(log_file=log_file)
@@ -335,31 +344,54 @@ def benchmark(invocation: cli.Invocation) -> int:
                              "machine": platform.machine(), "platform": options.platform or "",
                              "warmup": options.warmup_steps, "iters": options.iters})
     runtimes = _benchmark_runtimes(invocation)
-    rows = [_benchmark_row(invocation, name, batch, runtime, policy, logger)
-            for name in invocation.models for runtime in runtimes for batch in options.batch_sizes]
+    rows, notes = [], []
+    int8_too = "INT8" in options.precisions
+    for name in invocation.models:
+        for runtime, int8 in [(r, q) for r in runtimes for q in (False, True) if not q or int8_too]:
+            why = _unsupported(name, runtime)
+            if int8 and runtime == "tf":
+                why = "TensorFlow runs int8 models as float fake-quantization; time their int8 files with " \
+                      "--runtime onnxruntime, openvino or tflite"
+            for batch in options.batch_sizes if not why else ():
+                try:
+                    rows.append(_benchmark_row(invocation, name, batch, runtime, policy, logger, int8))
+                except SystemExit as err:  # this combination cannot run: one note, the other rows go on
+                    why = str(err.code if err.code is not None else err).removeprefix("error: ")
+                    break
+            if why:
+                notes.append(f"{name} under {runtime}{' INT8' if int8 else ''}: skipped ({why})")
+                print(f"note: {notes[-1]}", flush=True)
     logger.flush()
-    table = format_table(rows, BENCHMARK_COLUMNS)
-    print(f"\n{device}, TensorFlow {tf.__version__}; throughput img/s, latency ms\n{table}")
+    table = format_table(rows, BENCHMARK_COLUMNS) if rows else "(no row could run)"
+    text = "\n".join([table, *(f"- {n}" for n in notes)])
+    print(f"\n{device}, TensorFlow {tf.__version__}; throughput img/s, latency ms\n{text}")
     if options.table_file:
         with open(options.table_file, "w") as f:
-            f.write(table + "\n")
+            f.write(text + "\n")
     print(f"DLLogger results: {os.path.abspath(log_file)}")
     return 0
 
 
 def _benchmark_runtimes(invocation) -> List[str]:
-    """``--runtime`` values of a benchmark, checked against every model's family before any row runs."""
+    """``--runtime`` values of a benchmark (``tf`` unless set; others time inference only)."""
     runtimes = list(invocation.options.runtime) or ["tf"]
     if invocation.options.kind != "inference" and runtimes != ["tf"]:
         raise SystemExit(f"error: --runtime {' '.join(r for r in runtimes if r != 'tf')} runs inference only; "
                          "use --kind inference")
-    for name in invocation.models:
-        for runtime in runtimes:
-            registry.get_family(name, benchmark=True).check_runtime(runtime, "benchmark")
     return runtimes
 
 
-def _benchmark_row(invocation, name: str, batch: int, runtime: str, policy: str, logger) -> Dict[str, object]:
+def _unsupported(name: str, runtime: str) -> Optional[str]:
+    """Why ``name``'s family cannot time ``runtime`` (None: it can)."""
+    try:
+        registry.get_family(name, benchmark=True).check_runtime(runtime, "benchmark")
+    except SystemExit as err:
+        return str(err.code).removeprefix("error: ")
+    return None
+
+
+def _benchmark_row(invocation, name: str, batch: int, runtime: str, policy: str, logger,
+                   int8: bool = False) -> Dict[str, object]:
     from common.command.benchmark import summarize, time_steps
 
     options, kind = invocation.options, invocation.options.kind
@@ -368,13 +400,13 @@ def _benchmark_row(invocation, name: str, batch: int, runtime: str, policy: str,
     experiment = family.prepare(experiment, "benchmark")
     size = family.default_benchmark_size(experiment)
     label = "x".join(map(str, size)) if isinstance(size, tuple) else size
-    print(f"[{kind}] {name} ({runtime}) batch {batch} @ {label}px: {options.warmup_steps} warm-up + "
-          f"{options.iters} timed steps", flush=True)
+    print(f"[{kind}] {name} ({runtime}{', INT8' if int8 else ''}) batch {batch} @ {label}px: {options.warmup_steps} "
+          f"warm-up + {options.iters} timed steps", flush=True)
     if runtime == "tf":
         step = family.benchmark_step(experiment, kind, batch)
     else:
-        step = family.runtime_benchmark_step(experiment, batch, runtime)
-    precision = experiment.runtime.precision if runtime == "tf" else "FP32"  # onnxruntime's CPU provider
+        step = family.runtime_benchmark_step(experiment, batch, runtime, int8=int8)
+    precision = experiment.runtime.precision if runtime == "tf" else "INT8" if int8 else "FP32"
     row = dict(model=name, mode=kind, runtime=runtime, precision=precision,
                xla=experiment.runtime.xla, batch=batch, image_size=label,
                **summarize(time_steps(step, options.warmup_steps, options.iters), batch))

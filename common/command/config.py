@@ -419,15 +419,22 @@ def replace_flat(config, overrides: Mapping[str, Any], _prefix: str = ""):
     return dataclasses.replace(config, **nested)
 
 
+_JSON_WORDS = {"true": True, "false": False, "null": None}
+
+
 def parse_overrides(items: Iterable[str]) -> Dict[str, Any]:
     """Command-line ``["rpn.min_size=1.0", "backbone.finetune_bn=True"]`` -> dict.
 
-    Values are Python literals (``ast.literal_eval``); anything else stays a string.
+    Values are Python literals (``ast.literal_eval``; JSON's ``true``/``false``/``null`` too); anything else stays
+    a string.
     """
     parsed = {}
     for item in items:
         key, sep, text = item.partition("=")
         check(bool(sep) and bool(key), f"Overrides look like 'name=value'. Received: {item!r}")
+        if text.strip() in _JSON_WORDS:
+            parsed[key.strip()] = _JSON_WORDS[text.strip()]
+            continue
         try:
             parsed[key.strip()] = ast.literal_eval(text.strip())
         except (ValueError, SyntaxError):

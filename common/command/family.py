@@ -106,10 +106,10 @@ class Family(abc.ABC):
         against ``--overwrite``) and verifies it on ``options.verify``."""
 
     def export_target(self, experiment: Experiment, export_dir: Optional[str], options: ExportOptions) -> str:
-        """Where :meth:`export` writes: ``<export_dir or workspace>/model.onnx`` for ONNX, else the SavedModel
+        """Where :meth:`export` writes: ``<export_dir or workspace>/model.onnx`` (``.tflite``) for ONNX (TFLite), else the SavedModel
         folder ``export_dir`` (default ``<workspace>/saved_model``)."""
-        if options.format == "onnx":
-            return os.path.join(export_dir or experiment.workspace, "model.onnx")
+        if options.format in ("onnx", "tflite"):
+            return os.path.join(export_dir or experiment.workspace, f"model.{options.format}")
         return export_dir or os.path.join(experiment.workspace, "saved_model")
 
     @abc.abstractmethod
@@ -117,14 +117,17 @@ class Family(abc.ABC):
         """Model facts printed by ``main.py info``."""
 
     # ----------------------------------------------------------- benchmark
-    def runtime_model(self, experiment: Experiment, model, onnx_file: Optional[str], runtime: str) -> Any:
+    def runtime_model(self, experiment: Experiment, model, model_file: Optional[str], runtime: str) -> Any:
         """What eval/infer run under ``runtime`` (one of :attr:`runtimes`): ``model`` itself under ``tf``;
-        a family with an ONNX path returns an onnxruntime stand-in called like the Keras model."""
-        del experiment, onnx_file, runtime
+        a family with an exported path returns a stand-in called like the Keras model (``model_file``: the
+        ``--onnx-file`` / ``--tflite-file`` to run instead of exporting ``model`` on the fly)."""
+        del experiment, model_file, runtime
         return model
 
-    def runtime_benchmark_step(self, experiment: Experiment, batch: int, runtime: str) -> Callable[[], Any]:
-        """``benchmark --runtime R`` for R other than ``tf``: one inference call of the exported model."""
+    def runtime_benchmark_step(self, experiment: Experiment, batch: int, runtime: str,
+                               int8: bool = False) -> Callable[[], Any]:
+        """``benchmark --runtime R`` for R other than ``tf``: one inference call of the exported model (``int8``:
+        its int8 form; a family without one raises SystemExit with the reason)."""
         raise NotImplementedError(f"{self.name} has no {runtime} benchmark step")
 
     def check_runtime(self, runtime: str, mode: str, experiment: Optional[Experiment] = None) -> None:

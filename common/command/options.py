@@ -59,6 +59,7 @@ class EvalOptions(LoadedOptions):
 
     runtime: Tuple[str, ...] = ()
     onnx_file: Optional[str] = None
+    tflite_file: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +93,7 @@ class BenchmarkOptions(Options):
     table_file: Optional[str] = None
     platform: Optional[str] = None
     runtime: Tuple[str, ...] = ()
+    precisions: Tuple[str, ...] = ()
 
 
 MODE_OPTIONS: Dict[str, type] = {"train": TrainOptions, "eval": EvalOptions, "infer": InferOptions,

@@ -104,8 +104,10 @@ def test_one_meaning_per_flag_in_every_mode():
     several = {n: d for n, d in per_name.items() if len(d) > 1}
     # Only aliases kept for NVIDIA's command lines mean different things in different modes: --use-ema (train:
     # keep an EMA; eval/infer/export: --ema-weights), -b/--batch-size and --prof (benchmark: --batch-sizes,
-    # --iters), --runtime (benchmark: --runtimes), positional data (benchmark: NVIDIA's path, unused).
-    assert set(several) <= {"--use-ema", "-b", "--batch-size", "--batch_size", "--prof", "--runtime", "data"}, several
+    # --iters), --runtime (benchmark: --runtimes), --precision (benchmark: --precisions, INT8 rows too), positional
+    # data (benchmark: NVIDIA's path, unused).
+    assert set(several) <= {"--use-ema", "-b", "--batch-size", "--batch_size", "--prof", "--runtime", "--precision",
+                            "data"}, several
     for name in several:  # at most one meaning has it as its canonical name; the others list it as an alias
         assert sum(f.names[0] == name for f in cli.SHARED_FLAGS if not f.positional) <= 1, name
 
@@ -134,3 +136,10 @@ def test_nvidias_learning_rate_spellings_are_the_shared_fields():
         cli.parse(["train", "--model", "efficientnet-b0", "--lr-schedule", "piecewise", "--lr-boundaries", "3", "6"])
     with pytest.raises(SystemExit, match="--lr"):
         cli.parse(["train", "--model", "mask-rcnn", "--lr", "inf"])
+
+
+def test_config_overrides_take_json_words_and_python_literals():
+    from common.command.config import parse_overrides
+
+    assert parse_overrides(["a=false", "b=True", "c=null", "d=[1, 2]", "e=word"]) == {
+        "a": False, "b": True, "c": None, "d": [1, 2], "e": "word"}

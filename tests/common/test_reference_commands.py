@@ -204,8 +204,8 @@ def test_legacy_spellings_mean_the_same_as_ours():
     bench = cli.parse(to_main_argv("python ./launch.py --model efficientnet-b0 --precision AMP --mode "
                                    "benchmark_training --platform DGX1V /data --raport-file b.json --epochs 1 "
                                    "--prof 100".split()))
-    assert (bench.mode, bench.options.kind, bench.options.iters, bench.experiment.runtime.precision,
-            bench.experiment.runtime.log_file) == ("benchmark", "training", 100, "AMP", "b.json")
+    assert (bench.mode, bench.options.kind, bench.options.iters, bench.options.precisions,
+            bench.experiment.runtime.log_file) == ("benchmark", "training", 100, ("AMP",), "b.json")
     nvidia = cli.parse(["train", "--model", "mask-rcnn", "--train_batch_size", "2", "--model_dir", "r",
                         "--use_synthetic_data", "--l2_weight_decay", "0.5", "--no_eval"])
     ours = cli.parse(["train", "--model", "mask-rcnn", "--batch-size", "2", "--workspace", "r",

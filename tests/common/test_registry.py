@@ -93,9 +93,11 @@ def test_each_classifier_trains_a_step_and_eval_rereads_config_json(name, tmp_pa
 def test_each_detector_trains_a_step_and_infer_rereads_config_json(name, tmp_path, photo):
     work = str(tmp_path / "run")
     size = ["--image-size", "128"] if name != "mask-rcnn-torchvision" else ["--image-size", "128", "160"]
+    # a fine-tuning recipe refuses random weights (tests/common/test_user_errors.py); this shrunk network has none
+    own_weights = ["task.needs_weights=false"] if registry.get_experiment(name).task.needs_weights else []
     assert entry.main(["train", "--model", name, "--use-synthetic-data", "--workspace", work, *size, "--epochs", "1",
                        "--steps-per-epoch", "1", "-b", "1", "--no-eval", "--config", *SMALL_DETECTOR,
-                       *SHRINK[_backbone_kind(name)]]) == 0
+                       *SHRINK[_backbone_kind(name)], *own_weights]) == 0
     config = json.load(open(os.path.join(work, "config.json")))
     assert config["model"] == name and np.isfinite(_records(work, "train.loss")).all()
     out = str(tmp_path / "pred")

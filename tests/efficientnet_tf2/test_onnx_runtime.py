@@ -1,7 +1,7 @@
-"""``--runtime onnxruntime``: eval, infer and benchmark of an EfficientNet checkpoint through onnxruntime.
+"""``--runtime onnxruntime|openvino|tflite``: eval, infer, export and benchmark of an EfficientNet checkpoint.
 
 One small B0 (32 px, 4 classes) is trained for 8 epochs through ``main.py`` (and fine-tuned for one more as
-``efficientnet-quant-b0``); the same checkpoint is then evaluated and run by both runtimes, which see the
+``efficientnet-quant-b0``); the same checkpoint is then evaluated and run by every runtime, which see the
 same preprocessed pixels.
 """
 import csv
@@ -206,3 +206,79 @@ def test_benchmark_rows_for_both_runtimes(tmp_path, capsys):
     assert "inference only" in _error_of(capsys, [
         "benchmark", "--kind", "training", "--model", "efficientnet-b0", "--runtime", "onnxruntime", "-b", "1",
         "--image-size", "32", "--iters", "1", "--log-file", str(tmp_path / "b2.json")])
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "tflite"])
+def test_eval_gives_the_same_accuracy_under_openvino_and_tflite(trained, capsys, caplog, runtime):
+    """FP32 under OpenVINO (the ONNX export) and LiteRT (converted on the fly): TensorFlow's top-1 and top-5 on the
+    100 validation images (the onnxruntime test's tolerance: no flip allowed here), loss to 1e-4."""
+    pytest.importorskip("openvino" if runtime == "openvino" else "ai_edge_litert",
+                        reason=f"the [{runtime}] extra is not installed")
+    data, workspace = trained
+    tf_metrics = _eval(capsys, data, workspace)
+    with caplog.at_level("INFO"):
+        metrics = _eval(capsys, data, workspace, "--runtime", runtime)
+    assert f"runtime {'OpenVINO' if runtime == 'openvino' else 'LiteRT'}" in caplog.text
+    for key in ("val.top1", "val.top5"):
+        assert metrics[key] == tf_metrics[key], (key, tf_metrics, metrics)
+    assert abs(metrics["val.loss"] - tf_metrics["val.loss"]) < 1e-4
+
+
+def test_tflite_int8_export_is_verified_and_evaluated(trained, capsys, tmp_path):
+    """``export --format tflite --quantize int8`` calibrated on 64 training images: ``--verify`` prints the max
+    |delta p| and top-1 agreement against Keras; int8 weights (under half the float file); ``eval --tflite-file``
+    keeps top-1 within 3 of 100 images (int8 rounding flips on a 32 px model, printed). (FP32 TFLite: the eval
+    test above, converted on the fly.)"""
+    pytest.importorskip("ai_edge_litert", reason="the [tflite] extra is not installed")
+    data, workspace = trained
+    images = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(data, "val")) for f in fs)[:8]
+    assert cli.main(["export", "--model", "efficientnet-b0", "--workspace", workspace, "--format", "tflite",
+                     "--quantize", "int8", "--calibration-images", "64", "--export-dir", str(tmp_path),
+                     "--verify", *images]) == 0
+    out = capsys.readouterr().out
+    worst = float(re.search(r"probability difference = ([0-9.e+-]+)", out).group(1))
+    assert "TFLite written" in out and "top-1 agreement" in out, out
+    assert open(tmp_path / "labels.txt").read().split() == sorted(os.listdir(os.path.join(data, "val")))
+    assert os.path.getsize(tmp_path / "model.tflite") < 8e6  # B0's 4.0 M float32 weights alone are 16 MB
+    tf_metrics = _eval(capsys, data, workspace)
+    int8_metrics = _eval(capsys, data, workspace, "--tflite-file", str(tmp_path / "model.tflite"))
+    with capsys.disabled():
+        print(f"TFLite int8 (64 calibration images): top-1 {int8_metrics['val.top1']} vs TF {tf_metrics['val.top1']}; "
+              f"--verify max |delta p| {worst:.3f}")
+    assert abs(int8_metrics["val.top1"] - tf_metrics["val.top1"]) <= 3, (tf_metrics, int8_metrics)
+
+
+@pytest.mark.parametrize("runtime, module, extra", [("openvino", "openvino", ".[openvino]"),
+                                                    ("tflite", "ai_edge_litert.interpreter", ".[tflite]")])
+def test_missing_openvino_or_litert_is_a_one_line_error_naming_the_extra(trained, monkeypatch, capsys, runtime,
+                                                                          module, extra):
+    data, workspace = trained
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    errors = [line for line in _error_of(capsys, ["eval", "--model", "efficientnet-b0", data, "--workspace",
+                                                  workspace, "--runtime", runtime]).splitlines()
+              if line.startswith("error:")]
+    assert len(errors) == 1 and "is not installed" in errors[0] and extra in errors[0], errors
+
+
+def test_benchmark_times_every_runtime_and_precision_and_notes_what_cannot_run(tmp_path, capsys):
+    """``--runtime tf onnxruntime openvino tflite --precision FP32 INT8``: a row for each combination that runs;
+    one note for each that cannot (TensorFlow has no int8 rows; keras.applications' graph has extra ONNX inputs)
+    while the run goes on."""
+    pytest.importorskip("openvino", reason="the [openvino] extra is not installed")
+    pytest.importorskip("ai_edge_litert", reason="the [tflite] extra is not installed")
+    table = str(tmp_path / "table.md")
+    common = ["-b", "2", "--image-size", "32", "--warmup-steps", "1", "--iters", "2", "--num-classes", "10",
+              "--log-file", str(tmp_path / "bench.json"), "--table-file", table]
+    assert cli.main(["benchmark", "--model", "efficientnet-b0", "--runtime", "tf", "onnxruntime", "openvino", "tflite",
+                     "--precision", "FP32", "INT8", *common]) == 0
+    text = open(table).read()
+    rows = {tuple(c.strip() for c in line.split("|")[3:5]) for line in text.splitlines()
+            if line.startswith("| efficientnet-b0")}
+    assert rows == {("tf", "FP32"), ("onnxruntime", "FP32"), ("onnxruntime", "INT8"), ("openvino", "FP32"),
+                    ("openvino", "INT8"), ("tflite", "FP32"), ("tflite", "INT8")}, text
+    assert "- efficientnet-b0 under tf INT8: skipped" in text, text
+    assert cli.main(["benchmark", "--model", "keras-efficientnetb0", "efficientnet-b0", "--runtime", "onnxruntime",
+                     *common]) == 0
+    text = open(table).read()
+    assert "- keras-efficientnetb0 under onnxruntime: skipped (keras-efficientnetb0's ONNX graph needs inputs" in text
+    assert "| efficientnet-b0 | inference | onnxruntime |" in text, text  # the next model still ran

@@ -1,0 +1,109 @@
+"""CPU serving, every runtime and precision in one run: EfficientNet-B0 speed at 224 px and int8 accuracy.
+
+Part 1, speed: one ``main.py benchmark`` over ``efficientnet-b0`` and ``keras-efficientnetb0`` under
+``--runtime tf onnxruntime openvino tflite --precision FP32 INT8`` at batch 1 / 8 / 32 (random weights; the
+INT8 files are calibrated on synthetic crops, which does not change their speed). A combination that cannot
+run is a note under the table.
+
+Part 2, accuracy: the demo's B0 (10 generated classes, 64 px, ``scripts/demo.py``'s recipe) trained once,
+exported as int8 with ``--calibration-images 200`` (TFLite full int8; onnxruntime's static Q/DQ ONNX, run by
+onnxruntime and by OpenVINO), and every file evaluated on the same 200 validation images with ``main.py eval``
+against the FP32 Keras model; the max |delta p| of each int8 file comes from ``export --verify`` on 32 of them.
+
+    python benchmarks/cpu_runtimes_benchmark.py --out /tmp/cpu_runtimes --json benchmarks/cpu_runtimes_cpu.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNTIMES = ("tf", "onnxruntime", "openvino", "tflite")
+
+
+def main_py(*argv: str) -> str:
+    """``python main.py ARGV`` in a fresh process; returns its stdout (raises with the stderr tail on failure)."""
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *argv], cwd=ROOT, capture_output=True,
+                          text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    if done.returncode:
+        raise RuntimeError(f"main.py {' '.join(argv[:3])} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def speed(out: str, batches, iters: int) -> str:
+    """Part 1: the markdown table (and notes) of one benchmark run."""
+    table = os.path.join(out, "speed.md")
+    main_py("benchmark", "--model", "efficientnet-b0", "keras-efficientnetb0", "--runtime", *RUNTIMES,
+            "--precision", "FP32", "INT8", "-b", *map(str, batches), "--image-size", "224", "--warmup-steps", "5",
+            "--iters", str(iters), "--log-file", os.path.join(out, "speed.json"), "--table-file", table)
+    return open(table).read()
+
+
+def train_demo_model(out: str) -> tuple:
+    """``(data, workspace)`` of the demo's B0 recipe (trained once, reused when present)."""
+    data, work = os.path.join(out, "shapes"), os.path.join(out, "b0")
+    if not os.path.isdir(os.path.join(work, "model_best")):
+        subprocess.run([sys.executable, "-m", "dataset.make_synthetic_imagefolder", "--out", data, "--num-classes",
+                        "10", "--train-per-class", "80", "--val-per-class", "20", "--image-size", "64"], cwd=ROOT,
+                       check=True, capture_output=True)
+        main_py("train", "--model", "efficientnet-b0", data, "--workspace", work, "--image-size", "64", "--epochs",
+                "16", "-b", "32", "--optimizer", "adam", "--lr", "0.002", "--lr-batch", "32", "--warmup", "1",
+                "--mixup", "0", "--augmentation", "none", "--bn-momentum", "0.9", "--log-every", "100",
+                "--no-tensorboard")
+    return data, work
+
+
+def top1(stdout: str) -> float:
+    return json.loads(stdout[stdout.index("{"):stdout.rindex("}") + 1])["val.top1"]
+
+
+def accuracy(out: str) -> dict:
+    """Part 2: top-1 of FP32 and of each int8 path on the demo's validation images, and export --verify's numbers."""
+    data, work = train_demo_model(out)
+    val = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(data, "val")) for f in fs)[::6][:32]
+    evaluate = ("eval", "--model", "efficientnet-b0", data, "--workspace", work, "-b", "50")
+    results = {"tf FP32": top1(main_py(*evaluate))}
+    for fmt in ("tflite", "onnx"):
+        folder = os.path.join(out, f"int8_{fmt}")
+        printed = main_py("export", "--model", "efficientnet-b0", "--workspace", work, "--format", fmt,
+                          "--quantize", "int8", "--calibration-images", "200", "--export-dir", folder, "--overwrite",
+                          "--verify", *val)
+        diff = re.search(r"probability difference = ([0-9.e+-]+), top-1 agreement ([0-9.]+)%", printed)
+        results[f"{fmt} int8 verify"] = {"max_abs_dp": float(diff.group(1)), "top1_agreement": float(diff.group(2))}
+    results["tflite INT8"] = top1(main_py(*evaluate, "--tflite-file", os.path.join(out, "int8_tflite", "model.tflite")))
+    onnx_int8 = os.path.join(out, "int8_onnx", "model.onnx")
+    results["onnxruntime INT8"] = top1(main_py(*evaluate, "--onnx-file", onnx_int8))
+    results["openvino INT8"] = top1(main_py(*evaluate, "--runtime", "openvino", "--onnx-file", onnx_int8))
+    results["tflite FP32"] = top1(main_py(*evaluate, "--runtime", "tflite"))
+    results["openvino FP32"] = top1(main_py(*evaluate, "--runtime", "openvino"))
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="/tmp/cpu_runtimes")
+    parser.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "cpu_runtimes_cpu.json"))
+    parser.add_argument("-b", "--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--iters", type=int, default=30)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["speed", "accuracy"])
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    report = {"started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if "speed" not in args.skip:
+        report["speed_table"] = speed(args.out, args.batch_sizes, args.iters)
+        print(report["speed_table"], flush=True)
+    if "accuracy" not in args.skip:
+        report["accuracy"] = accuracy(args.out)
+        print(json.dumps(report["accuracy"], indent=1), flush=True)
+    with open(args.json, "w") as handle:
+        json.dump(report, handle, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""TFLite export of an EfficientNet classifier: FP32, FP16, dynamic-range int8, full int8, QAT.
+
+The file keeps the ONNX export's contract (:mod:`efficientnet_tf2.onnx_export`): one signature,
+``serving_default``, input ``images`` uint8 ``[B, S, S, 3]`` centre crops (normalised inside), outputs
+``probabilities`` float32 ``[B, C]``, ``classes`` int32 ``[B]`` and ``logits`` float32 ``[B, C]``; the batch is
+dynamic. Class names go to ``labels.txt`` beside it (TFLite's convention). ``quantize``:
+
+* ``none``: float32 weights and kernels.
+* ``fp16``: float16 weights (half the file), float32 kernels on CPU.
+* ``dynamic``: int8 weights, activations quantized on the fly per batch (no calibration).
+* ``int8``: int8 weights and activations, activation ranges calibrated on ``calibration`` images (the uint8
+  input and the float outputs stay as they are); a QAT model (``efficientnet-quant-*``) uses its trained ranges.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from efficientnet_tf2.onnx_export import INPUT_NAME, OUTPUT_NAMES, centre_crops, classifier_function
+
+QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
+SIGNATURE = "serving_default"
+
+
+def signature_function(model, image_size: int):
+    """``tf.function`` uint8 ``[B, S, S, 3]`` -> ``{"probabilities", "classes", "logits"}`` (the signature's names)."""
+    classify = classifier_function(model, image_size)
+
+    @tf.function(input_signature=classify.input_signature)
+    def serve(images):
+        return dict(zip(OUTPUT_NAMES, classify(images)))
+
+    return serve
+
+
+def export_tflite(model, path: str, image_size: int, class_names: Sequence[str] = (), quantize: str = "none",
+                  calibration: Optional[np.ndarray] = None, quantized_model: bool = False) -> str:
+    """Converts ``model`` to a ``.tflite`` file at ``path``; returns the path.
+
+    Args:
+      model: the Keras classifier (FP32, or a QAT model with ``quantized_model``).
+      path: the file to write (its folder is created; ``labels.txt`` beside it when ``class_names``).
+      image_size: ``S``.
+      class_names: ``C`` names.
+      quantize: one of :data:`QUANTIZATIONS`.
+      calibration: uint8 ``[N, S, S, 3]`` crops, needed by ``int8`` on a float model.
+      quantized_model: ``model`` is quantization-aware: ``int8`` takes its trained ranges (no calibration).
+
+    Raises:
+      ValueError: an unknown ``quantize``, or ``int8`` of a float model without calibration images.
+    """
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"Received: quantize={quantize!r}; expected one of {QUANTIZATIONS}")
+    if quantize == "int8" and not quantized_model and (calibration is None or not len(calibration)):
+        raise ValueError("int8 TFLite export of a float model needs calibration images (--calibration-images N)")
+    function = signature_function(model, int(image_size))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], model)
+    if quantize != "none" or quantized_model:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize == "int8" and not quantized_model:
+        converter.representative_dataset = lambda: ([image[None]] for image in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    flat = converter.convert()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "wb") as handle:
+        handle.write(flat)
+    os.replace(path + ".tmp", path)
+    if class_names:
+        with open(os.path.join(os.path.dirname(os.path.abspath(path)), "labels.txt"), "w") as handle:
+            handle.write("".join(f"{name}\n" for name in class_names))
+    return path
+
+
+def export_to_temporary_file(model, image_size: int, quantize: str = "none", calibration=None,
+                             quantized_model: bool = False) -> str:
+    """:func:`export_tflite` into ``model.tflite`` of a fresh temporary folder; returns its path."""
+    import tempfile
+
+    return export_tflite(model, os.path.join(tempfile.mkdtemp(prefix="tflite-"), "model.tflite"), image_size,
+                         quantize=quantize, calibration=calibration, quantized_model=quantized_model)
+
+
+def run_tflite(path: str, images: np.ndarray, threads: Optional[int] = None) -> Dict[str, np.ndarray]:
+    """LiteRT (XNNPACK) on uint8 ``[B, S, S, 3]`` images -> ``{"probabilities", "classes", "logits"}``."""
+    from common.io import tflite_runtime
+
+    runner = tflite_runtime.make_interpreter(path, threads).get_signature_runner(SIGNATURE)
+    return runner(**{INPUT_NAME: images})
+
+
+#: ``--verify`` tolerance on max |probability difference| per float quantization (int8 kinds: reported only).
+TOLERANCES = {"none": 1e-4, "fp16": 1e-2}
+
+
+def compare_with_keras(model, path: str, crops: np.ndarray) -> Dict[str, float]:
+    """Max |probability difference| and top-1 agreement of LiteRT vs Keras on uint8 ``crops``."""
+    expected = classifier_function(model, crops.shape[1])(tf.constant(crops))[0].numpy()
+    got = run_tflite(path, crops)["probabilities"]
+    return {"max_abs_diff": float(np.max(np.abs(got - expected))),
+            "top1_agreement": float(np.mean(np.argmax(got, -1) == np.argmax(expected, -1)))}
+
+
+def verify_tflite(model, path: str, image_size: int, paths: Sequence[str], quantize: str) -> Dict[str, float]:
+    """LiteRT vs Keras on image files (centre crops): float files within :data:`TOLERANCES`; int8 reported.
+
+    Raises:
+      SystemExit: a float export differs beyond its tolerance (one line).
+    """
+    result = compare_with_keras(model, path, centre_crops(paths, image_size))
+    limit = TOLERANCES.get(quantize)
+    if limit is not None and result["max_abs_diff"] > limit:
+        raise SystemExit(f"error: {path} differs from Keras by {result['max_abs_diff']:.2e} (> {limit:g})")
+    return result
