@@ -87,6 +87,8 @@ def exported_file(name: str, image_size: int, num_classes, fmt: str, int8: bool)
     from efficientnet_tf2 import onnx_export, tflite_export
 
     key = (name, image_size, num_classes or 1000, fmt, int8)
+    if isinstance(_EXPORTED.get(key), SystemExit):  # cannot be exported: said once, not re-exported per row
+        raise _EXPORTED[key]
     if key in _EXPORTED:
         return _EXPORTED[key]
     _, model = _task_and_model(name, image_size, num_classes)
@@ -98,7 +100,11 @@ def exported_file(name: str, image_size: int, num_classes, fmt: str, int8: bool)
     else:
         path = exported_file(name, image_size, num_classes, fmt, False) if int8 else \
             onnx_export.export_to_temporary_file(model, image_size)
-        _check_single_input(name, path)
+        try:
+            _check_single_input(name, path)
+        except SystemExit as err:
+            _EXPORTED[key] = _EXPORTED[key[:-1] + (False,)] = err
+            raise
         if int8 and not quantized:
             path = onnx_export.quantize_onnx(path, path.replace(".onnx", ".int8.onnx"), crops)
     _EXPORTED[key] = path
