@@ -36,3 +36,26 @@ class Server:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def serve_state_as(monkeypatch, home, name: str, state) -> Server:
+    """Registry entry ``name`` served from 127.0.0.1 as an ``.npz`` of ``state`` ({key: array}); its digest is the
+    served file's, ``TF2VISION_HOME`` is ``home`` and the mirror setting points at the server (close it after)."""
+    import dataclasses
+    import hashlib
+    import io
+
+    import numpy as np
+
+    from common.weights import download, registry
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **state)
+    data = buffer.getvalue()
+    real = registry.WEIGHTS[name]
+    served = dataclasses.replace(real, url=real.url.replace(".pth", ".npz"), sha256=hashlib.sha256(data).hexdigest())
+    monkeypatch.setitem(registry.WEIGHTS, real.name, served)
+    server = Server({served.filename: data})
+    monkeypatch.setenv(download.HOME_ENV, str(home))
+    monkeypatch.setenv(download.MIRROR_ENV, server.url)
+    return server

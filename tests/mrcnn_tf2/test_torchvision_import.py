@@ -475,26 +475,15 @@ def test_infer_mask_rcnn_pretrained_end_to_end_through_a_local_server(detector_r
     """``main.py infer --model mask-rcnn --pretrained photos/``: the registered COCO weights (here the fixture's
     full-size torchvision state, served on 127.0.0.1 through the mirror setting) are fetched, the torchvision preset
     they need is set, and the detections equal torchvision's (the same 100 as the test above)."""
-    import dataclasses
-    import hashlib
     import json as json_lib
 
     from PIL import Image
 
     import main as entry
-    from common.weights import download, registry
-    from weights_server import Server
+    from weights_server import serve_state_as
 
     _, stored, state, image = detector_reference
-    weights = tmp_path / "coco.npz"
-    np.savez(weights, **state)
-    data = weights.read_bytes()
-    real = registry.WEIGHTS["torchvision-maskrcnn-resnet50-fpn-coco"]
-    served = dataclasses.replace(real, url=real.url.replace(".pth", ".npz"), sha256=hashlib.sha256(data).hexdigest())
-    monkeypatch.setitem(registry.WEIGHTS, real.name, served)
-    server = Server({served.filename: data})
-    monkeypatch.setenv(download.HOME_ENV, str(tmp_path / "home"))
-    monkeypatch.setenv(download.MIRROR_ENV, server.url)
+    server = serve_state_as(monkeypatch, tmp_path / "home", "torchvision-maskrcnn-resnet50-fpn-coco", state)
     photos = tmp_path / "photos"
     photos.mkdir()
     Image.fromarray(image).save(photos / "street.png")

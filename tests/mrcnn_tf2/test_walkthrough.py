@@ -7,9 +7,6 @@ random weights with calibrated BatchNorm statistics, 91 classes), so the run fin
 class-specific predictors start fresh for the 3 shape classes. The conversion of the other three source formats
 is the round trip of ``tests/dataset/test_convert.py``.
 """
-import dataclasses
-import hashlib
-import io
 import json
 import logging
 import os
@@ -47,19 +44,11 @@ def test_the_readme_walks_from_labelme_to_an_export():
 @pytest.fixture
 def served_coco_weights(tmp_path, monkeypatch):
     """The registry's torchvision COCO entry served from 127.0.0.1 (an ``.npz`` of the fixture state)."""
-    from common.weights import download, registry
     from mrcnn_tf2.testing import torchvision_detector_state
-    from weights_server import Server
+    from weights_server import serve_state_as
 
-    buffer = io.BytesIO()
-    np.savez(buffer, **torchvision_detector_state(FIXTURES))
-    data = buffer.getvalue()
-    real = registry.WEIGHTS["torchvision-maskrcnn-resnet50-fpn-coco"]
-    served = dataclasses.replace(real, url=real.url.replace(".pth", ".npz"), sha256=hashlib.sha256(data).hexdigest())
-    monkeypatch.setitem(registry.WEIGHTS, real.name, served)
-    server = Server({served.filename: data})
-    monkeypatch.setenv(download.HOME_ENV, str(tmp_path / "home"))
-    monkeypatch.setenv(download.MIRROR_ENV, server.url)
+    server = serve_state_as(monkeypatch, tmp_path / "home", "torchvision-maskrcnn-resnet50-fpn-coco",
+                            torchvision_detector_state(FIXTURES))
     yield server
     server.close()
 
