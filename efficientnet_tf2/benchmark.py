@@ -80,8 +80,8 @@ CALIBRATION_CROPS = 16  # synthetic crops the INT8 rows are calibrated on (timin
 
 
 def exported_file(name: str, image_size: int, num_classes, fmt: str, int8: bool) -> str:
-    """The randomly initialised ``name`` exported once as ``fmt`` (``onnx`` | ``tflite``): FP32, or int8 (a QAT
-    model's own ranges; a float model calibrated on :data:`CALIBRATION_CROPS` synthetic crops)."""
+    """The randomly initialised ``name`` exported once as ``fmt`` (``onnx`` | ``tflite``): FP32, or int8 (ONNX: a QAT
+    model's own Q/DQ graph; a float model calibrated on :data:`CALIBRATION_CROPS` synthetic crops)."""
     import numpy as np
 
     from efficientnet_tf2 import onnx_export, tflite_export
@@ -95,8 +95,10 @@ def exported_file(name: str, image_size: int, num_classes, fmt: str, int8: bool)
     quantized = name not in REFERENCE_MODELS and get_experiment(name, benchmark=True).task.model.quantized
     crops = np.random.default_rng(1).integers(0, 256, (CALIBRATION_CROPS, image_size, image_size, 3), np.uint8)
     if fmt == "tflite":
+        if quantized:
+            raise SystemExit(f"error: {tflite_export.QAT_REFUSAL}")
         path = tflite_export.export_to_temporary_file(model, image_size, "int8" if int8 else "none",
-                                                      crops if int8 else None, quantized)
+                                                      crops if int8 else None)
     else:
         path = exported_file(name, image_size, num_classes, fmt, False) if int8 else \
             onnx_export.export_to_temporary_file(model, image_size)
@@ -163,7 +165,7 @@ def make_openvino_infer_step(name, batch, image_size, num_classes=None, int8=Fal
 
 def make_tflite_infer_step(name, batch, image_size, num_classes=None, int8=False):
     """Returns a zero-argument callable: LiteRT (XNNPACK, one thread per core) on ``export --format tflite``'s file
-    of the same model (``int8``: full int8, calibrated; QAT models: their trained ranges)."""
+    of the same model (``int8``: full int8, calibrated; QAT models: refused, one note)."""
     from common.io import tflite_runtime
     from efficientnet_tf2 import onnx_export, tflite_export
 

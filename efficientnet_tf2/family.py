@@ -238,20 +238,19 @@ class ClassificationFamily(Family):
         from efficientnet_tf2 import tflite_export
 
         quantized = experiment.task.model.quantized
-        calibration = None
-        if options.quantize == "int8" and not quantized:
-            calibration = self._calibration_crops(experiment, options, size)
+        if quantized:
+            raise SystemExit(f"error: {tflite_export.QAT_REFUSAL}")
+        calibration = self._calibration_crops(experiment, options, size) if options.quantize == "int8" else None
         start = time.perf_counter()
         try:
             tflite_export.export_tflite(model, out, size, names, options.quantize, calibration, quantized)
         except ValueError as err:
             raise SystemExit(f"error: {err}") from None
-        print(f"TFLite written to {os.path.abspath(out)} ({options.quantize if not quantized else 'int8, QAT ranges'}; "
+        print(f"TFLite written to {os.path.abspath(out)} ({options.quantize}; "
               f"{os.path.getsize(out) / 2**20:.1f} MiB; {time.perf_counter() - start:.0f} s; input uint8 [B, {size}, "
               f"{size}, 3] centre crops; outputs probabilities, classes, logits)")
         if options.verify:
-            result = tflite_export.verify_tflite(model, out, size, options.verify,
-                                                  options.quantize if not quantized else "int8")
+            result = tflite_export.verify_tflite(model, out, size, options.verify, options.quantize)
             print(f"verified {len(options.verify)} image(s): max |TFLite - Keras| probability difference = "
                   f"{result['max_abs_diff']:.2e}, top-1 agreement {100 * result['top1_agreement']:.1f}%")
         return out
@@ -332,7 +331,7 @@ class ClassificationFamily(Family):
         return runner
 
     def _tflite_model(self, experiment, model, path: Optional[str]):
-        """LiteRT on ``path`` or on the loaded model converted now (FP32; QAT models: int8 with their ranges)."""
+        """LiteRT on ``path`` or on the loaded model converted now (FP32; QAT models refused)."""
         import time
 
         from common.io import tflite_runtime
@@ -341,10 +340,11 @@ class ClassificationFamily(Family):
 
         tflite_runtime.require_litert()
         config, size = self._architecture(experiment)
+        if config.quantized:
+            raise SystemExit(f"error: {tflite_export.QAT_REFUSAL}")
         if not path:
             start = time.perf_counter()
-            path = tflite_export.export_to_temporary_file(model, size, quantized_model=config.quantized,
-                                                          quantize="int8" if config.quantized else "none")
+            path = tflite_export.export_to_temporary_file(model, size)
             _log.info("converted the loaded model to TFLite in %.1f s: %s (reuse it with --tflite-file)",
                       time.perf_counter() - start, path)
         runner = TfliteClassifier(path, config.num_classes)

@@ -120,7 +120,8 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
     flag("--precisions", "--precision", dest="opt.precisions", type=str.upper, nargs="+",
          choices=cfg.PRECISIONS + ("INT8",), modes=("benchmark",),
          help="TensorFlow rows: FP32 | TF32 | AMP | BF16 (the first given); INT8 adds the int8 file of each "
-              "other --runtime (QAT models: their own ranges; float models: calibrated post-training int8)"),
+              "other --runtime (QAT models: their own Q/DQ graph on ONNX runtimes; float models: calibrated "
+              "post-training int8)"),
     flag("--static-loss-scale", "--static_loss_scale", dest="runtime.static_loss_scale", type=POSITIVE_FLOAT,
          help="fixed loss scale for --amp (unset: dynamic)"),
     flag("--no-tf32", dest="runtime.tf32", help="disable TensorFloat-32 math on Ampere+ GPUs", **_const(False)),

@@ -282,3 +282,13 @@ def test_benchmark_times_every_runtime_and_precision_and_notes_what_cannot_run(t
     text = open(table).read()
     assert "- keras-efficientnetb0 under onnxruntime: skipped (keras-efficientnetb0's ONNX graph needs inputs" in text
     assert "| efficientnet-b0 | inference | onnxruntime |" in text, text  # the next model still ran
+
+
+def test_quantized_model_under_tflite_is_refused_in_one_line(trained, quantized, capsys):
+    """QAT models do not convert to TFLite faithfully (measured: 77.8 % top-1 agreement with TF's fake-quant model on
+    9 images, max |delta p| 0.98): export, eval and benchmark refuse them in one line naming what to do instead."""
+    data, _ = trained
+    for argv in (["export", "--model", "efficientnet-quant-b0", "--workspace", quantized, "--format", "tflite"],
+                 ["eval", "--model", "efficientnet-quant-b0", data, "--workspace", quantized, "--runtime", "tflite"]):
+        errors = [line for line in _error_of(capsys, argv).splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "--quantize int8 --calibration-images" in errors[0], errors
