@@ -343,24 +343,7 @@ def benchmark(invocation: cli.Invocation) -> int:
     logger.log("PARAMETER", {"mode": options.kind, "device": device, "tensorflow": tf.__version__,
                              "machine": platform.machine(), "platform": options.platform or "",
                              "warmup": options.warmup_steps, "iters": options.iters})
-    runtimes = _benchmark_runtimes(invocation)
-    rows, notes = [], []
-    int8_too = "INT8" in options.precisions
-    for name in invocation.models:
-        for runtime, int8 in [(r, q) for r in runtimes for q in (False, True) if not q or int8_too]:
-            why = _unsupported(name, runtime)
-            if int8 and runtime == "tf":
-                why = "TensorFlow runs int8 models as float fake-quantization; time their int8 files with " \
-                      "--runtime onnxruntime, openvino or tflite"
-            for batch in options.batch_sizes if not why else ():
-                try:
-                    rows.append(_benchmark_row(invocation, name, batch, runtime, policy, logger, int8))
-                except SystemExit as err:  # this combination cannot run: one note, the other rows go on
-                    why = str(err.code if err.code is not None else err).removeprefix("error: ")
-                    break
-            if why:
-                notes.append(f"{name} under {runtime}{' INT8' if int8 else ''}: skipped ({why})")
-                print(f"note: {notes[-1]}", flush=True)
+    rows, notes = _benchmark_rows(invocation, _benchmark_runtimes(invocation), policy, logger)
     logger.flush()
     table = format_table(rows, BENCHMARK_COLUMNS) if rows else "(no row could run)"
     text = "\n".join([table, *(f"- {n}" for n in notes)])
@@ -379,6 +362,28 @@ def _benchmark_runtimes(invocation) -> List[str]:
         raise SystemExit(f"error: --runtime {' '.join(r for r in runtimes if r != 'tf')} runs inference only; "
                          "use --kind inference")
     return runtimes
+
+
+def _benchmark_rows(invocation, runtimes: List[str], policy: str, logger):
+    """``(rows, notes)``: a row per (model, runtime, precision, batch) that runs; one note per (model, runtime,
+    precision) that cannot, the others going on."""
+    rows, notes, options = [], [], invocation.options
+    precisions = (False, True) if "INT8" in options.precisions else (False,)
+    for name, runtime, int8 in [(n, r, q) for n in invocation.models for r in runtimes for q in precisions]:
+        why = _unsupported(name, runtime)
+        if int8 and runtime == "tf":
+            why = "TensorFlow runs int8 models as float fake-quantization; time their int8 files with " \
+                  "--runtime onnxruntime, openvino or tflite"
+        for batch in options.batch_sizes if not why else ():
+            try:
+                rows.append(_benchmark_row(invocation, name, batch, runtime, policy, logger, int8))
+            except SystemExit as err:  # this combination cannot run: one note, the other rows go on
+                why = str(err.code if err.code is not None else err).removeprefix("error: ")
+                break
+        if why:
+            notes.append(f"{name} under {runtime}{' INT8' if int8 else ''}: skipped ({why})")
+            print(f"note: {notes[-1]}", flush=True)
+    return rows, notes
 
 
 def _unsupported(name: str, runtime: str) -> Optional[str]:
