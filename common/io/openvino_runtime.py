@@ -52,8 +52,10 @@ def compile_model(path: str, threads: Optional[int] = None, precision: str = "f3
               "INFERENCE_PRECISION_HINT": precision}
     try:
         return ov.Core().compile_model(path, "CPU", config)
-    except RuntimeError as err:
-        raise SystemExit(f"error: {path}: OpenVINO cannot compile it: {str(err).strip().splitlines()[0]}") from None
+    except RuntimeError as err:  # OpenVINO prefixes the reason with "Exception from <source file>" lines
+        reason = [line for line in str(err).splitlines() if line.strip() and not line.startswith("Exception from")]
+        raise SystemExit(f"error: {path}: OpenVINO cannot compile it: {(reason or ['unknown reason'])[0].strip()}") \
+            from None
 
 
 def describe(compiled, path: str) -> str:

@@ -292,3 +292,21 @@ def test_quantized_model_under_tflite_is_refused_in_one_line(trained, quantized,
                  ["eval", "--model", "efficientnet-quant-b0", data, "--workspace", quantized, "--runtime", "tflite"]):
         errors = [line for line in _error_of(capsys, argv).splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and "--quantize int8 --calibration-images" in errors[0], errors
+
+
+@pytest.mark.parametrize("flags, words", [(["--tflite-file", "{bad}.tflite"], "LiteRT cannot load it"),
+                                          (["--runtime", "openvino", "--onnx-file", "{bad}.onnx"],
+                                           "OpenVINO cannot compile it: Unable to read the model")])
+def test_a_corrupt_runtime_file_is_one_line_naming_it(tmp_path, capsys, flags, words):
+    pytest.importorskip("openvino", reason="the [openvino] extra is not installed")
+    pytest.importorskip("ai_edge_litert", reason="the [tflite] extra is not installed")
+    from PIL import Image
+
+    bad = str(tmp_path / "bad")
+    for suffix in (".tflite", ".onnx"):
+        open(bad + suffix, "wb").write(np.random.default_rng(0).bytes(4000))
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "a.png")
+    argv = ["infer", "--model", "efficientnet-b0", "--random-weights", "--workspace", str(tmp_path / "ws"),
+            *[f.format(bad=bad) for f in flags], str(tmp_path / "a.png")]
+    errors = [line for line in _error_of(capsys, argv).splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and bad in errors[0] and words in errors[0], errors
