@@ -193,6 +193,8 @@ class ClassificationFamily(Family):
             return self._export_onnx(experiment, model, target, size, names, options)
         if options.format == "tflite":
             return self._export_tflite(experiment, model, target, size, names, options)
+        if options.quantize != "none":
+            raise SystemExit(f"error: --quantize {options.quantize} applies to --format tflite or onnx, not a SavedModel")
         from efficientnet_tf2.export import export_saved_model, verify_saved_model
 
         out = export_saved_model(model, target, image_size=size, class_names=names, overwrite=options.overwrite)
@@ -237,13 +239,12 @@ class ClassificationFamily(Family):
 
         from efficientnet_tf2 import tflite_export
 
-        quantized = experiment.task.model.quantized
-        if quantized:
+        if experiment.task.model.quantized:
             raise SystemExit(f"error: {tflite_export.QAT_REFUSAL}")
         calibration = self._calibration_crops(experiment, options, size) if options.quantize == "int8" else None
         start = time.perf_counter()
         try:
-            tflite_export.export_tflite(model, out, size, names, options.quantize, calibration, quantized)
+            tflite_export.export_tflite(model, out, size, names, options.quantize, calibration)
         except ValueError as err:
             raise SystemExit(f"error: {err}") from None
         print(f"TFLite written to {os.path.abspath(out)} ({options.quantize}; "
@@ -257,9 +258,9 @@ class ClassificationFamily(Family):
 
     def _calibration_crops(self, experiment, options, size: int):
         """uint8 ``[N, S, S, 3]`` centre crops of ``--calibration-images`` training images (logged)."""
-        from efficientnet_tf2 import tflite_export
+        from efficientnet_tf2.onnx_export import centre_crops
 
-        crops = tflite_export.centre_crops(self._calibration_paths(experiment, options), size,
+        crops = centre_crops(self._calibration_paths(experiment, options), size,
                                            options.calibration_images)
         _log.info("int8 calibration on %d training images", len(crops))
         return crops

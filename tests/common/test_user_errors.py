@@ -70,6 +70,8 @@ CASES = [
     (["train", *E, "{images}", "--lr-schedule", "piecewise", "--lr-boundaries", "3"], ["one rate per --lr-boundaries"]),
     (["export", *M, "--workspace", "{work}", "--export-dir", "{export_here}"], ["{export_here} exists", "--overwrite"]),
     (["fly", *E], ["unknown mode 'fly'"]),
+    (["export", *E, "--random-weights", "--workspace", "{work}", "--export-dir", "{missing}/sm", "--quantize", "int8"],
+     ["--quantize int8 applies to --format tflite or onnx"]),
     (["train", "--model", "mask-rcnn-finetune", "--data-dir", "{coco}", "--workspace", "{work}"],
      ["mask-rcnn-finetune fine-tunes published weights", "--pretrained"]),
     (["infer", "--model", "mask-rcnn-torchvision", "--pretrained-from-file", "{pth}", "{images}"],
