@@ -26,7 +26,8 @@ Sampling (detectron2 ``ROIAlign(output_size, spatial_scale, sampling_ratio, alig
     per-box sample count and is not expressible with a static crop size).
   * Implementation: ``tf.image.crop_and_resize`` samples an evenly spaced
     ``(R * s) x (R * s)`` grid placed on exactly those sub-cell centres, then an
-    ``s x s`` average pool reduces it to ``R x R``.
+    ``s x s`` average pool reduces it to ``R x R``. Its gradient is :func:`crop_and_resize`'s
+    (TF's own CPU gradient loses updates where boxes overlap).
   * Borders: as in detectron2, a sample with ``-1 <= y <= H_l`` is clamped into
     ``[0, H_l - 1]`` (done by bilinear sampling of a one-cell replicate-padded map)
     and a sample further out contributes 0.
@@ -156,6 +157,73 @@ def gather_roi_align(features, boxes, box_indices, output_size: int, spatial_sca
     return tf.cast(total, features.dtype)
 
 
+def crop_and_resize(image, crop_boxes, box_indices, num: int) -> tf.Tensor:
+    """``tf.image.crop_and_resize`` (bilinear, extrapolation 0) with a race-free gradient for ``image``.
+
+    TF's CPU ``CropAndResizeGradImage`` shards the boxes over threads that ``+=`` into the same image
+    without atomics, so overlapping boxes lose updates (measured: 4.4 % of a 4000-box gradient lost, a
+    different amount each run). Here the image gradient scatters the same bilinear weights with
+    ``tensor_scatter_nd_add``; the box gradient is TF's (a serial loop).
+
+    Args:
+      image: ``[B, H, W, C]``.
+      crop_boxes: ``[K, 4] float32`` normalised ``crop_and_resize`` boxes.
+      box_indices: ``[K] int32`` image of each box.
+      num: crop side ``n``.
+
+    Returns:
+      ``[K, n, n, C] float32``.
+    """
+    @tf.custom_gradient
+    def crops(image, crop_boxes):
+        out = tf.image.crop_and_resize(image, crop_boxes, box_indices, [num, num], method="bilinear",
+                                       extrapolation_value=0.0)
+
+        def grad(d_crops):
+            d_boxes = tf.raw_ops.CropAndResizeGradBoxes(grads=d_crops, image=image, boxes=crop_boxes,
+                                                        box_ind=box_indices, method="bilinear")
+            return _crop_image_gradient(d_crops, crop_boxes, box_indices, tf.shape(image), image.dtype), d_boxes
+
+        return out, grad
+
+    return crops(image, crop_boxes)
+
+
+def _crop_taps(lo, hi, size, num: int):
+    """One axis of ``crop_and_resize``'s samples, in its own float order: ``[K]`` normalised sides ->
+    (low, high) ``[K, n]`` int32 cells, ``[K, n]`` weights of each, and whether each sample is inside."""
+    extent = tf.cast(size - 1, tf.float32)
+    if num > 1:
+        scale = (hi - lo) * extent / float(num - 1)
+        coords = lo[:, None] * extent + tf.range(num, dtype=tf.float32)[None, :] * scale[:, None]
+    else:
+        coords = (0.5 * (lo + hi) * extent)[:, None]
+    inside = tf.logical_and(coords >= 0.0, coords <= extent)
+    coords = tf.where(inside, coords, 0.0)
+    low, high = tf.floor(coords), tf.math.ceil(coords)
+    frac = coords - low
+    weight = tf.cast(inside, tf.float32)
+    return tf.cast(low, tf.int32), tf.cast(high, tf.int32), (1.0 - frac) * weight, frac * weight
+
+
+def _crop_image_gradient(d_crops, crop_boxes, box_indices, image_shape, dtype):
+    """``[K, n, n, C]`` crop gradient -> ``[B, H, W, C]`` image gradient: four ``tensor_scatter_nd_add``
+    (a serial loop over the samples on CPU, so no lost updates)."""
+    num = d_crops.shape[1]
+    height, width, channels = image_shape[1], image_shape[2], image_shape[3]
+    y_low, y_high, y_w0, y_w1 = _crop_taps(crop_boxes[:, 0], crop_boxes[:, 2], height, num)
+    x_low, x_high, x_w0, x_w1 = _crop_taps(crop_boxes[:, 1], crop_boxes[:, 3], width, num)
+    base = box_indices[:, None, None] * height  # [K, 1, 1]
+    cells = image_shape[0] * height * width
+    total = tf.zeros(tf.stack([cells, channels]), tf.float32)
+    for rows, row_w in ((y_low, y_w0), (y_high, y_w1)):
+        for cols, col_w in ((x_low, x_w0), (x_high, x_w1)):
+            index = (base + rows[:, :, None]) * width + cols[:, None, :]  # [K, n, n]
+            weight = row_w[:, :, None] * col_w[:, None, :]
+            total = tf.tensor_scatter_nd_add(total, index[..., None], d_crops * weight[..., None])
+    return tf.cast(tf.reshape(total, image_shape), dtype)
+
+
 def roi_align(features, boxes, box_indices, output_size: int, spatial_scale: float,
               sampling_ratio: int = 2, aligned: bool = True) -> tf.Tensor:
     """ROIAlign on one feature map.
@@ -176,8 +244,7 @@ def roi_align(features, boxes, box_indices, output_size: int, spatial_scale: flo
     num = output_size * sampling_ratio
     padded = tf.pad(features, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
     crop_boxes = _crop_boxes(tf.cast(boxes, tf.float32), spatial_scale, tf.shape(padded)[1:3], num, aligned)
-    crops = tf.image.crop_and_resize(padded, crop_boxes, box_indices, [num, num],
-                                     method="bilinear", extrapolation_value=0.0)
+    crops = crop_and_resize(padded, crop_boxes, tf.cast(box_indices, tf.int32), num)
     if sampling_ratio > 1:
         crops = tf.nn.avg_pool2d(crops, sampling_ratio, sampling_ratio, padding="VALID")
     return tf.cast(crops, features.dtype)
