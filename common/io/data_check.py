@@ -79,25 +79,30 @@ def name_problem(name) -> Optional[str]:
 def image_problem(path: str) -> Optional[str]:
     """Why ``path`` cannot be used as an image (None: it can): structure (at most 4 KB + 32 bytes read) and the
     pixel budget (:mod:`common.io.pixel_budget`: the header's declared size, a JPEG's marker segments)."""
+    return inspect_image(path)[0]
+
+
+def inspect_image(path: str) -> Tuple[Optional[str], Optional[Tuple[int, int]]]:
+    """``(problem, (width, height))`` of ``path`` from one open: :func:`image_problem`'s verdict and the size
+    its header declares (None where not found; a GIF/BMP/PNG/WebP/JPEG header normally has it)."""
+    from common.io.pixel_budget import budget_problem, declared_size
+
     try:
         size = os.path.getsize(path)
         if size == 0:
-            return "empty file (0 bytes)"
+            return "empty file (0 bytes)", None
         with open(path, "rb") as f:
             head = f.read(32)
             f.seek(max(size - TAIL_BYTES, 0))
             tail = f.read()
+            fmt = _image_format(head)
+            if fmt is None:
+                return "not a JPEG/PNG/GIF/BMP/WebP image", None  # not echoed: the file may be anything
+            problem = _structure_problem(fmt, head, tail, size)
+            dims = None if problem else declared_size(f)
     except OSError as err:
-        return f"cannot be read ({err.strerror or err})"
-    fmt = _image_format(head)
-    if fmt is None:
-        return "not a JPEG/PNG/GIF/BMP/WebP image"  # its bytes are not echoed: the file may be anything
-    from common.io.pixel_budget import size_problem
-
-    try:
-        return _structure_problem(fmt, head, tail, size) or size_problem(path)
-    except OSError as err:
-        return f"cannot be read ({err.strerror or err})"
+        return f"cannot be read ({err.strerror or err})", None
+    return problem or budget_problem(dims), dims
 
 
 # ------------------------------------------------------------------ report
@@ -135,13 +140,22 @@ class DataReport:
         return path
 
 
-def check_images(paths: Sequence[str], report: DataReport) -> List[str]:
-    """The usable ``paths`` (order kept); each unusable one is added to ``report``."""
-    with concurrent.futures.ThreadPoolExecutor(CHECK_THREADS) as pool:
-        reasons = list(pool.map(image_problem, paths))
+def check_images(paths: Sequence[str], report: DataReport, cache_dir: Optional[str] = None) -> List[str]:
+    """The usable ``paths`` (order kept); each unusable one is added to ``report``.
+
+    ``cache_dir`` (the workspace): verdicts are kept in a :class:`common.io.check_manifest.CheckManifest` there,
+    so a restart re-checks only new or changed files.
+    """
+    from common.io.check_manifest import CheckManifest
+
+    manifest = CheckManifest.for_source(cache_dir, report.source)
+    verdicts = manifest.check(paths, threads=CHECK_THREADS)
+    if manifest.reused:
+        _log.info("%s: %d file verdicts reused from %s, %d files checked", report.source, manifest.reused,
+                  manifest.path, manifest.checked)
     report.checked += len(paths)
     good = []
-    for path, why in zip(paths, reasons):
+    for path, (why, _) in zip(paths, verdicts):
         if why is None:
             good.append(path)
         else:

@@ -18,7 +18,8 @@ def _walk(folder: str) -> List[str]:
     paths = []
     for parent, dirs, files in os.walk(folder, followlinks=True):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        paths += [os.path.join(parent, f) for f in files if is_image_file(f)]
+        prefix = os.path.join(parent, "")  # names straight from the folder: no basename needed
+        paths += [prefix + f for f in files if f[:1] != "." and f.lower().endswith(IMAGE_EXTENSIONS)]
     return sorted(paths)
 
 

@@ -103,9 +103,13 @@ def size_problem(path: str, budget: Optional[int] = None) -> Optional[str]:
     Raises:
       OSError: the file cannot be read.
     """
-    budget = budget or _budget
     with open(path, "rb") as handle:
-        size = declared_size(handle)
+        return budget_problem(declared_size(handle), budget)
+
+
+def budget_problem(size: Optional[Tuple[int, int]], budget: Optional[int] = None) -> Optional[str]:
+    """Why an image declaring ``(width, height)`` may not be decoded (None: it may, or ``size`` is None)."""
+    budget = budget or _budget
     if size is None or size[0] * size[1] <= budget:
         return None
     return (f"declares {size[0]}x{size[1]} pixels ({size[0] * size[1] / 1e6:.0f} MP), above the "

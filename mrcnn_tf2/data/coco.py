@@ -19,111 +19,50 @@ Conventions
     polygon of fewer than 3 points or a mis-sized RLE are left out and named (by file and
     annotation id). ``CocoDataset.ground_truth()`` is the same cleaned set for COCO
     evaluation: what training drops, evaluation does not score.
+  * The JSON is streamed into columns of arrays (:mod:`mrcnn_tf2.data.coco_columns`), never held whole as
+    Python objects; with a ``cache_dir`` (the workspace) the columns and the image files' verdicts are kept,
+    so a restart starts in seconds.
 """
 from __future__ import annotations
 
-import concurrent.futures
-import json
 import logging
 import os
+from typing import Optional
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from common.io.data_check import CHECK_THREADS, DataReport, image_problem
+from common.io.check_manifest import CheckManifest
+from common.io.data_check import CHECK_THREADS, DataReport, inspect_image, name_problem
+from mrcnn_tf2.data import coco_columns
+from mrcnn_tf2.data.coco_columns import shape_problem  # noqa: F401  (re-exported: the per-annotation check)
 
 _LOG = logging.getLogger(__name__)
-_REQUIRED_KEYS = {
-    "images": ("id", "file_name", "height", "width"),
-    "annotations": ("image_id", "category_id", "bbox"),
-    "categories": ("id", "name"),
-}
 
 
-def load_coco_json(path: str) -> dict:
-    """Reads and validates a COCO instances file.
-
-    Raises:
-      FileNotFoundError: the file does not exist (the message names it).
-      ValueError: not JSON, or a missing/ill-typed section or key (names the file).
-    """
+def _inspect_with_size(path: str):
+    """:func:`common.io.data_check.inspect_image`, with PIL's size where the header declared none."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"COCO annotation file not found: {path}")
-    with open(path) as f:
+        return "image file not found", None
+    problem, size = inspect_image(path)
+    if problem is None and size is None:
+        from PIL import Image
+
         try:
-            coco = json.load(f)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not valid JSON: {error}") from error
-    _validate(coco, path)
-    return coco
+            with Image.open(path) as opened:
+                size = opened.size
+        except (OSError, ValueError) as err:
+            return f"cannot be read as an image ({err})", None
+    return problem, size
 
 
-def _validate(coco, path):
-    """Checks sections, required keys and cross references; ValueError naming `path`."""
-    if not isinstance(coco, dict):
-        raise ValueError(f"{path}: expected a JSON object with images/annotations/categories.")
-    for section, keys in _REQUIRED_KEYS.items():
-        entries = coco.get(section)
-        if not isinstance(entries, list):
-            raise ValueError(f"{path}: expected a list under '{section}', "
-                             f"got {type(entries).__name__}.")
-        for entry in entries:
-            missing = [k for k in keys if k not in entry]
-            if missing:
-                raise ValueError(f"{path}: an entry of '{section}' lacks {missing}: "
-                                 f"{str(entry)[:200]}")
-    for name, ids in (("image", [i["id"] for i in coco["images"]]), ("category", [c["id"] for c in coco["categories"]])):
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"{path}: duplicate {name} ids.")
-
-
-def _finite_numbers(values, count=None) -> bool:
-    try:
-        array = np.asarray(values, np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        return False
-    return (count is None or array.size == count) and bool(np.all(np.isfinite(array)))
-
-
-def annotation_problem(ann: dict, image: dict, category_ids) -> str:
-    """Why annotation ``ann`` of ``image`` cannot be used ("" if it can).
-
-    Zero-area and out-of-image boxes are not problems here: :func:`coco_boxes` drops them.
-    """
-    if ann["category_id"] not in category_ids:
-        return f"unknown category id {ann['category_id']!r}"
-    if not _finite_numbers(ann["bbox"], 4):
-        return f"bbox {ann['bbox']!r} is not 4 finite numbers"
-    if ann["bbox"][2] < 0 or ann["bbox"][3] < 0:
-        return f"bbox {ann['bbox']!r} has a negative width or height"
-    segmentation = ann.get("segmentation")
-    if isinstance(segmentation, list):
-        for polygon in segmentation:
-            if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2 or not _finite_numbers(polygon):
-                return f"polygon with fewer than 3 points or bad coordinates: {str(polygon)[:60]}"
-    elif isinstance(segmentation, dict):
-        if list(segmentation.get("size", [])) != [image["height"], image["width"]] or "counts" not in segmentation:
-            return (f"RLE of size {segmentation.get('size')} on an image of size "
-                    f"{[image['height'], image['width']]}")
-    return ""
-
-
-def _image_file_problem(path: str, image: dict) -> str:
-    """Why the file of ``image`` cannot be used ("" if it can): missing, unusable, or not the listed size."""
-    if not os.path.isfile(path):
-        return "image file not found"
-    why = image_problem(path)
-    if why:
-        return why
-    from PIL import Image
-
-    try:
-        with Image.open(path) as opened:
-            width, height = opened.size
-    except (OSError, ValueError) as err:
-        return f"cannot be read as an image ({err})"
-    if (height, width) != (image["height"], image["width"]):
-        return f"image is {width}x{height}, the annotations say {image['width']}x{image['height']}"
+def _file_problem(verdict, height: int, width: int) -> str:
+    """Why an image file with ``verdict`` (``(problem, (w, h))``) cannot be used for a listed ``height x width``."""
+    problem, size = verdict
+    if problem:
+        return problem
+    if size is not None and tuple(size) != (width, height):
+        return f"image is {size[0]}x{size[1]}, the annotations say {width}x{height}"
     return ""
 
 
@@ -140,7 +79,7 @@ def coco_boxes(bboxes, height, width):
 
     Args:
       bboxes: ``[N, 4]`` float, COCO boxes in pixels.
-      height, width: image size in pixels.
+      height, width: image size in pixels: scalars, or ``[N]`` (each box's image).
 
     Returns:
       (``[N, 4] float32`` (ymin, xmin, ymax, xmax) clipped to the image,
@@ -148,7 +87,8 @@ def coco_boxes(bboxes, height, width):
     """
     b = np.asarray(bboxes, np.float64).reshape(-1, 4)
     boxes = np.stack([b[:, 1], b[:, 0], b[:, 1] + b[:, 3], b[:, 0] + b[:, 2]], axis=1)
-    limits = np.array([height, width, height, width], np.float64)
+    height, width = np.broadcast_to(height, len(b)), np.broadcast_to(width, len(b))
+    limits = np.stack([height, width, height, width], axis=1).astype(np.float64)
     clipped = np.clip(boxes, 0.0, limits)
     zero_area = (b[:, 2] <= 0) | (b[:, 3] <= 0)
     empty = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
@@ -205,78 +145,95 @@ class CocoDataset:
       image_ids: sorted COCO image ids; ``record(i)`` describes ``image_ids[i]``.
       dropped: counts of boxes dropped or clipped ({"zero_area", "outside_image",
         "clipped"}).
+
+    ``cache_dir`` (the workspace): the parsed annotations (:mod:`mrcnn_tf2.data.coco_columns`) and the image
+    files' verdicts (:class:`common.io.check_manifest.CheckManifest`) are kept there, so a restart neither
+    parses the JSON nor re-checks unchanged files.
     """
 
-    def __init__(self, annotation_file: str, image_dir: str, check_files: bool = True):
+    def __init__(self, annotation_file: str, image_dir: str, check_files: bool = True,
+                 cache_dir: Optional[str] = None):
         self.annotation_file, self.image_dir = annotation_file, image_dir
-        coco = load_coco_json(annotation_file)
-        self._categories = sorted(coco["categories"], key=lambda c: c["id"])
+        self._columns = columns = coco_columns.load(annotation_file, cache_dir)
+        self._categories = columns.categories
         self.class_names = ["background"] + [c["name"] for c in self._categories]
         self.category_ids = [0] + [c["id"] for c in self._categories]
         self.num_classes = len(self.class_names)
         self.report = DataReport(annotation_file)
-        images = sorted(coco["images"], key=lambda image: image["id"])
-        self._images = self._usable_images(images) if check_files else images
-        self.image_ids = [image["id"] for image in self._images]
-        self._instances, self.dropped = self._index_annotations(coco["annotations"], {i["id"] for i in images})
+        self._rows = self._usable_images(check_files, cache_dir)  # [len] rows of the columns' images
+        self.image_ids = columns.image_ids[self._rows].tolist()
+        self._index_annotations()
         self._log_summary()
 
     def __len__(self) -> int:
-        return len(self._images)
+        return len(self._rows)
 
-    def _usable_images(self, images):
-        """Images whose ``file_name`` stays inside the image folder (:func:`common.io.data_check.name_problem`,
-        checked before any file is touched) and whose file exists, passes
-        :func:`common.io.data_check.image_problem` and has the listed size."""
-        from common.io.data_check import name_problem
-
-        refused = {image["id"]: name_problem(image["file_name"]) for image in images}
-        for image in images:
-            if refused[image["id"]]:
-                self.report.add(f"{self.annotation_file} image id {image['id']}",
-                                f"{refused[image['id']]}; its annotations are left out")
-        self.report.checked += len(images)
-        images = [image for image in images if not refused[image["id"]]]
-        paths = [os.path.join(self.image_dir, image["file_name"]) for image in images]
-        with concurrent.futures.ThreadPoolExecutor(CHECK_THREADS) as pool:
-            problems = list(pool.map(_image_file_problem, paths, images))
-        for path, image, why in zip(paths, images, problems):
+    def _usable_images(self, check_files: bool, cache_dir: Optional[str]) -> np.ndarray:
+        """Rows of the images whose ``file_name`` stays inside the image folder (:func:`name_problem`, checked
+        before any file is touched) and, with ``check_files``, whose file passes
+        :func:`common.io.data_check.inspect_image` and has the listed size."""
+        columns = self._columns
+        count = len(columns.image_ids)
+        names = [columns.name(row) for row in range(count)]
+        refused = [name_problem(name) for name in names]
+        for row in np.flatnonzero([bool(r) for r in refused]):
+            self.report.add(f"{self.annotation_file} image id {columns.image_ids[row]}",
+                            f"{refused[row]}; its annotations are left out")
+        self.report.checked += count
+        rows = [row for row in range(count) if not refused[row]]
+        if not check_files:
+            return np.array(rows, np.int64)
+        paths = [os.path.join(self.image_dir, names[row]) for row in rows]
+        manifest = CheckManifest.for_source(cache_dir, self.image_dir)
+        verdicts = manifest.check(paths, _inspect_with_size, threads=CHECK_THREADS)
+        if manifest.reused:
+            _LOG.info("%s: %d image verdicts reused from %s, %d files checked", self.annotation_file,
+                      manifest.reused, manifest.path, manifest.checked)
+        usable = []
+        for row, path, verdict in zip(rows, paths, verdicts):
+            why = _file_problem(verdict, int(columns.heights[row]), int(columns.widths[row]))
             if why:
-                self.report.add(path, f"{why} (image id {image['id']}; its annotations are left out)")
-        return [image for image, why in zip(images, problems) if not why]
+                self.report.add(path, f"{why} (image id {columns.image_ids[row]}; its annotations are left out)")
+            else:
+                usable.append(row)
+        return np.array(usable, np.int64)
 
-    def _index_annotations(self, annotations, listed_ids):
-        """-> ({image id: instance arrays}, summed drop counts); bad annotations go to the report."""
-        per_image = {image_id: [] for image_id in self.image_ids}
-        images = {image["id"]: image for image in self._images}
-        known = set(self.category_ids[1:])
-        self.report.checked += len(annotations)
-        for ann in annotations:
-            if ann["image_id"] not in listed_ids:
-                self.report.add(self._where(ann), f"refers to image id {ann['image_id']!r}, which is not listed")
-            elif ann["image_id"] in images:
-                why = annotation_problem(ann, images[ann["image_id"]], known)
-                if why:
-                    self.report.add(self._where(ann, images[ann["image_id"]]), why)
-                else:
-                    per_image[ann["image_id"]].append(ann)
-        class_of = {coco_id: i for i, coco_id in enumerate(self.category_ids) if i}
-        totals = {"zero_area": 0, "outside_image": 0, "clipped": 0}
-        instances = {}
-        for image in self._images:
-            instances[image["id"]], counts = _instances(per_image[image["id"]], image, class_of)
-            totals = {k: totals[k] + counts[k] for k in totals}
-        return instances, totals
-
-    def _where(self, ann, image=None) -> str:
-        name = f" ({image['file_name']})" if image else ""
-        return f"{self.annotation_file} annotation {ann.get('id')}{name}"
+    def _index_annotations(self) -> None:
+        """Kept annotations of the usable images (``_ann``: rows into the columns, ``_starts``: per image),
+        their clipped boxes and classes; the unusable annotations of usable or unlisted images reported."""
+        columns = self._columns
+        usable_ids = set(self.image_ids)
+        names = {int(columns.image_ids[row]): columns.name(row) for row in self._rows}
+        self.report.checked += len(columns.ann_ids) + len(columns.problems)
+        for ann_id, image_id, why in columns.problems:
+            if image_id is None or image_id in usable_ids:
+                name = f" ({names[image_id]})" if image_id is not None else ""
+                self.report.add(f"{self.annotation_file} annotation {ann_id}{name}", why)
+        ids = np.asarray(self.image_ids, np.int64)
+        rows = np.flatnonzero(np.isin(columns.ann_images, ids))
+        slot = np.searchsorted(ids, columns.ann_images[rows])
+        heights, widths = columns.heights[self._rows][slot], columns.widths[self._rows][slot]
+        boxes, keep, self.dropped = coco_boxes(columns.bboxes[rows], heights, widths)
+        self._ann, self._boxes = rows[keep], boxes[keep]
+        self._starts = np.searchsorted(slot[keep], np.arange(len(ids) + 1))
+        class_of = np.asarray(self.category_ids[1:], np.int64)
+        self._classes = (np.searchsorted(class_of, columns.ann_categories[self._ann]) + 1).astype(np.int32)
 
     def ground_truth(self) -> dict:
         """The cleaned COCO dataset dict (kept images and the annotations training uses), for pycocotools."""
-        annotations = [_with_segmentation(ann) for image_id in self.image_ids
-                       for ann in self._instances[image_id]["annotations"]]
-        return {"images": list(self._images), "annotations": annotations, "categories": list(self._categories)}
+        columns = self._columns
+        images = [{"id": int(columns.image_ids[row]), "file_name": columns.name(row),
+                   "height": int(columns.heights[row]), "width": int(columns.widths[row])} for row in self._rows]
+        annotations = []
+        for row in self._ann:
+            bbox = columns.bboxes[row].tolist()
+            area = float(columns.areas[row])
+            annotations.append(_with_segmentation({
+                "id": int(columns.ann_ids[row]), "image_id": int(columns.ann_images[row]),
+                "category_id": int(columns.ann_categories[row]), "iscrowd": int(columns.crowd[row]),
+                "area": bbox[2] * bbox[3] if np.isnan(area) else area, "bbox": bbox,
+                "segmentation": columns.segmentation(row)}))
+        return {"images": images, "annotations": annotations, "categories": list(self._categories)}
 
     def excluded_summary(self) -> str:
         """Ground-truth instances left out of training and evaluation, by reason (for the eval log)."""
@@ -288,25 +245,23 @@ class CocoDataset:
 
     def _log_summary(self):
         """One line: kept instances, dropped and clipped boxes."""
-        kept = sum(len(v["classes"]) for v in self._instances.values())
         d = self.dropped
         level = logging.WARNING if any(d.values()) else logging.INFO
         _LOG.log(level, "%s: %d instances in %d images; dropped %d zero-area and %d "
                  "out-of-image boxes, clipped %d boxes to the image.",
-                 self.annotation_file, kept, len(self), d["zero_area"], d["outside_image"],
+                 self.annotation_file, len(self._ann), len(self), d["zero_area"], d["outside_image"],
                  d["clipped"])
 
     def image_path(self, index: int) -> str:
         """Path of image ``index``; FileNotFoundError naming it if it does not exist."""
-        from common.io.data_check import name_problem
-
-        image = self._images[index]
-        refused = name_problem(image["file_name"])
+        row, columns = self._rows[index], self._columns
+        name = columns.name(row)
+        refused = name_problem(name)
         if refused:
-            raise ValueError(f"{self.annotation_file}, image id {image['id']}: {refused}")
-        path = os.path.join(self.image_dir, image["file_name"])
+            raise ValueError(f"{self.annotation_file}, image id {columns.image_ids[row]}: {refused}")
+        path = os.path.join(self.image_dir, name)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"Image file not found: {path} (image id {image['id']}, "
+            raise FileNotFoundError(f"Image file not found: {path} (image id {columns.image_ids[row]}, "
                                     f"listed in {self.annotation_file}).")
         return path
 
@@ -323,34 +278,25 @@ class CocoDataset:
         Raises:
           FileNotFoundError: the image file does not exist (names the path).
         """
-        image = self._images[index]
-        record = {"path": self.image_path(index), "image_id": image["id"],
-                  "height": image["height"], "width": image["width"],
-                  **{k: v.copy() for k, v in self._instances[image["id"]].items() if k != "annotations"}}
+        row, columns = self._rows[index], self._columns
+        start, end = self._starts[index], self._starts[index + 1]
+        rows = self._ann[start:end]
+        areas = columns.areas[rows]
+        record = {"path": self.image_path(index), "image_id": int(columns.image_ids[row]),
+                  "height": int(columns.heights[row]), "width": int(columns.widths[row]),
+                  "boxes": self._boxes[start:end].copy(), "classes": self._classes[start:end].copy(),
+                  "is_crowd": columns.crowd[rows].copy(),
+                  "areas": np.where(np.isnan(areas), 0.0, areas).astype(np.float32),
+                  "segmentations": [columns.segmentation(r) for r in rows]}
         if with_masks:
             record["masks"] = self.masks(index)
         return record
 
     def masks(self, index: int) -> np.ndarray:
         """Instance masks of image ``index``: ``[N, H, W] uint8`` {0, 1}."""
-        image = self._images[index]
-        height, width = image["height"], image["width"]
-        instances = self._instances[image["id"]]
-        masks = [segmentation_to_mask(seg, height, width, box)
-                 for seg, box in zip(instances["segmentations"], instances["boxes"])]
+        row, columns = self._rows[index], self._columns
+        height, width = int(columns.heights[row]), int(columns.widths[row])
+        start, end = self._starts[index], self._starts[index + 1]
+        masks = [segmentation_to_mask(columns.segmentation(r), height, width, box)
+                 for r, box in zip(self._ann[start:end], self._boxes[start:end])]
         return np.stack(masks) if masks else np.zeros((0, height, width), np.uint8)
-
-
-def _instances(annotations, image, class_of):
-    """Annotations of one image -> (kept instance arrays, drop counts)."""
-    boxes, keep, counts = coco_boxes([a["bbox"] for a in annotations],
-                                     image["height"], image["width"])
-    kept = [a for a, k in zip(annotations, keep) if k]
-    return {
-        "annotations": kept,
-        "boxes": boxes[keep],
-        "classes": np.array([class_of[a["category_id"]] for a in kept], np.int32),
-        "is_crowd": np.array([bool(a.get("iscrowd", 0)) for a in kept], bool),
-        "areas": np.array([a.get("area", 0.0) for a in kept], np.float32),
-        "segmentations": [a.get("segmentation") for a in kept],
-    }, counts

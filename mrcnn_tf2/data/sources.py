@@ -85,8 +85,9 @@ def resolve_sources(data_dir: Optional[str], *, eval_file: Optional[str] = None,
     from the training annotations (or the validation JSON when there is one and training reads TFRecords).
 
     Every COCO source is checked (``CocoDataset.report``); its problems are reported once by
-    :func:`common.io.data_check.settle` (``strict``: an error; ``report_dir``: where the full
-    lists ``unusable_train.tsv`` / ``unusable_val.tsv`` go).
+    :func:`common.io.data_check.settle` (``strict``: an error; ``report_dir``, the workspace: where the full
+    lists ``unusable_train.tsv`` / ``unusable_val.tsv`` go, and the parsed annotations and file verdicts are
+    kept for the next start, see :class:`mrcnn_tf2.data.coco.CocoDataset`).
 
     Raises:
       FileNotFoundError: naming what was looked for and where.
@@ -102,14 +103,14 @@ def resolve_sources(data_dir: Optional[str], *, eval_file: Optional[str] = None,
                                     f"{data_dir}/annotations/instances_val*.json)")
     if eval_file is None and need_val:
         raise missing_val
-    train = _train_source(data_dir, train_records, train_annotations, train_images) if need_train else None
+    train = _train_source(data_dir, train_records, train_annotations, train_images, report_dir) if need_train else None
     if eval_file is None and not isinstance(train, CocoDataset):
         raise missing_val  # TFRecords name no classes: the validation annotations do
-    val = _coco_or_records(data_dir, eval_file, eval_images, val_records, "val") if need_val else None
+    val = _coco_or_records(data_dir, eval_file, eval_images, val_records, "val", report_dir) if need_val else None
     if isinstance(val, CocoDataset):
         reference = val
     elif need_val or not isinstance(train, CocoDataset):
-        reference = CocoDataset(eval_file, eval_images or data_dir or ".", check_files=False)
+        reference = CocoDataset(eval_file, eval_images or data_dir or ".", check_files=False, cache_dir=report_dir)
     else:
         reference = train
     for split, source in (("train", train), ("val", reference if need_val else None)):
@@ -121,7 +122,7 @@ def resolve_sources(data_dir: Optional[str], *, eval_file: Optional[str] = None,
 
 
 def _train_source(data_dir: Optional[str], records: Optional[str], annotations: Optional[str],
-                  images: Optional[str]) -> Source:
+                  images: Optional[str], cache_dir: Optional[str]) -> Source:
     """The training TFRecords, or the COCO annotations with their image folder."""
     if annotations is None and records is None:
         raise FileNotFoundError(f"no training data in {data_dir}: expected train*.tfrecord files or "
@@ -130,7 +131,7 @@ def _train_source(data_dir: Optional[str], records: Optional[str], annotations: 
         return records
     if images is None and not data_dir:
         raise FileNotFoundError(f"no image folder for {annotations}: pass --train_images")
-    return CocoDataset(annotations, images or images_for(data_dir, annotations, "train"))
+    return CocoDataset(annotations, images or images_for(data_dir, annotations, "train"), cache_dir=cache_dir)
 
 
 def _settle(coco: CocoDataset, split: str, strict: bool, report_dir: Optional[str]) -> None:
@@ -141,7 +142,7 @@ def _settle(coco: CocoDataset, split: str, strict: bool, report_dir: Optional[st
         raise DataError(f"no usable images in {coco.annotation_file} ({coco.image_dir})")
 
 
-def _coco_or_records(data_dir, eval_file, eval_images, val_records, split) -> Source:
+def _coco_or_records(data_dir, eval_file, eval_images, val_records, split, cache_dir) -> Source:
     if eval_images or not val_records:
-        return CocoDataset(eval_file, eval_images or images_for(data_dir, eval_file, split))
+        return CocoDataset(eval_file, eval_images or images_for(data_dir, eval_file, split), cache_dir=cache_dir)
     return val_records
