@@ -185,6 +185,22 @@ class ClassificationFamily(Family):
         print(f"predictions: {os.path.abspath(out)} ({len(results)} of {len(paths)} images)")
         return failures
 
+    def check_export(self, experiment, options: ClassifierExportOptions) -> None:
+        """``--quantize`` against ``--format`` and the model, before it is loaded: a SavedModel takes none, ONNX
+        none or int8 (post-training, float models only: a QAT graph is int8 already), TFLite any, float models only
+        (:data:`efficientnet_tf2.tflite_export.QAT_REFUSAL`)."""
+        quantized = experiment.task.model.quantized
+        if options.format == "tflite" and quantized:
+            from efficientnet_tf2 import tflite_export
+
+            raise SystemExit(f"error: {tflite_export.QAT_REFUSAL}")
+        if options.format == "onnx" and (options.quantize not in ("none", "int8") or
+                                         (quantized and options.quantize != "none")):
+            raise SystemExit(f"error: --format onnx takes --quantize int8 (post-training, float models) or none; "
+                             f"received {options.quantize}{' for a QAT model (its graph is int8 already)' * quantized}")
+        if options.format not in ("onnx", "tflite") and options.quantize != "none":
+            raise SystemExit(f"error: --quantize {options.quantize} applies to --format tflite or onnx, not a SavedModel")
+
     def export(self, experiment, model, target: str, options: ClassifierExportOptions) -> str:
         """SavedModel (uint8 images or encoded bytes in, preprocessing inside) or ONNX (centre crops in)."""
         _, size = self._architecture(experiment)
@@ -193,8 +209,7 @@ class ClassificationFamily(Family):
             return self._export_onnx(experiment, model, target, size, names, options)
         if options.format == "tflite":
             return self._export_tflite(experiment, model, target, size, names, options)
-        if options.quantize != "none":
-            raise SystemExit(f"error: --quantize {options.quantize} applies to --format tflite or onnx, not a SavedModel")
+        self.check_export(experiment, options)  # also for the Python API, which calls export directly
         from efficientnet_tf2.export import export_saved_model, verify_saved_model
 
         out = export_saved_model(model, target, image_size=size, class_names=names, overwrite=options.overwrite)
@@ -212,9 +227,7 @@ class ClassificationFamily(Family):
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         opset = options.opset or onnx_export.MIN_OPSET
         quantized = experiment.task.model.quantized
-        if options.quantize not in ("none", "int8") or (quantized and options.quantize != "none"):
-            raise SystemExit(f"error: --format onnx takes --quantize int8 (post-training, float models) or none; "
-                             f"received {options.quantize}{' for a QAT model (its graph is int8 already)' * quantized}")
+        self.check_export(experiment, options)
         onnx_export.export_onnx(model, out, size, names, opset=opset)
         if options.quantize == "int8":
             crops = self._calibration_crops(experiment, options, size)
@@ -239,8 +252,7 @@ class ClassificationFamily(Family):
 
         from efficientnet_tf2 import tflite_export
 
-        if experiment.task.model.quantized:
-            raise SystemExit(f"error: {tflite_export.QAT_REFUSAL}")
+        self.check_export(experiment, options)
         calibration = self._calibration_crops(experiment, options, size) if options.quantize == "int8" else None
         start = time.perf_counter()
         try:

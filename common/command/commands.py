@@ -299,6 +299,7 @@ def export(invocation: cli.Invocation) -> int:
     if options.format not in formats:
         raise SystemExit(f"error: --format {options.format!r} is not available for {invocation.experiment.model}; "
                          f"choose {' or '.join(formats)}")
+    invocation.family.check_export(invocation.experiment, options)
     target = invocation.family.export_target(invocation.experiment, options.export_dir, options)
     if not options.overwrite and (os.path.isfile(target) or (os.path.isdir(target) and os.listdir(target))):
         raise FileExistsError(f"{target} exists; pass --overwrite to replace it (or --export-dir elsewhere)")

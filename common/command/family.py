@@ -130,6 +130,11 @@ class Family(abc.ABC):
         its int8 form; a family without one raises SystemExit with the reason)."""
         raise NotImplementedError(f"{self.name} has no {runtime} benchmark step")
 
+    def check_export(self, experiment: Experiment, options: ExportOptions) -> None:
+        """Raises SystemExit (one line) for export options this family cannot honour, before the model is
+        loaded (default: all are fine)."""
+        del experiment, options
+
     def check_runtime(self, runtime: str, mode: str, experiment: Optional[Experiment] = None) -> None:
         """Raises SystemExit (one line) before any work when ``runtime`` is not one of
         :meth:`runtimes_of` ``(mode)`` (a family may also refuse it for ``experiment``)."""

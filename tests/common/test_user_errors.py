@@ -72,6 +72,11 @@ CASES = [
     (["fly", *E], ["unknown mode 'fly'"]),
     (["export", *E, "--random-weights", "--workspace", "{work}", "--export-dir", "{missing}/sm", "--quantize", "int8"],
      ["--quantize int8 applies to --format tflite or onnx"]),
+    # refused before the model is loaded: the missing checkpoint is never reached
+    (["export", *E, "--workspace", "{empty}", "--format", "onnx", "--quantize", "fp16"],
+     ["--format onnx takes --quantize int8", "received fp16"]),
+    (["export", "--model", "efficientnet-quant-b0", "--workspace", "{empty}", "--format", "tflite"],
+     ["quantization-aware model does not convert to TFLite", "--runtime onnxruntime"]),
     (["train", "--model", "mask-rcnn-finetune", "--data-dir", "{coco}", "--workspace", "{work}"],
      ["mask-rcnn-finetune fine-tunes published weights", "--pretrained"]),
     (["infer", "--model", "mask-rcnn-torchvision", "--pretrained-from-file", "{pth}", "{images}"],
