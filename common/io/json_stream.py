@@ -53,6 +53,17 @@ class _Reader:
             raise self.error(f"expected {char!r}")
         self.pos += 1
 
+    def closes(self, close: str, what: str) -> bool:
+        """Consumes the separator after a list item or object value: True at ``close``, False at ','."""
+        char = self.peek()
+        if char == close:
+            self.pos += 1
+            return True
+        if char != ",":
+            raise self.error(f"expected ',' or {close!r} {what}")
+        self.pos += 1
+        return False
+
     def value(self) -> Any:
         """The next JSON value, decoded whole."""
         self.peek()
@@ -89,13 +100,8 @@ class ListItems:
             return
         while True:
             yield reader.value()
-            char = reader.peek()
-            reader.pos += 1
-            if char == "]":
+            if reader.closes("]", "in a list"):
                 return
-            if char != ",":
-                reader.pos -= 1
-                raise reader.error("expected ',' or ']' in a list")
 
 
 def top_level(handle: IO[str], name: str, stream: Iterable[str] = ()) -> Iterator[Tuple[str, Any]]:
@@ -121,12 +127,7 @@ def top_level(handle: IO[str], name: str, stream: Iterable[str] = ()) -> Iterato
                 pass
         else:
             yield key, reader.value()
-        char = reader.peek()
-        reader.pos += 1
-        if char == "}":
+        if reader.closes("}", "after a value"):
             break
-        if char != ",":
-            reader.pos -= 1
-            raise reader.error("expected ',' or '}' after a value")
     if reader.peek():
         raise reader.error("extra data after the object")
