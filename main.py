@@ -12,7 +12,31 @@ import sys
 
 
 def main(argv=None) -> int:
-    """Parses ``argv`` (default ``sys.argv[1:]``) and runs the mode; returns the exit status."""
+    """Parses ``argv`` (default ``sys.argv[1:]``) and runs the mode; returns the exit status (a multi-worker
+    process ends here instead: :func:`_end_multiworker_process`)."""
+    status = _run(argv)
+    _end_multiworker_process(status)
+    return status
+
+
+def _end_multiworker_process(status: int) -> None:
+    """Ends a process that ran TensorFlow's collective runtime with ``os._exit`` after flushing, skipping the
+    interpreter's teardown: its threads can abort the process while Python exits (seen in CI after a correct
+    SIGTERM save: "terminate called after throwing an instance of ''", status -6 instead of 143). The run's own
+    files are closed by then (the log and the lock in ``finally``, checkpoints renamed into place)."""
+    distribution = sys.modules.get("common.training.distribution")
+    if distribution is None or not distribution.collectives_started():
+        return
+    import logging
+    import os
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def _run(argv) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from common.command import runtime
 

@@ -72,7 +72,17 @@ def _multiworker() -> tf.distribute.Strategy:
     if "TF_CONFIG" not in os.environ:
         raise ValueError("--dist multiworker needs TF_CONFIG (cluster spec and task); "
                          "start the workers with scripts/launch.py --nproc N")
+    global _collectives_started
+    _collectives_started = True
     return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+_collectives_started = False
+
+
+def collectives_started() -> bool:
+    """Whether this process created a MultiWorkerMirroredStrategy (its collective runtime is running)."""
+    return _collectives_started
 
 
 def cluster_size() -> int:
