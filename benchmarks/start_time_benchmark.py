@@ -151,7 +151,7 @@ def measure(python: str, cwd: str, probe: str, args, label: str) -> dict:
 
 
 def checkout(commit: str) -> str:
-    """A ``git worktree`` of ``commit`` with this checkout's built custom ops (removed by the caller)."""
+    """A ``git worktree`` of ``commit`` (removed by the caller; the data checks need no custom ops)."""
     path = tempfile.mkdtemp(prefix="start_time_")
     subprocess.run(["git", "worktree", "add", "--detach", path, commit], cwd=ROOT, check=True, capture_output=True)
     return path

@@ -12,7 +12,6 @@ file holding the full list) and, by default, lets the run continue without them;
 """
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import logging
 import os

@@ -35,7 +35,6 @@ from pycocotools import mask as mask_utils
 from common.io.check_manifest import CheckManifest
 from common.io.data_check import CHECK_THREADS, DataReport, inspect_image, name_problem
 from mrcnn_tf2.data import coco_columns
-from mrcnn_tf2.data.coco_columns import shape_problem  # noqa: F401  (re-exported: the per-annotation check)
 
 _LOG = logging.getLogger(__name__)
 

@@ -24,15 +24,15 @@ import logging
 import math
 import os
 import shutil
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional
 
 import numpy as np
 
 from common.io import json_stream
+from common.io.check_manifest import FOLDER as CACHE_FOLDER  # one workspace folder for every data cache
 
 _LOG = logging.getLogger(__name__)
 FORMAT = 1
-CACHE_FOLDER = "data_cache"
 _REQUIRED_KEYS = {
     "images": ("id", "file_name", "height", "width"),
     "annotations": ("image_id", "category_id", "bbox"),
