@@ -140,21 +140,23 @@ class DataReport:
 
 
 def check_images(paths: Sequence[str], report: DataReport, cache_dir: Optional[str] = None) -> List[str]:
-    """The usable ``paths`` (order kept); each unusable one is added to ``report``.
+    """The usable ``paths`` (order kept) of a folder listing made just now; each unusable one is added to
+    ``report``.
 
     ``cache_dir`` (the workspace): verdicts are kept in a :class:`common.io.check_manifest.CheckManifest` there,
-    so a restart re-checks only new or changed files.
+    so a restart re-checks only new files and unusable ones that changed
+    (:meth:`~common.io.check_manifest.CheckManifest.check_listing`).
     """
     from common.io.check_manifest import CheckManifest
 
     manifest = CheckManifest.for_source(cache_dir, report.source)
-    verdicts = manifest.check(paths, threads=CHECK_THREADS)
+    problems = manifest.check_listing(paths, threads=CHECK_THREADS)
     if manifest.reused:
         _log.info("%s: %d file verdicts reused from %s, %d files checked", report.source, manifest.reused,
                   manifest.path, manifest.checked)
     report.checked += len(paths)
     good = []
-    for path, (why, _) in zip(paths, verdicts):
+    for path, why in zip(paths, problems):
         if why is None:
             good.append(path)
         else:

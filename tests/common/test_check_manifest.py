@@ -55,9 +55,10 @@ def test_another_pixel_budget_or_a_damaged_manifest_checks_everything(tmp_path, 
         assert len(calls) == 3 and "above the 0 MP budget" in verdicts[0][0]
     finally:
         pixel_budget.set_max_pixels(None)
+    manifest.check(paths)  # written again under the default budget
     with open(manifest.path, "r+b") as f:
-        f.seek(60)
-        f.write(b"\xff\xfe\x00garbage")
+        f.seek(70)  # inside the first file's line: fields that are no numbers
+        f.write(b"\xff\t\xfe\tx\t\t1\t1\n")
     calls = []
     CheckManifest.for_source(str(tmp_path / "ws"), str(tmp_path)).check(paths, _counting(calls))
     assert len(calls) == 3 and "unreadable" in caplog.text
@@ -81,3 +82,67 @@ def test_a_path_with_a_tab_or_line_break_is_always_checked(tmp_path, name):
     calls = []
     CheckManifest.for_source(str(tmp_path / "ws"), str(tmp_path)).check([odd, paths[0]], _counting(calls))
     assert calls == [odd]
+
+
+def _counting_stat(monkeypatch):
+    from common.io import check_manifest
+
+    calls = []
+    real = check_manifest._stat
+    monkeypatch.setattr(check_manifest, "_stat", lambda path: calls.append(path) or real(path))
+    return calls
+
+
+def test_an_unchanged_listing_reads_and_stats_only_the_unusable_files(tmp_path, monkeypatch):
+    paths = _folder(tmp_path)
+    open(paths[1], "wb").write(b"not an image")
+    CheckManifest.for_source(str(tmp_path / "ws"), str(tmp_path)).check_listing(paths)
+    stats, calls = _counting_stat(monkeypatch), []
+    manifest = CheckManifest.for_source(str(tmp_path / "ws"), str(tmp_path))
+    problems = manifest.check_listing(paths, _counting(calls))
+    assert problems[1] == "not a JPEG/PNG/GIF/BMP/WebP image" and problems.count(None) == 5
+    assert calls == [] and stats == [paths[1]] and (manifest.reused, manifest.checked) == (6, 0)
+
+
+def test_a_changed_listing_checks_new_files_and_fixed_ones_and_forgets_removed_ones(tmp_path, monkeypatch):
+    paths = _folder(tmp_path)
+    good = open(paths[0], "rb").read()
+    open(paths[1], "wb").write(b"not an image")
+    CheckManifest.for_source(str(tmp_path / "ws"), str(tmp_path)).check_listing(paths)
+    open(paths[1], "wb").write(good)  # fixed in place
+    new = str(tmp_path / "new.png")
+    open(new, "wb").write(b"")
+    listing = paths[1:] + [new]  # paths[0] removed
+    stats, calls = _counting_stat(monkeypatch), []
+    manifest = CheckManifest.for_source(str(tmp_path / "ws"), str(tmp_path))
+    problems = manifest.check_listing(listing, _counting(calls))
+    assert calls == [paths[1], new] and problems == [None] * 5 + ["empty file (0 bytes)"]
+    assert paths[0] not in open(manifest.path).read() and (manifest.reused, manifest.checked) == (4, 2)
+    assert sorted(set(stats)) == sorted([paths[1], new])  # the usable files are not stat'ed
+    calls.clear()
+    assert CheckManifest.for_source(str(tmp_path / "ws"), str(tmp_path)).check_listing(
+        listing, _counting(calls)) == problems and calls == []
+
+
+def test_a_usable_file_rewritten_in_place_keeps_its_verdict_until_the_cache_is_deleted(tmp_path):
+    """The documented trade-off of check_listing: training skips and counts such a file if it no longer decodes."""
+    paths = _folder(tmp_path, 2)
+    CheckManifest.for_source(str(tmp_path / "ws"), str(tmp_path)).check_listing(paths)
+    open(paths[0], "wb").write(b"damaged in place")
+    assert CheckManifest.for_source(str(tmp_path / "ws"), str(tmp_path)).check_listing(paths) == [None, None]
+    import shutil
+
+    shutil.rmtree(tmp_path / "ws" / "data_cache")
+    assert CheckManifest.for_source(str(tmp_path / "ws"), str(tmp_path)).check_listing(paths)[0] is not None
+
+
+def test_a_listed_path_with_a_tab_is_always_checked_and_a_non_utf8_name_is_stored(tmp_path):
+    paths = _folder(tmp_path, 1)
+    odd, raw = str(tmp_path / "tab\there.png"), os.fsdecode(os.path.join(os.fsencode(str(tmp_path)), b"\xff.png"))
+    os.link(paths[0], odd)
+    os.link(paths[0], raw)
+    listing = [odd, raw, paths[0]]
+    CheckManifest.for_source(str(tmp_path / "ws"), str(tmp_path)).check_listing(listing)
+    calls = []
+    manifest = CheckManifest.for_source(str(tmp_path / "ws"), str(tmp_path))
+    assert manifest.check_listing(listing, _counting(calls)) == [None] * 3 and calls == [odd]
