@@ -152,13 +152,14 @@ def make_onnxruntime_infer_step(name, batch, image_size, num_classes=None, threa
     return lambda: session.run(["probabilities"], feed)[0]
 
 
-def make_openvino_infer_step(name, batch, image_size, num_classes=None, int8=False):
-    """Returns a zero-argument callable: OpenVINO (CPU plugin, FP32 arithmetic, latency hint) on the same ONNX
-    file as the onnxruntime row (``int8``: the Q/DQ graph, run by OpenVINO's int8 kernels)."""
+def make_openvino_infer_step(name, batch, image_size, num_classes=None, int8=False, precision="f32"):
+    """Returns a zero-argument callable: OpenVINO (CPU plugin, ``precision`` float arithmetic, latency hint) on the
+    same ONNX file as the onnxruntime row (``int8``: the Q/DQ graph, run by OpenVINO's int8 kernels)."""
     from common.io import openvino_runtime
 
     openvino_runtime.require_openvino()
-    compiled = openvino_runtime.compile_model(exported_file(name, image_size, num_classes, "onnx", int8))
+    compiled = openvino_runtime.compile_model(exported_file(name, image_size, num_classes, "onnx", int8),
+                                              precision=precision)
     request, images = compiled.create_infer_request(), _images(batch, image_size)
     return lambda: request.infer({0: images})
 

@@ -330,7 +330,7 @@ class ClassificationFamily(Family):
 
             openvino_runtime.require_openvino()
             path = model_file or self._export_for_runtime(experiment, model, size)
-            runner = OpenVinoClassifier(path, config.num_classes)
+            runner = OpenVinoClassifier(path, config.num_classes, precision=experiment.runtime.openvino_precision)
             _log.info(openvino_runtime.describe(runner.compiled, path))
             return runner
         onnx_runtime.require_onnxruntime()
@@ -383,9 +383,11 @@ class ClassificationFamily(Family):
 
         size = self.default_benchmark_size(experiment)
         classes = experiment.data.num_classes or DEFAULT_NUM_CLASSES
-        make = {"onnxruntime": benchmark.make_onnxruntime_infer_step, "openvino": benchmark.make_openvino_infer_step,
-                "tflite": benchmark.make_tflite_infer_step}[runtime]
-        return make(experiment.model, batch, size, num_classes=classes, int8=int8)
+        if runtime == "openvino":
+            return benchmark.make_openvino_infer_step(experiment.model, batch, size, num_classes=classes, int8=int8,
+                                                      precision=experiment.runtime.openvino_precision)
+        make = {"onnxruntime": benchmark.make_onnxruntime_infer_step, "tflite": benchmark.make_tflite_infer_step}
+        return make[runtime](experiment.model, batch, size, num_classes=classes, int8=int8)
 
     def benchmark_step(self, experiment, kind: str, batch: int):
         """The shared trainer's real training step, or the real inference forward, on device-resident batches."""

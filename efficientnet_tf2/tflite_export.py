@@ -24,6 +24,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from efficientnet_tf2 import export_graph
 from efficientnet_tf2.onnx_export import INPUT_NAME, OUTPUT_NAMES, centre_crops, classifier_function
 
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
@@ -66,6 +67,7 @@ def export_tflite(model, path: str, image_size: int, class_names: Sequence[str] 
         raise ValueError(f"Received: quantize={quantize!r}; expected one of {QUANTIZATIONS}")
     if quantize == "int8" and (calibration is None or not len(calibration)):
         raise ValueError("int8 TFLite export of a float model needs calibration images (--calibration-images N)")
+    model = export_graph.for_export(model)  # no run-time shape arithmetic: one XNNPACK partition, not 33
     function = signature_function(model, int(image_size))
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], model)
     if quantize != "none":

@@ -267,6 +267,10 @@ SHARED_FLAGS: Tuple[Flag, ...] = (
     flag("--onnx-file", dest="opt.onnx_file", modes=("eval", "infer"), group="runtime",
          help="an ONNX file for --runtime onnxruntime or openvino (unset: exported on the fly and its path logged; "
                  "EfficientNet: `export --format onnx` files too)"),
+    flag("--openvino-precision", dest="runtime.openvino_precision", choices=cfg.OPENVINO_PRECISIONS,
+         modes=("eval", "infer", "benchmark"), group="runtime",
+         help="float arithmetic of --runtime openvino: f32 (default: TensorFlow's probabilities to ~1e-6) | bf16 "
+              "(faster on CPUs with AVX512-BF16 or AMX; probabilities move by ~1e-2) | f16"),
     flag("--tflite-file", dest="opt.tflite_file", modes=("eval", "infer"), group="runtime",
          help="a .tflite file for --runtime tflite (EfficientNet: `export --format tflite`, any --quantize)"),
     # infer

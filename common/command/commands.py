@@ -260,6 +260,14 @@ def load_model(invocation: cli.Invocation):
     return experiment, invocation.family.runtime_model(experiment, model, model_file, runtime)
 
 
+def _check_openvino_precision(invocation: cli.Invocation, runtimes: List[str]) -> None:
+    """``--openvino-precision`` other than f32 without ``--runtime openvino`` is an error, not ignored."""
+    precision = invocation.experiment.runtime.openvino_precision
+    if precision != "f32" and "openvino" not in runtimes:
+        raise SystemExit(f"error: --openvino-precision {precision} is for --runtime openvino "
+                         f"(received --runtime {' '.join(runtimes)})")
+
+
 def single_runtime(invocation: cli.Invocation) -> str:
     """The one ``--runtime`` of eval/infer (``tf`` unless set; ``onnxruntime`` when only ``--onnx-file`` is,
     ``tflite`` when only ``--tflite-file`` is), checked against the family's before any work."""
@@ -272,6 +280,7 @@ def single_runtime(invocation: cli.Invocation) -> str:
         raise SystemExit(f"error: --onnx-file is run by onnxruntime or openvino, not --runtime {runtimes[0]}")
     if options.tflite_file and runtimes[0] != "tflite":
         raise SystemExit(f"error: --tflite-file is run by --runtime tflite, not --runtime {runtimes[0]}")
+    _check_openvino_precision(invocation, runtimes)
     invocation.family.check_runtime(runtimes[0], invocation.mode, invocation.experiment)
     return runtimes[0]
 
@@ -359,6 +368,7 @@ def benchmark(invocation: cli.Invocation) -> int:
 def _benchmark_runtimes(invocation) -> List[str]:
     """``--runtime`` values of a benchmark (``tf`` unless set; others time inference only)."""
     runtimes = list(invocation.options.runtime) or ["tf"]
+    _check_openvino_precision(invocation, runtimes)
     if invocation.options.kind != "inference" and runtimes != ["tf"]:
         raise SystemExit(f"error: --runtime {' '.join(r for r in runtimes if r != 'tf')} runs inference only; "
                          "use --kind inference")
@@ -413,6 +423,8 @@ def _benchmark_row(invocation, name: str, batch: int, runtime: str, policy: str,
     else:
         step = family.runtime_benchmark_step(experiment, batch, runtime, int8=int8)
     precision = experiment.runtime.precision if runtime == "tf" else "INT8" if int8 else "FP32"
+    if runtime == "openvino" and experiment.runtime.openvino_precision != "f32":
+        precision = f"{precision}+{experiment.runtime.openvino_precision.upper()}"  # e.g. FP32+BF16
     row = dict(model=name, mode=kind, runtime=runtime, precision=precision,
                xla=experiment.runtime.xla, batch=batch, image_size=label,
                **summarize(time_steps(step, options.warmup_steps, options.iters), batch))

@@ -27,6 +27,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 CONFIG_FILE = "config.json"
 PRECISIONS = ("FP32", "TF32", "AMP", "BF16")
+OPENVINO_PRECISIONS = ("f32", "bf16", "f16")  # --openvino-precision (common.io.openvino_runtime)
 
 
 def check(condition: bool, message: str) -> None:
@@ -55,6 +56,9 @@ class RuntimeConfig:
       log_tensorboard: where TensorBoard summaries go (None: ``<workspace>/tensorboard``).
       tensorboard: write TensorBoard summaries at all (``--no-tensorboard``: False).
       max_image_pixels: pixel budget of every image decode (:mod:`common.io.pixel_budget`).
+      openvino_precision: float arithmetic of ``--runtime openvino`` (:data:`OPENVINO_PRECISIONS`): ``f32`` (the
+        same probabilities as TensorFlow to ~1e-6), or the plugin's faster ``bf16`` (CPUs with AVX512-BF16 or AMX;
+        probabilities move by ~1e-2) or ``f16``.
     """
 
     precision: str = "TF32"
@@ -70,10 +74,13 @@ class RuntimeConfig:
     log_tensorboard: Optional[str] = None
     tensorboard: bool = True
     max_image_pixels: int = 100_000_000
+    openvino_precision: str = "f32"
 
     def __post_init__(self):
         check(self.precision in PRECISIONS,
               f"precision must be one of {PRECISIONS}. Received: precision={self.precision!r}")
+        check(self.openvino_precision in OPENVINO_PRECISIONS, f"openvino_precision must be one of "
+              f"{OPENVINO_PRECISIONS}. Received: openvino_precision={self.openvino_precision!r}")
         check(self.gpus is None or self.gpus >= 1, f"--gpus must be >= 1. Received: {self.gpus}")
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 from typing import Optional
 
+from common.command.config import OPENVINO_PRECISIONS as PRECISIONS
 from common.io.onnx_runtime import cpu_count
 
 INSTALL_HINT = "pip install -e '.[openvino]'"
-PRECISIONS = ("f32", "bf16", "f16")
 
 
 def require_openvino():
@@ -63,5 +63,7 @@ def describe(compiled, path: str) -> str:
     import openvino as ov
 
     get = compiled.get_property
+    precision = get("INFERENCE_PRECISION_HINT")
+    precision = precision.get_type_name() if hasattr(precision, "get_type_name") else precision  # an ov.Type
     return (f"runtime OpenVINO {ov.get_version().split('-')[0]} (CPU, {get('INFERENCE_NUM_THREADS')} threads, "
-            f"{get('INFERENCE_PRECISION_HINT')}, {get('PERFORMANCE_HINT')} hint): {os.path.abspath(path)}")
+            f"{precision} arithmetic, {get('PERFORMANCE_HINT')} hint): {os.path.abspath(path)}")

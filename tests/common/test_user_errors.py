@@ -81,6 +81,8 @@ CASES = [
      ["mask-rcnn-finetune fine-tunes published weights", "--pretrained"]),
     (["infer", "--model", "mask-rcnn-torchvision", "--pretrained-from-file", "{pth}", "{images}"],
      ["{pth}", "not a readable PyTorch checkpoint"]),
+    (["eval", *E, "{images}", "--workspace", "{work}", "--openvino-precision", "bf16"],
+     ["--openvino-precision bf16 is for --runtime openvino", "received --runtime tf"]),
 ]
 
 

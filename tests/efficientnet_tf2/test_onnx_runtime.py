@@ -224,6 +224,19 @@ def test_eval_gives_the_same_accuracy_under_openvino_and_tflite(trained, capsys,
     assert abs(metrics["val.loss"] - tf_metrics["val.loss"]) < 1e-4
 
 
+def test_openvino_bf16_is_an_opt_in_close_to_fp32(trained, capsys, caplog):
+    """``--openvino-precision bf16``: the plugin's bf16 arithmetic, named in the log; top-1 within 2 of the 100
+    validation images and loss within 2e-2 of TensorFlow's (bf16 keeps 8 bits of mantissa)."""
+    pytest.importorskip("openvino", reason="the [openvino] extra is not installed")
+    data, workspace = trained
+    tf_metrics = _eval(capsys, data, workspace)
+    with caplog.at_level("INFO"):
+        metrics = _eval(capsys, data, workspace, "--runtime", "openvino", "--openvino-precision", "bf16")
+    assert "bf16" in caplog.text
+    assert abs(metrics["val.top1"] - tf_metrics["val.top1"]) <= 2, (tf_metrics, metrics)
+    assert abs(metrics["val.loss"] - tf_metrics["val.loss"]) < 2e-2, (tf_metrics, metrics)
+
+
 def test_tflite_int8_export_is_verified_and_evaluated(trained, capsys, tmp_path):
     """``export --format tflite --quantize int8`` calibrated on 64 training images: ``--verify`` prints the max
     |delta p| and top-1 agreement against Keras; int8 weights (under half the float file); ``eval --tflite-file``
