@@ -5,6 +5,10 @@ Part 1, speed: one ``main.py benchmark`` over ``efficientnet-b0`` and ``keras-ef
 INT8 files are calibrated on synthetic crops, which does not change their speed). A combination that cannot
 run is a note under the table.
 
+Part 1b: OpenVINO with ``--openvino-precision bf16`` (the plugin's bf16 arithmetic on AVX512-BF16/AMX CPUs), and
+TFLite's other ``export --quantize`` kinds (``fp16``, ``dynamic``) timed the same way (``tflite_kinds``: LiteRT +
+XNNPACK, one thread per core, median of the timed calls).
+
 Part 2, accuracy: the demo's B0 (10 generated classes, 64 px, ``scripts/demo.py``'s recipe) trained once,
 exported as int8 with ``--calibration-images 200`` (TFLite full int8; onnxruntime's static Q/DQ ONNX, run by
 onnxruntime and by OpenVINO), and every file evaluated on the same 200 validation images with ``main.py eval``
@@ -44,6 +48,45 @@ def speed(out: str, batches, iters: int) -> str:
     return open(table).read()
 
 
+def openvino_bf16(out: str, batches, iters: int) -> str:
+    """Part 1b: the OpenVINO rows again with bf16 arithmetic."""
+    table = os.path.join(out, "speed_bf16.md")
+    main_py("benchmark", "--model", "efficientnet-b0", "--runtime", "openvino", "--openvino-precision", "bf16",
+            "--precision", "FP32", "-b", *map(str, batches), "--image-size", "224", "--warmup-steps", "5",
+            "--iters", str(iters), "--log-file", os.path.join(out, "speed_bf16.json"), "--table-file", table)
+    return open(table).read()
+
+
+def tflite_kinds(batches, iters: int) -> dict:
+    """Part 1b: img/s of B0 (random weights, 224 px) exported with each ``--quantize`` kind, under LiteRT."""
+    import numpy as np
+
+    sys.path.insert(0, ROOT)
+    from common.io import tflite_runtime
+    from efficientnet_tf2 import tflite_export
+    from efficientnet_tf2.benchmark import CALIBRATION_CROPS, _images, _task_and_model
+
+    _, model = _task_and_model("efficientnet-b0", 224, 1000)
+    crops = np.random.default_rng(1).integers(0, 256, (CALIBRATION_CROPS, 224, 224, 3), np.uint8)
+    rates = {}
+    for kind in tflite_export.QUANTIZATIONS:
+        path = tflite_export.export_to_temporary_file(model, 224, kind, crops if kind == "int8" else None)
+        runner = tflite_runtime.make_interpreter(path).get_signature_runner(tflite_export.SIGNATURE)
+        for batch in batches:
+            feed = {"images": _images(batch, 224)}
+            for _ in range(5):
+                runner(**feed)
+            times = []
+            for _ in range(iters):
+                start = time.perf_counter()
+                runner(**feed)
+                times.append(time.perf_counter() - start)
+            rates[f"{kind} b{batch}"] = round(batch / float(np.median(times)), 1)
+        rates[f"{kind} MB"] = round(os.path.getsize(path) / 2 ** 20, 1)
+        print(kind, {k: v for k, v in rates.items() if k.startswith(kind)}, flush=True)
+    return rates
+
+
 def train_demo_model(out: str) -> tuple:
     """``(data, workspace)`` of the demo's B0 recipe (trained once, reused when present)."""
     data, work = os.path.join(out, "shapes"), os.path.join(out, "b0")
@@ -81,7 +124,23 @@ def accuracy(out: str) -> dict:
     results["openvino INT8"] = top1(main_py(*evaluate, "--runtime", "openvino", "--onnx-file", onnx_int8))
     results["tflite FP32"] = top1(main_py(*evaluate, "--runtime", "tflite"))
     results["openvino FP32"] = top1(main_py(*evaluate, "--runtime", "openvino"))
+    results.update(qat_accuracy(out, data, work))
     return results
+
+
+def qat_accuracy(out: str, data: str, fp32: str) -> dict:
+    """Part 2b: ``efficientnet-quant-b0`` fine-tuned 2 epochs from the demo's B0 (the LR of the test suite's QAT
+    fixture: the recipe's ImageNet LR wrecks an 800-image set), evaluated as TensorFlow fake-quant and as its Q/DQ
+    graph on onnxruntime."""
+    work = os.path.join(out, "qat")
+    if not os.path.isdir(os.path.join(work, "model_best")):
+        main_py("train", "--model", "efficientnet-quant-b0", data, "--workspace", work, "--image-size", "64",
+                "--epochs", "2", "-b", "32", "--lr", "0.001", "--mixup", "0", "--label-smoothing", "0",
+                "--augmentation", "none", "--log-every", "100", "--no-tensorboard",
+                "--pretrained-from-file", os.path.join(fp32, "model_best"))
+    evaluate = ("eval", "--model", "efficientnet-quant-b0", data, "--workspace", work, "-b", "50")
+    return {"QAT tf fake-quant": top1(main_py(*evaluate)),
+            "QAT onnxruntime Q/DQ": top1(main_py(*evaluate, "--runtime", "onnxruntime"))}
 
 
 def main() -> int:
@@ -97,6 +156,9 @@ def main() -> int:
     if "speed" not in args.skip:
         report["speed_table"] = speed(args.out, args.batch_sizes, args.iters)
         print(report["speed_table"], flush=True)
+        report["openvino_bf16_table"] = openvino_bf16(args.out, args.batch_sizes, args.iters)
+        print(report["openvino_bf16_table"], flush=True)
+        report["tflite_kinds"] = tflite_kinds(args.batch_sizes, args.iters)
     if "accuracy" not in args.skip:
         report["accuracy"] = accuracy(args.out)
         print(json.dumps(report["accuracy"], indent=1), flush=True)

@@ -227,7 +227,7 @@ def evaluate(invocation: cli.Invocation) -> int:
     try:
         with run.strategy.scope():
             model = family.load_model(experiment, checkpoint, use_ema=options.use_ema)
-        model = family.runtime_model(experiment, model, options.onnx_file, runtime)
+        model = family.runtime_model(experiment, model, runtime_file(options, runtime), runtime)
         trainer = Trainer(task, model, None, experiment.trainer, run.logger, strategy=run.strategy,
                           report_dir=os.path.join(experiment.workspace, "eval"))
         metrics = trainer.evaluate(distribution.global_batch_size(experiment.trainer.validation_batch_size,
@@ -256,8 +256,13 @@ def load_model(invocation: cli.Invocation):
     checkpoint = trained_checkpoint(invocation, experiment.workspace)
     require_weights(experiment, checkpoint, options)
     model = invocation.family.load_model(experiment, checkpoint, use_ema=options.use_ema)
-    model_file = getattr(options, "tflite_file" if runtime == "tflite" else "onnx_file", None)
-    return experiment, invocation.family.runtime_model(experiment, model, model_file, runtime)
+    return experiment, invocation.family.runtime_model(experiment, model, runtime_file(options, runtime), runtime)
+
+
+def runtime_file(options, runtime: str) -> Optional[str]:
+    """The file ``--runtime`` runs: ``--tflite-file`` for tflite, ``--onnx-file`` for the ONNX runtimes (None:
+    the checkpoint is converted on the fly)."""
+    return getattr(options, "tflite_file" if runtime == "tflite" else "onnx_file", None)
 
 
 def _check_openvino_precision(invocation: cli.Invocation, runtimes: List[str]) -> None:
