@@ -284,9 +284,24 @@ class _Loader:
 
 
 # ------------------------------------------------------------------ decoding
+def read_within_budget(path):
+    """Scalar string path -> its bytes; a file whose header declares more pixels than the pixel budget
+    (``--max-image-pixels``, read when the pipeline is built) fails here, before any decode, and is skipped and
+    counted like a file that does not decode. The pre-run check refuses such files already; this holds for a file
+    rewritten in place after it (a restart re-checks only new and unusable files, ``CheckManifest.check_listing``)."""
+    from common.io import pixel_budget
+
+    data = tf.io.read_file(path)
+    budget = tf.constant(pixel_budget.max_pixels(), tf.int64)
+    check = tf.debugging.assert_less_equal(pixel_budget.declared_pixels(data), budget,
+                                           message="image declares more pixels than --max-image-pixels")
+    with tf.control_dependencies([check]):
+        return tf.identity(data)
+
+
 def decode_image_file(path):
     """Reads and decodes an image file: scalar string path -> [H, W, 3] uint8."""
-    return preprocessing.decode_image(tf.io.read_file(path))
+    return preprocessing.decode_image(read_within_budget(path))
 
 
 def _split_seed(seed, index):
@@ -298,7 +313,7 @@ def _decode_random_crop(image_size):
     """(path, seed [2]) -> [S, S, 3] uint8 random-resized crop."""
     def load(path, seed):
         return preprocessing.decode_and_random_crop(
-            tf.io.read_file(path), image_size, seed=_split_seed(seed, 0))
+            read_within_budget(path), image_size, seed=_split_seed(seed, 0))
     return load
 
 

@@ -237,3 +237,24 @@ def test_training_cut_by_steps_per_epoch_reports_no_skipped_images(tmp_path, cap
                    if "train.skipped_images" in r.get("data", {})]
         assert skipped and set(skipped) == {0}, (name, skipped)
         assert "failed to decode" not in caplog.text
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_a_file_turned_into_a_decompression_bomb_after_the_check_is_skipped_undecoded(tmp_path, training):
+    """A file that passed the pre-run check and was then rewritten in place as a bomb (a restart does not re-check
+    usable files, CheckManifest.check_listing): the pipeline reads its header, skips and counts it, never decodes
+    its 529 MP (the run finishes in seconds with bounded memory)."""
+    import bad_files
+    from PIL import Image
+
+    for name in ("a", "b", "c"):
+        os.makedirs(tmp_path / "train" / name)
+        Image.new("RGB", (20, 20), (len(name), 50, 90)).save(tmp_path / "train" / name / "x.png")
+    os.makedirs(tmp_path / "val")
+    for name in ("a", "b", "c"):
+        os.symlink(tmp_path / "train" / name, tmp_path / "val" / name)
+    (tmp_path / "train" / "b" / "x.png").write_bytes(bad_files.bomb_png())
+    counter = data.SkipCounter()
+    ds = data.build_dataset(str(tmp_path), "train" if training else "val", 16, 1, training=training, seed=0,
+                            drop_remainder=False, skip_counter=counter)
+    assert sorted(labels_of(ds)) == [0, 2] and counter.count == 1
