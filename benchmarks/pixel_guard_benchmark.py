@@ -8,7 +8,7 @@ import os, sys, time, tempfile
 import numpy as np, tensorflow as tf
 from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from efficientnet_tf2 import data, preprocessing
+from efficientnet_tf2 import data
 root = tempfile.mkdtemp()
 rng = np.random.default_rng(0)
 for c in range(4):
