@@ -6,8 +6,9 @@ and in alternating order, and keeps the ratio of the round's medians; the report
 ``--rounds`` rounds with its quartiles (a slow minute slows both paths of its round alike).
 
 Paths (B0 at 224 px, random weights, one file each, exported once): TFLite FP32 and INT8 (``export --format tflite``
-of this checkout: XNNPACK, one thread per core), onnxruntime FP32 and OpenVINO FP32 (f32 arithmetic) on the ONNX
-export. The int8 ratio is taken against the fastest float path of each round.
+of this checkout: XNNPACK, one thread per core), the QAT model ``efficientnet-quant-b0`` as TFLite int8 with its
+trained ranges (``efficientnet_tf2.qat_tflite``), onnxruntime FP32 and OpenVINO FP32 (f32 arithmetic) on the ONNX
+export. Each int8 ratio is taken against the fastest float path of each round.
 
     python benchmarks/paired_int8_ratio.py --json benchmarks/paired_int8_ratio_cpu.json
 """
@@ -30,6 +31,7 @@ def _paths(batch: int) -> dict:
     from efficientnet_tf2 import benchmark
 
     return {"tflite INT8": benchmark.make_tflite_infer_step("efficientnet-b0", batch, 224, int8=True),
+            "tflite INT8 (QAT)": benchmark.make_tflite_infer_step("efficientnet-quant-b0", batch, 224),
             "tflite FP32": benchmark.make_tflite_infer_step("efficientnet-b0", batch, 224),
             "onnxruntime FP32": benchmark.make_onnxruntime_infer_step("efficientnet-b0", batch, 224),
             "openvino FP32": benchmark.make_openvino_infer_step("efficientnet-b0", batch, 224)}
@@ -51,21 +53,25 @@ def measure(batch: int, rounds: int, calls: int) -> dict:
         for _ in range(5):
             step()
     rates = {name: [] for name in paths}
-    ratios = []
+    ratios, qat_ratios = [], []
     names = list(paths)
     for index in range(rounds):
         order = names if index % 2 == 0 else names[::-1]
         seconds = {name: _median_seconds(paths[name], calls) for name in order}
         for name in names:
             rates[name].append(batch / seconds[name])
-        best_float = min(v for k, v in seconds.items() if k != "tflite INT8")
+        best_float = min(v for k, v in seconds.items() if "INT8" not in k)
         ratios.append(best_float / seconds["tflite INT8"])
-    q1, median, q3 = np.percentile(ratios, [25, 50, 75])
+        qat_ratios.append(best_float / seconds["tflite INT8 (QAT)"])
     return {"batch": batch, "rounds": rounds, "calls": calls,
             "img_per_s_median": {name: round(float(np.median(v)), 1) for name, v in rates.items()},
-            "int8_over_best_float": {"median": round(float(median), 2), "q1": round(float(q1), 2),
-                                     "q3": round(float(q3), 2), "min": round(float(min(ratios)), 2),
-                                     "max": round(float(max(ratios)), 2)}}
+            "int8_over_best_float": _spread(ratios), "qat_int8_over_best_float": _spread(qat_ratios)}
+
+
+def _spread(ratios) -> dict:
+    q1, median, q3 = np.percentile(ratios, [25, 50, 75])
+    return {"median": round(float(median), 2), "q1": round(float(q1), 2), "q3": round(float(q3), 2),
+            "min": round(float(min(ratios)), 2), "max": round(float(max(ratios)), 2)}
 
 
 def main() -> int:

@@ -21,14 +21,15 @@ REFERENCE_MODELS = {"keras-efficientnetb0": lambda size, classes: keras.applicat
     weights=None, input_shape=(size, size, 3), classes=classes, classifier_activation=None)}
 
 
-def _task_and_model(name: str, image_size: int, num_classes):
+def _task_and_model(name: str, image_size: int, num_classes, quantize: bool = True):
+    """``(task, model)`` of ``name`` (random weights); ``quantize=False``: a QAT model's float architecture."""
     num_classes = num_classes or 1000
     classifier = get_experiment(name, benchmark=True).task.model
     task = ImageClassificationTask(ClassificationConfig(
         model=name, data_backend="synthetic", num_classes=num_classes, image_size=image_size,
         mixup=0.2, label_smoothing=0.1, model_config=classifier))
     model = REFERENCE_MODELS[name](image_size, num_classes) if name in REFERENCE_MODELS else task.build_model()
-    if classifier.quantized:
+    if classifier.quantized and quantize:
         model = _calibrated_qat_model(model, image_size, num_classes)
     return task, model
 
@@ -94,11 +95,10 @@ def exported_file(name: str, image_size: int, num_classes, fmt: str, int8: bool)
     _, model = _task_and_model(name, image_size, num_classes)
     quantized = name not in REFERENCE_MODELS and get_experiment(name, benchmark=True).task.model.quantized
     crops = np.random.default_rng(1).integers(0, 256, (CALIBRATION_CROPS, image_size, image_size, 3), np.uint8)
-    if fmt == "tflite":
-        if quantized:
-            raise SystemExit(f"error: {tflite_export.QAT_REFUSAL}")
-        path = tflite_export.export_to_temporary_file(model, image_size, "int8" if int8 else "none",
-                                                      crops if int8 else None)
+    if fmt == "tflite":  # a QAT model is int8 with its (calibrated) ranges either way
+        path = tflite_export.export_to_temporary_file(model, image_size, "int8" if int8 or quantized else "none",
+                                                      crops if int8 or quantized else None,
+                                                      lambda: _task_and_model(name, image_size, num_classes, False)[1])
     else:
         path = exported_file(name, image_size, num_classes, fmt, False) if int8 else \
             onnx_export.export_to_temporary_file(model, image_size)
@@ -166,7 +166,7 @@ def make_openvino_infer_step(name, batch, image_size, num_classes=None, int8=Fal
 
 def make_tflite_infer_step(name, batch, image_size, num_classes=None, int8=False):
     """Returns a zero-argument callable: LiteRT (XNNPACK, one thread per core) on ``export --format tflite``'s file
-    of the same model (``int8``: full int8, calibrated; QAT models: refused, one note)."""
+    of the same model (``int8``: full int8, calibrated; QAT models: int8 with their ranges)."""
     from common.io import tflite_runtime
     from efficientnet_tf2 import onnx_export, tflite_export
 

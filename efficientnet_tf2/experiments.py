@@ -187,10 +187,10 @@ FLAGS = (
          help="file with one class name per line (default: the training run's class folders)"),
     flag("--quantize", dest="opt.quantize", choices=("none", "fp16", "dynamic", "int8"), modes=("export",),
          group="export", help="--format tflite: fp16 weights, dynamic-range int8 weights, or int8 weights and "
-                              "activations (calibrated; QAT models are refused: serve them with onnxruntime); --format onnx: int8 "
-                              "(onnxruntime's static Q/DQ quantization, calibrated)"),
+                              "activations (calibrated; a QAT model is always int8 with its trained ranges); --format onnx: "
+                              "int8 (onnxruntime's static Q/DQ quantization, calibrated)"),
     flag("--calibration-images", dest="opt.calibration_images", type=POSITIVE_INT, modes=("export",),
-         group="export", help="--quantize int8: images its activation ranges are calibrated on"),
+         group="export", help="--quantize int8 (and QAT models to TFLite): images the activation ranges are calibrated on"),
     flag("--calibration-data", dest="opt.calibration_data", modes=("export",), group="export",
          help="--quantize int8: an image folder (ImageFolder root: its train/) (default: the run's training data)"),
 )

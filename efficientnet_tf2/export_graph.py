@@ -31,6 +31,13 @@ def _needs_flat(layer) -> bool:
             and all(d is not None for d in shape[1:]))
 
 
+def exportable_copy(layer):
+    """A fresh copy of ``layer`` (no weights) for the export graph: :class:`FlatDense` for a rank>2 ``Dense``."""
+    if _needs_flat(layer):
+        return FlatDense.from_config(layer.get_config())
+    return layer.__class__.from_config(layer.get_config())
+
+
 def for_export(model):
     """``model`` with every rank>2 ``Dense`` as :class:`FlatDense` (weights copied); ``model`` itself when it has
     none or is not a functional model (subclassed and quantization-aware models are exported as they are)."""
@@ -39,11 +46,6 @@ def for_export(model):
     if not any(_needs_flat(layer) for layer in model.layers):
         return model
 
-    def clone(layer):
-        if _needs_flat(layer):
-            return FlatDense.from_config(layer.get_config())
-        return layer.__class__.from_config(layer.get_config())
-
-    rebuilt = keras.models.clone_model(model, clone_function=clone)
+    rebuilt = keras.models.clone_model(model, clone_function=exportable_copy)
     rebuilt.set_weights(model.get_weights())
     return rebuilt

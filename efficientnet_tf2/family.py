@@ -188,12 +188,12 @@ class ClassificationFamily(Family):
     def check_export(self, experiment, options: ClassifierExportOptions) -> None:
         """``--quantize`` against ``--format`` and the model, before it is loaded: a SavedModel takes none, ONNX
         none or int8 (post-training, float models only: a QAT graph is int8 already), TFLite any, float models only
-        (:data:`efficientnet_tf2.tflite_export.QAT_REFUSAL`)."""
+        (a QAT model: int8 with its trained ranges, :mod:`efficientnet_tf2.qat_tflite`)."""
         quantized = experiment.task.model.quantized
-        if options.format == "tflite" and quantized:
+        if options.format == "tflite" and quantized and options.quantize not in ("none", "int8"):
             from efficientnet_tf2 import tflite_export
 
-            raise SystemExit(f"error: {tflite_export.QAT_REFUSAL}")
+            raise SystemExit(f"error: {tflite_export.QAT_OTHER_KINDS}")
         if options.format == "onnx" and (options.quantize not in ("none", "int8") or
                                          (quantized and options.quantize != "none")):
             raise SystemExit(f"error: --format onnx takes --quantize int8 (post-training, float models) or none; "
@@ -253,20 +253,29 @@ class ClassificationFamily(Family):
         from efficientnet_tf2 import tflite_export
 
         self.check_export(experiment, options)
-        calibration = self._calibration_crops(experiment, options, size) if options.quantize == "int8" else None
+        quantized = experiment.task.model.quantized
+        kind = "int8" if quantized else options.quantize
+        calibration = self._calibration_crops(experiment, options, size) if kind == "int8" else None
         start = time.perf_counter()
         try:
-            tflite_export.export_tflite(model, out, size, names, options.quantize, calibration)
+            tflite_export.export_tflite(model, out, size, names, kind, calibration, self._float_builder(experiment))
         except ValueError as err:
             raise SystemExit(f"error: {err}") from None
-        print(f"TFLite written to {os.path.abspath(out)} ({options.quantize}; "
+        print(f"TFLite written to {os.path.abspath(out)} ({kind}{' with the QAT ranges' * quantized}; "
               f"{os.path.getsize(out) / 2**20:.1f} MiB; {time.perf_counter() - start:.0f} s; input uint8 [B, {size}, "
               f"{size}, 3] centre crops; outputs probabilities, classes, logits)")
         if options.verify:
-            result = tflite_export.verify_tflite(model, out, size, options.verify, options.quantize)
+            result = tflite_export.verify_tflite(model, out, size, options.verify, kind)
             print(f"verified {len(options.verify)} image(s): max |TFLite - Keras| probability difference = "
                   f"{result['max_abs_diff']:.2e}, top-1 agreement {100 * result['top1_agreement']:.1f}%")
         return out
+
+    def _float_builder(self, experiment):
+        """A zero-argument builder of the experiment's architecture, unquantized (the QAT model's float twin)."""
+        from efficientnet_tf2.model import build_classifier
+
+        config, size = self._architecture(experiment)
+        return lambda: build_classifier(config, input_shape=(size, size, 3), name=experiment.model.replace("-", "_"))
 
     def _calibration_crops(self, experiment, options, size: int):
         """uint8 ``[N, S, S, 3]`` centre crops of ``--calibration-images`` training images (logged)."""
@@ -353,16 +362,26 @@ class ClassificationFamily(Family):
 
         tflite_runtime.require_litert()
         config, size = self._architecture(experiment)
-        if config.quantized:
-            raise SystemExit(f"error: {tflite_export.QAT_REFUSAL}")
         if not path:
             start = time.perf_counter()
-            path = tflite_export.export_to_temporary_file(model, size)
+            calibration = self._runtime_calibration(experiment, size) if config.quantized else None
+            path = tflite_export.export_to_temporary_file(model, size, "int8" if config.quantized else "none",
+                                                          calibration, self._float_builder(experiment))
             _log.info("converted the loaded model to TFLite in %.1f s: %s (reuse it with --tflite-file)",
                       time.perf_counter() - start, path)
         runner = TfliteClassifier(path, config.num_classes)
         _log.info(tflite_runtime.describe(path, runner.threads))
         return runner
+
+    def _runtime_calibration(self, experiment, size: int):
+        """Calibration crops for converting a QAT model on the fly: the run's training images, else one line."""
+        options = ClassifierExportOptions()  # its defaults: 200 images of the run's training split
+        try:
+            return self._calibration_crops(experiment, options, size)
+        except SystemExit:
+            raise SystemExit("error: --runtime tflite converts a QAT model to int8 calibrated on its training images, "
+                             "and this run names none: export it with main.py export --format tflite "
+                             "--calibration-data DIR and pass --tflite-file") from None
 
     def _export_for_runtime(self, experiment, model, size: int) -> str:
         """The loaded model as ``model.onnx`` in a fresh temporary folder (logged with its time)."""

@@ -11,15 +11,13 @@ dynamic. Class names go to ``labels.txt`` beside it (TFLite's convention). ``qua
 * ``int8``: int8 weights and activations, activation ranges calibrated on ``calibration`` images (the uint8
   input and the float outputs stay as they are).
 
-QAT models (``efficientnet-quant-*``) are refused: TFLite's converter does not keep the numerics of their
-TensorRT-style quantizers (measured on the test suite's 32 px QAT B0: 77.8 % top-1 agreement with TensorFlow's
-fake-quant model on 9 images, max |delta p| 0.98, and an 11.2 MiB file, i.e. not all weights int8). Serve the
-FP32 model as ``int8`` here instead (calibrated; the FP32 model's top-1 on the built-in data, RESULTS.md).
+QAT models (``efficientnet-quant-*``) are always ``int8``, with the activation ranges they were trained with
+(:mod:`efficientnet_tf2.qat_tflite`; calibration images give the ranges of the tensors QAT does not quantize).
 """
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -28,9 +26,9 @@ from efficientnet_tf2 import export_graph
 from efficientnet_tf2.onnx_export import INPUT_NAME, OUTPUT_NAMES, centre_crops, classifier_function
 
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
-QAT_REFUSAL = ("a quantization-aware model does not convert to TFLite faithfully (its int8 file disagrees with the "
-               "Keras model on ~1 in 5 images): export the FP32 model with --format tflite --quantize int8 "
-               "--calibration-images N, or run the QAT model with --runtime onnxruntime")
+QAT_KINDS = ("none", "int8")  # a QAT model exports as int8 with its trained ranges either way
+QAT_OTHER_KINDS = ("a quantization-aware model exports to TFLite as full int8 with its trained ranges "
+                   "(--quantize int8); fp16 or dynamic would throw those ranges away")
 SIGNATURE = "serving_default"
 
 
@@ -46,38 +44,33 @@ def signature_function(model, image_size: int):
 
 
 def export_tflite(model, path: str, image_size: int, class_names: Sequence[str] = (), quantize: str = "none",
-                  calibration: Optional[np.ndarray] = None, quantized_model: bool = False) -> str:
+                  calibration: Optional[np.ndarray] = None, build_float: Optional[Callable] = None) -> str:
     """Converts ``model`` to a ``.tflite`` file at ``path``; returns the path.
 
     Args:
-      model: the Keras classifier (FP32).
+      model: the Keras classifier (FP32, or quantization-aware).
       path: the file to write (its folder is created; ``labels.txt`` beside it when ``class_names``).
       image_size: ``S``.
       class_names: ``C`` names.
-      quantize: one of :data:`QUANTIZATIONS`.
-      calibration: uint8 ``[N, S, S, 3]`` crops, needed by ``int8``.
-      quantized_model: ``model`` is quantization-aware: refused (:data:`QAT_REFUSAL`).
+      quantize: one of :data:`QUANTIZATIONS` (a QAT model: one of :data:`QAT_KINDS`, int8 either way).
+      calibration: uint8 ``[N, S, S, 3]`` crops, needed by ``int8`` and by QAT models.
+      build_float: for a QAT ``model``, a zero-argument builder of its architecture unquantized
+        (:func:`efficientnet_tf2.qat_tflite.clipped_float_model`).
 
     Raises:
-      ValueError: a QAT model, an unknown ``quantize``, or ``int8`` without calibration images.
+      ValueError: an unknown ``quantize``, fp16/dynamic for a QAT model, or int8 without calibration images.
     """
-    if quantized_model:
-        raise ValueError(QAT_REFUSAL)
-    if quantize not in QUANTIZATIONS:
+    from efficientnet_tf2 import qat
+
+    quantized_model = qat.is_quantized(model)
+    if quantize not in (QAT_KINDS if quantized_model else QUANTIZATIONS):
+        if quantized_model and quantize in QUANTIZATIONS:
+            raise ValueError(QAT_OTHER_KINDS)
         raise ValueError(f"Received: quantize={quantize!r}; expected one of {QUANTIZATIONS}")
-    if quantize == "int8" and (calibration is None or not len(calibration)):
-        raise ValueError("int8 TFLite export of a float model needs calibration images (--calibration-images N)")
-    model = export_graph.for_export(model)  # no run-time shape arithmetic: one XNNPACK partition, not 33
-    function = signature_function(model, int(image_size))
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], model)
-    if quantize != "none":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantize == "fp16":
-        converter.target_spec.supported_types = [tf.float16]
-    if quantize == "int8":
-        converter.representative_dataset = lambda: ([image[None]] for image in calibration)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    flat = converter.convert()
+    if (quantize == "int8" or quantized_model) and (calibration is None or not len(calibration)):
+        raise ValueError("int8 TFLite export needs calibration images (--calibration-images N)")
+    flat = _convert_qat(model, build_float, image_size, calibration) if quantized_model else \
+        _convert_float(model, image_size, quantize, calibration)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path + ".tmp", "wb") as handle:
         handle.write(flat)
@@ -88,12 +81,44 @@ def export_tflite(model, path: str, image_size: int, class_names: Sequence[str] 
     return path
 
 
-def export_to_temporary_file(model, image_size: int, quantize: str = "none", calibration=None) -> str:
-    """:func:`export_tflite` of a float model into ``model.tflite`` of a fresh temporary folder; returns its path."""
+def _converter(model, image_size: int, quantize: str, calibration: Optional[np.ndarray]):
+    """A TFLite converter of ``model``'s signature function at ``quantize``."""
+    function = signature_function(model, int(image_size))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], model)
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize == "int8":
+        converter.representative_dataset = lambda: ([image[None]] for image in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter
+
+
+def _convert_float(model, image_size: int, quantize: str, calibration: Optional[np.ndarray]) -> bytes:
+    model = export_graph.for_export(model)  # no run-time shape arithmetic: one XNNPACK partition, not 33
+    return _converter(model, image_size, quantize, calibration).convert()
+
+
+def _convert_qat(model, build_float: Optional[Callable], image_size: int, calibration: np.ndarray) -> bytes:
+    """Full int8 of a QAT model with its trained ranges (:mod:`efficientnet_tf2.qat_tflite`)."""
+    from efficientnet_tf2 import qat_tflite
+
+    if build_float is None:
+        raise ValueError("a QAT model's TFLite export needs its float architecture (build_float)")
+    clipped = qat_tflite.clipped_float_model(model, build_float)
+    converter = _converter(clipped, image_size, "int8", calibration)
+    converter._experimental_calibrate_only = True  # statistics only: the clips go before quantization
+    return qat_tflite.quantize(converter.convert())
+
+
+def export_to_temporary_file(model, image_size: int, quantize: str = "none", calibration=None,
+                             build_float: Optional[Callable] = None) -> str:
+    """:func:`export_tflite` into ``model.tflite`` of a fresh temporary folder; returns its path."""
     import tempfile
 
     return export_tflite(model, os.path.join(tempfile.mkdtemp(prefix="tflite-"), "model.tflite"), image_size,
-                         quantize=quantize, calibration=calibration)
+                         quantize=quantize, calibration=calibration, build_float=build_float)
 
 
 def run_tflite(path: str, images: np.ndarray, threads: Optional[int] = None) -> Dict[str, np.ndarray]:

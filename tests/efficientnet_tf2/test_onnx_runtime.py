@@ -300,15 +300,38 @@ def test_benchmark_times_every_runtime_and_precision_and_notes_what_cannot_run(t
     assert "| efficientnet-b0 | inference | onnxruntime |" in text, text  # the next model still ran
 
 
-def test_quantized_model_under_tflite_is_refused_in_one_line(trained, quantized, capsys):
-    """QAT models do not convert to TFLite faithfully (measured: 77.8 % top-1 agreement with TF's fake-quant model on
-    9 images, max |delta p| 0.98; their trained weights with TFLite-calibrated ranges lost 5.5 points on the demo
-    model where the Q/DQ graph on onnxruntime kept all): export and eval refuse them in one line naming what to do."""
+def test_quantized_model_exports_to_tflite_int8_with_its_ranges(trained, quantized, capsys, caplog, tmp_path):
+    """``export --format tflite`` of a QAT model: full int8 with its trained ranges (``qat_tflite``), the same ops as a
+    post-training int8 file (no clip left, every convolution int8), and ``eval --tflite-file`` keeps the fake-quant
+    model's top-1 to at most 2 of the 100 validation images lost (printed; the direct conversion this replaces agreed
+    with TensorFlow on 77.8 % of images, max |delta p| 0.98). ``--quantize fp16`` is refused in one line; ``eval --runtime
+    tflite`` converts the QAT model on the fly, calibrated on the run's training images."""
+    pytest.importorskip("ai_edge_litert", reason="the [tflite] extra is not installed")
+    from efficientnet_tf2 import qat_tflite
+
     data, _ = trained
-    for argv in (["export", "--model", "efficientnet-quant-b0", "--workspace", quantized, "--format", "tflite"],
-                 ["eval", "--model", "efficientnet-quant-b0", data, "--workspace", quantized, "--runtime", "tflite"]):
-        errors = [line for line in _error_of(capsys, argv).splitlines() if line.startswith("error:")]
-        assert len(errors) == 1 and "--quantize int8 --calibration-images" in errors[0], errors
+    export = ["export", "--model", "efficientnet-quant-b0", "--workspace", quantized, "--format", "tflite",
+              "--calibration-images", "64", "--export-dir", str(tmp_path)]
+    errors = [line for line in _error_of(capsys, export + ["--quantize", "fp16"]).splitlines()
+              if line.startswith("error:")]
+    assert len(errors) == 1 and "full int8 with its trained ranges" in errors[0], errors
+    assert cli.main(export) == 0
+    assert "int8 with the QAT ranges" in capsys.readouterr().out
+    ops = qat_tflite.op_counts(open(tmp_path / "model.tflite", "rb").read())
+    assert "MINIMUM" not in ops and "MAXIMUM" not in ops and ops.get("DEQUANTIZE", 0) <= 2, ops
+    fake_quant = _eval(capsys, data, quantized, model="efficientnet-quant-b0")
+    with caplog.at_level("INFO"):
+        int8 = _eval(capsys, data, quantized, "--tflite-file", str(tmp_path / "model.tflite"),
+                     model="efficientnet-quant-b0")
+        on_the_fly = _eval(capsys, data, quantized, "--runtime", "tflite", model="efficientnet-quant-b0")
+    assert "converted the loaded model to TFLite" in caplog.text
+    with capsys.disabled():
+        print(f"QAT -> TFLite int8: top-1 {int8['val.top1']} (on the fly {on_the_fly['val.top1']}) vs fake-quant "
+              f"{fake_quant['val.top1']}")
+    # this one-epoch 32 px QAT model sits at near-ties (val loss ~6.5): measured 69 / 73 vs fake-quant 62; on the
+    # demo's B0, 99.5 vs 99.0 (RESULTS.md). Asserted: int8 loses no more than 2 of the 100 images to fake-quant.
+    assert int8["val.top1"] >= fake_quant["val.top1"] - 2, (fake_quant, int8)
+    assert on_the_fly["val.top1"] >= fake_quant["val.top1"] - 2, (fake_quant, on_the_fly)
 
 
 @pytest.mark.parametrize("flags, words", [(["--tflite-file", "{bad}.tflite"], "LiteRT cannot load it"),
