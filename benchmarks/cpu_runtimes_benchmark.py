@@ -130,8 +130,8 @@ def accuracy(out: str) -> dict:
 
 def qat_accuracy(out: str, data: str, fp32: str) -> dict:
     """Part 2b: ``efficientnet-quant-b0`` fine-tuned 2 epochs from the demo's B0 (the LR of the test suite's QAT
-    fixture: the recipe's ImageNet LR wrecks an 800-image set), evaluated as TensorFlow fake-quant and as its Q/DQ
-    graph on onnxruntime."""
+    fixture: the recipe's ImageNet LR wrecks an 800-image set), evaluated as TensorFlow fake-quant, as its Q/DQ
+    graph on onnxruntime and as TFLite int8 with its trained ranges (``export --format tflite``)."""
     work = os.path.join(out, "qat")
     if not os.path.isdir(os.path.join(work, "model_best")):
         main_py("train", "--model", "efficientnet-quant-b0", data, "--workspace", work, "--image-size", "64",
@@ -139,8 +139,12 @@ def qat_accuracy(out: str, data: str, fp32: str) -> dict:
                 "--augmentation", "none", "--log-every", "100", "--no-tensorboard",
                 "--pretrained-from-file", os.path.join(fp32, "model_best"))
     evaluate = ("eval", "--model", "efficientnet-quant-b0", data, "--workspace", work, "-b", "50")
+    folder = os.path.join(out, "qat_tflite")
+    main_py("export", "--model", "efficientnet-quant-b0", "--workspace", work, "--format", "tflite",
+            "--calibration-images", "200", "--export-dir", folder, "--overwrite")
     return {"QAT tf fake-quant": top1(main_py(*evaluate)),
-            "QAT onnxruntime Q/DQ": top1(main_py(*evaluate, "--runtime", "onnxruntime"))}
+            "QAT onnxruntime Q/DQ": top1(main_py(*evaluate, "--runtime", "onnxruntime")),
+            "QAT tflite INT8": top1(main_py(*evaluate, "--tflite-file", os.path.join(folder, "model.tflite")))}
 
 
 def main() -> int:
