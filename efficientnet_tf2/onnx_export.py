@@ -34,12 +34,13 @@ MATMUL_OPS = ("Conv", "Gemm", "MatMul")
 TRANSPARENT_OPS = ("Transpose", "Reshape", "Pad", "Identity", "Squeeze", "Unsqueeze", "Flatten")
 
 
-def classifier_function(model, image_size: int):
-    """``tf.function``: uint8 ``[B, S, S, 3]`` -> ``(probabilities [B, C], classes [B] int32, logits [B, C])``."""
+def classifier_function(model, image_size: int, normalizer=normalize):
+    """``tf.function``: uint8 ``[B, S, S, 3]`` -> ``(probabilities [B, C], classes [B] int32, logits [B, C])``
+    (``normalizer``: float pixels -> the model's normalised input)."""
 
     @tf.function(input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.uint8, name=INPUT_NAME)])
     def classify(images):
-        logits = tf.cast(model(normalize(tf.cast(images, tf.float32)), training=False), tf.float32)
+        logits = tf.cast(model(normalizer(tf.cast(images, tf.float32)), training=False), tf.float32)
         probabilities = tf.nn.softmax(logits, axis=-1)
         return probabilities, tf.argmax(probabilities, axis=-1, output_type=tf.int32), logits
 

@@ -34,7 +34,7 @@ SIGNATURE = "serving_default"
 
 def signature_function(model, image_size: int):
     """``tf.function`` uint8 ``[B, S, S, 3]`` -> ``{"probabilities", "classes", "logits"}`` (the signature's names)."""
-    classify = classifier_function(model, image_size)
+    classify = classifier_function(model, image_size, export_graph.normalize_1x1)
 
     @tf.function(input_signature=classify.input_signature)
     def serve(images):
