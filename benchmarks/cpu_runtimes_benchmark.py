@@ -13,6 +13,7 @@ Part 2, accuracy: the demo's B0 (10 generated classes, 64 px, ``scripts/demo.py`
 exported as int8 with ``--calibration-images 200`` (TFLite full int8; onnxruntime's static Q/DQ ONNX, run by
 onnxruntime and by OpenVINO), and every file evaluated on the same 200 validation images with ``main.py eval``
 against the FP32 Keras model; the max |delta p| of each int8 file comes from ``export --verify`` on 32 of them.
+Part 2c evaluates FP32, post-training and QAT int8 again on 1000 further validation images of the same generator.
 
     python benchmarks/cpu_runtimes_benchmark.py --out /tmp/cpu_runtimes --json benchmarks/cpu_runtimes_cpu.json
 """
@@ -125,7 +126,26 @@ def accuracy(out: str) -> dict:
     results["tflite FP32"] = top1(main_py(*evaluate, "--runtime", "tflite"))
     results["openvino FP32"] = top1(main_py(*evaluate, "--runtime", "openvino"))
     results.update(qat_accuracy(out, data, work))
+    results.update(larger_val(out, work))
     return results
+
+
+def larger_val(out: str, fp32: str) -> dict:
+    """Part 2c: the same files on 1000 more validation images of the same generator (seed 1, 100 per class), where
+    one image is 0.1 point instead of 0.5."""
+    data = os.path.join(out, "val1000")
+    if not os.path.isdir(os.path.join(data, "val")):
+        subprocess.run([sys.executable, "-m", "dataset.make_synthetic_imagefolder", "--out", data, "--num-classes",
+                        "10", "--train-per-class", "1", "--val-per-class", "100", "--image-size", "64", "--seed", "1"],
+                       cwd=ROOT, check=True, capture_output=True)
+    fp32_eval = ("eval", "--model", "efficientnet-b0", data, "--workspace", fp32, "-b", "50")
+    qat_eval = ("eval", "--model", "efficientnet-quant-b0", data, "--workspace", os.path.join(out, "qat"), "-b", "50")
+    return {"val1000 tf FP32": top1(main_py(*fp32_eval)),
+            "val1000 tflite INT8": top1(main_py(*fp32_eval, "--tflite-file",
+                                                os.path.join(out, "int8_tflite", "model.tflite"))),
+            "val1000 QAT tf fake-quant": top1(main_py(*qat_eval)),
+            "val1000 QAT tflite INT8": top1(main_py(*qat_eval, "--tflite-file",
+                                                    os.path.join(out, "qat_tflite", "model.tflite")))}
 
 
 def qat_accuracy(out: str, data: str, fp32: str) -> dict:
