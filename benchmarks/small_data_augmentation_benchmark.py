@@ -51,19 +51,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default="/tmp/small_aug")
+    parser.add_argument("--augmentations", nargs="+", default=list(AUGMENTATIONS),
+                        choices=("flip", "none", "ssj", "lsj", "multiscale"))
     parser.add_argument("--epochs", type=int, default=RECIPE.epochs, help="of 40 steps each (default 10: 400 steps)")
     parser.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "small_data_augmentation_cpu.json"))
     args = parser.parse_args()
     data = make_data(RECIPE, os.path.join(args.out, "data"))
     rows = []
     for seed in args.seeds:
-        for augmentation in AUGMENTATIONS:  # alternating: the machine's drift hits both
+        for augmentation in args.augmentations:  # alternating: the machine's drift hits both
             rows.append(run(augmentation, seed, data, args.out, args.epochs))
             print(json.dumps(rows[-1]), flush=True)
-    summary = {a: {k: [r[k] for r in rows if r["augmentation"] == a] for k in KEYS} for a in AUGMENTATIONS}
+    summary = {a: {k: [r[k] for r in rows if r["augmentation"] == a] for k in KEYS} for a in args.augmentations}
     with open(args.json, "w") as handle:
         json.dump({"recipe": dataclasses.asdict(dataclasses.replace(RECIPE, epochs=args.epochs)), "runs": rows, "summary": summary}, handle, indent=1)
-    for a in AUGMENTATIONS:
+    for a in args.augmentations:
         print(a, {k: f"{sum(v) / len(v):.3f} ({min(v):.3f}-{max(v):.3f})" for k, v in summary[a].items()})
     return 0
 
