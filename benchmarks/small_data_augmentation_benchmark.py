@@ -27,24 +27,34 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from scripts.convergence_check import final_metrics, make_data, train_argv  # noqa: E402
+from mrcnn_tf2.config import AUGMENTATIONS as AUGMENTATION_PRESETS  # noqa: E402
 from scripts.demo import MRCNN_RECIPE  # noqa: E402
 
 RECIPE = dataclasses.replace(MRCNN_RECIPE, num_train=80, num_val=50, epochs=10, steps_per_epoch=40, batch_size=2)
 AUGMENTATIONS = ("flip", "lsj")
-PRESETS = ("flip", "none", "ssj", "lsj", "multiscale")
+PRESETS = tuple(AUGMENTATION_PRESETS)
 KEYS = ("val.bbox/AP50", "val.bbox/AP", "val.segm/AP50", "val.segm/AP")
 
 
 def augmentation_flags(variant: str) -> list:
     """``lsj`` -> ``--augmentation lsj``; ``lsj@0.5-2.0`` -> the same preset with ``--scale-range 0.5 2.0``."""
     name, _, scales = variant.partition("@")
-    if name not in PRESETS:
-        raise argparse.ArgumentTypeError(f"{variant!r}: the preset must be one of {PRESETS}")
     flags = ["--augmentation", name]
     if scales:
-        low, high = scales.split("-")
-        flags += ["--scale-range", str(float(low)), str(float(high))]
+        flags += ["--scale-range", *(str(float(v)) for v in scales.split("-"))]
     return flags
+
+
+def variant(text: str) -> str:
+    """``--augmentations`` item, checked: ``PRESET`` or ``PRESET@MIN-MAX``."""
+    name, _, scales = text.partition("@")
+    try:
+        low, high = (float(v) for v in scales.split("-")) if scales else (1.0, 1.0)
+    except ValueError:
+        low = high = -1.0
+    if name not in PRESETS or not 0 < low <= high:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected PRESET or PRESET@MIN-MAX, PRESET one of {PRESETS}")
+    return text
 
 
 def validations(work: str) -> dict:
@@ -81,7 +91,8 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default="/tmp/small_aug")
-    parser.add_argument("--augmentations", nargs="+", default=list(AUGMENTATIONS), metavar="PRESET[@MIN-MAX]",
+    parser.add_argument("--augmentations", nargs="+", default=list(AUGMENTATIONS), type=variant,
+                        metavar="PRESET[@MIN-MAX]",
                         help=f"--augmentation presets {PRESETS}, each optionally with its own scale range")
     parser.add_argument("--epochs", type=int, default=RECIPE.epochs, help="of 40 steps each (default 10: 400 steps)")
     parser.add_argument("--eval-every", type=int, default=0, help="also validate every N epochs (the curve)")
