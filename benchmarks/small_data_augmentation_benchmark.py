@@ -8,7 +8,7 @@ Seeds change the weights' initialisation and the augmentation draws; the data se
 it loses on short runs (the model has not fit even the training images) and wins once flip has memorised them.
 
     python benchmarks/small_data_augmentation_benchmark.py --epochs 125 --eval-every 25 --seeds 0 1 --parallel \
-        --json benchmarks/small_data_augmentation_5000_cpu.json   # 5000 steps: ~50 min a seed here
+        --json benchmarks/small_data_augmentation_5000_cpu.json   # 5000 steps: ~45 min a seed here
     python benchmarks/small_data_augmentation_benchmark.py --seeds 0 1 2   # 400 steps: LSJ loses at this length
     python benchmarks/small_data_augmentation_benchmark.py --seeds 0 --augmentations flip lsj ssj lsj@0.5-2.0
 
